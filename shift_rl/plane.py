@@ -1,0 +1,123 @@
+"""A batch of simulated control planes: simulator, guard, forecaster, reputation, observation.
+
+This is the one implementation of a tick that both the single env (a batch of one) and the
+batched env use; they are thin shells around :class:`PlaneBatch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shift_rl.config import ScenarioConfig
+from shift_rl.forecast import Forecaster, make_forecaster
+from shift_rl.observation import ObservationBuilder
+from shift_rl.reputation import Reputation
+from shift_rl.safety import CLIPPED, INVALID, SafetyGuard
+from shift_rl.sim.params import ScenarioParams
+from shift_rl.sim.simulator import Simulator
+
+
+@dataclass
+class StepResult:
+    """What one tick produced for every env of the batch (arrays with a leading env axis)."""
+
+    obs: np.ndarray  # (B, D) float32
+    reward: np.ndarray  # (B,)
+    goal_attainment: np.ndarray  # (B,) value-weighted, true
+    move_cost: np.ndarray  # (B,)
+    rollback_cost: np.ndarray  # (B,)
+    units_moved: np.ndarray  # (B,) incl. rollbacks
+    rollbacks: np.ndarray  # (B,)
+    invalid: np.ndarray  # (B,) bool: the proposal could not move a unit
+    clipped: np.ndarray  # (B,) bool: the proposal was cut to the limits
+    shift: np.ndarray  # (B, 4) executed (src, dst, kind, units)
+    units_failed: np.ndarray  # (B, R)
+    truncated: np.ndarray  # (B,) bool: the episode reached its time limit
+
+
+class PlaneBatch:
+    """``num_envs`` control planes of one scenario, stepped together."""
+
+    def __init__(self, scenario: ScenarioConfig, num_envs: int = 1) -> None:
+        self.params = p = ScenarioParams.from_config(scenario)
+        self.num_envs = num_envs
+        self.sim = Simulator(p, num_envs)
+        self.guard = SafetyGuard.from_params(p, num_envs)
+        fc = scenario.forecast
+        self.forecaster: Forecaster = make_forecaster(
+            fc.model, num_envs, p.num_modules, **fc.params
+        )
+        rc = scenario.reputation
+        self.reputation = Reputation(
+            num_envs, p.num_modules, p.servers_per_request, rc.alpha, rc.attainment_weight
+        )
+        self.builder = ObservationBuilder(p, num_envs)
+        self._env_index = np.arange(num_envs, dtype=np.int64)
+        self.forecast_mean = np.zeros((num_envs, p.num_modules))
+        self.forecast_spread = np.zeros((num_envs, p.num_modules))
+
+    def reset(self, seeds: list[int], rows: np.ndarray | None = None) -> np.ndarray:
+        """Start fresh episodes in ``rows`` (all when None); returns the batch's observations."""
+        self.sim.reset(seeds, rows)
+        self.guard.reset(rows)
+        self.reputation.reset(rows)
+        self.forecaster.reset(rows)
+        sim = self.sim
+        h = self.params.history_ticks
+        hist = np.where(sim.exo_missing[:, :h], np.nan, sim.exo_demand[:, :h])
+        keep = (
+            np.ones(self.num_envs, dtype=bool) if rows is None else np.isin(self._env_index, rows)
+        )
+        for i in range(h):  # warm the forecaster on demand seen before the episode
+            self.forecaster.update(np.where(keep[:, None], hist[:, i], np.nan))
+        tel = sim.telemetry()
+        self.forecaster.update(np.where(keep[:, None], tel.demand, np.nan))
+        return self._observe()
+
+    def action_masks(self) -> np.ndarray:
+        tel = self.sim.telemetry()
+        return self.guard.mask(tel.tick, tel.alloc, tel.incoming)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """One tick: clip and execute proposals, advance, judge, update forecasts, observe."""
+        p, sim, guard = self.params, self.sim, self.guard
+        tel = sim.telemetry()
+        src, dst, kind, units, status = guard.clip(tel.tick, actions, tel.alloc, tel.incoming)
+        moved = sim.shift(self._env_index, src, dst, kind, units)
+        guard.register(tel.tick, self._env_index, src, dst, kind, moved, tel.attainment)
+        sim.step()
+        rb_env, rb_src, rb_dst, rb_kind, rb_units = guard.judge(tel.tick, tel.attainment, tel.alloc)
+        units_moved = moved.astype(np.float64)
+        rollbacks = np.zeros(self.num_envs)
+        if rb_env.size:
+            rb_moved = sim.shift(rb_env, rb_src, rb_dst, rb_kind, rb_units)
+            np.add.at(units_moved, rb_env, rb_moved)
+            np.add.at(rollbacks, rb_env, 1.0)
+        self.reputation.update(tel)
+        self.forecaster.update(tel.demand)
+        goal = sim.true_attainment @ p.value
+        rc = p.config.reward
+        move_cost = rc.cost_per_unit * units_moved
+        rollback_cost = rc.cost_per_rollback * rollbacks
+        return StepResult(
+            obs=self._observe(),
+            reward=goal - move_cost - rollback_cost,
+            goal_attainment=goal,
+            move_cost=move_cost,
+            rollback_cost=rollback_cost,
+            units_moved=units_moved,
+            rollbacks=rollbacks,
+            invalid=status == INVALID,
+            clipped=status == CLIPPED,
+            shift=np.column_stack((src, dst, kind, moved)),
+            units_failed=sim.lost.copy(),
+            truncated=tel.tick >= p.episode_ticks,
+        )
+
+    def _observe(self) -> np.ndarray:
+        tel = self.sim.telemetry()
+        mean, spread = self.forecaster.predict(self.params.forecast_horizon)
+        self.forecast_mean, self.forecast_spread = mean, spread
+        return self.builder.build(tel, mean, spread, self.reputation.score, self.guard)

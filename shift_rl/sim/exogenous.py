@@ -1,0 +1,186 @@
+"""Everything an episode brings from outside: demand, faults, noise of the modules' reports.
+
+All of it is drawn at reset from random streams of its own (one for demand, one for faults,
+one for report noise), never from the actions. So one seed gives every policy the same demand
+and the same faults whatever it does, and evaluations compare policies on paired episodes.
+
+Arrays are indexed by ``i = history_ticks + t`` for episode tick ``t``: the first
+``history_ticks`` rows are demand seen before the episode (to warm up the forecaster), and
+``FORECAST_HORIZON_MAX`` rows past the end let planners look ahead at the last tick.
+
+Synthetic demand of a module (requests per tick)::
+
+    level(i) = base * (1 + trend * day) * (1 + A_d cos(2 pi (hour - peak) / 24))
+               * (1 + A_w cos(2 pi day / 7)) * regime(i) * burst(i) * exp(noise(i) - s^2 / 2)
+
+with ``noise`` a stationary AR(1) process of std ``s`` (a share ``correlation`` of it common to
+all modules), ``regime`` a product of log-normal level jumps at Poisson times and ``burst``
+``1 + magnitude * exp(-(i - i_b) / duration)`` after each Poisson burst time ``i_b``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+
+from shift_rl.config import DemandShape
+from shift_rl.sim.params import ScenarioParams
+
+TICKS_PER_DAY_SECONDS = 86_400.0
+
+
+@dataclass
+class Exogenous:
+    """Exogenous arrays of one episode (see module docstring for the indexing)."""
+
+    demand: np.ndarray  # (X, M) requests per tick
+    slowdown: np.ndarray  # (X, M) service-rate multiplier, 1 when healthy
+    telemetry_missing: np.ndarray  # (X, M) bool
+    report_eps: np.ndarray  # (X, M) standard normal, noise of reported need
+    failures: np.ndarray  # (X, R) int64 units failing at that tick
+    failure_pick: np.ndarray  # (X, R) uniform [0, 1): which unit fails (by allocation)
+    start_hour: float
+
+
+def _ar1(rng: np.random.Generator, n: int, cols: int, phi: np.ndarray) -> np.ndarray:
+    """Stationary AR(1) paths with unit variance, one per column."""
+    eps = rng.standard_normal((n, cols))
+    out = np.empty((n, cols))
+    out[0] = eps[0]
+    scale = np.sqrt(1.0 - phi**2)
+    for i in range(1, n):
+        out[i] = phi * out[i - 1] + scale * eps[i]
+    return out
+
+
+def _poisson_times(rng: np.random.Generator, rate_per_tick: float, n: int) -> np.ndarray:
+    if rate_per_tick <= 0.0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(rng.random(n) < rate_per_tick)
+
+
+def _module_shape(
+    shape: DemandShape,
+    hours: np.ndarray,
+    days: np.ndarray,
+    noise: np.ndarray,
+    rng: np.random.Generator,
+    ticks_per_day: float,
+) -> np.ndarray:
+    n = hours.shape[0]
+    level = shape.base * np.maximum(1.0 + shape.trend_per_day * days, 0.05)
+    level = level * (
+        1.0 + shape.diurnal.amplitude * np.cos(2 * np.pi * (hours - shape.diurnal.peak_hour) / 24)
+    )
+    level = level * (1.0 + shape.weekly_amplitude * np.cos(2 * np.pi * days / 7.0))
+    jumps = _poisson_times(rng, shape.regime.rate_per_day / ticks_per_day, n)
+    if jumps.size:
+        log_steps = np.zeros(n)
+        log_steps[jumps] = rng.normal(0.0, shape.regime.magnitude, jumps.size)
+        level = level * np.exp(np.cumsum(log_steps))
+    bursts = _poisson_times(rng, shape.bursts.rate_per_day / ticks_per_day, n)
+    if bursts.size:
+        idx = np.arange(n)
+        extra = np.zeros(n)
+        for b in bursts:
+            after = idx >= b
+            extra[after] += shape.bursts.magnitude * np.exp(
+                -(idx[after] - b) / shape.bursts.duration_ticks
+            )
+        level = level * (1.0 + extra)
+    s = shape.noise
+    return level * np.exp(s * noise - 0.5 * s * s)
+
+
+@lru_cache(maxsize=8)
+def _trace_series(
+    path: str,
+    columns: tuple[str | int, ...] | None,
+    count: int,
+    tick_seconds: float,
+    step_seconds: float | None,
+) -> np.ndarray:
+    """A trace's chosen series on the tick grid, each scaled to peak 1 (cached per process)."""
+    from shift_rl.traces import load_trace
+
+    trace = load_trace(path)
+    if step_seconds is not None and trace.step_seconds is None:
+        trace = replace(trace, step_seconds=step_seconds)
+    trace = trace.resample(tick_seconds).select(list(columns) if columns else None, count)
+    return trace.values / trace.values.max(axis=0, keepdims=True)
+
+
+def trace_demand(params: ScenarioParams, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Replay a trace window of ``n`` ticks, each series scaled to its module's peak share."""
+    cfg = params.config
+    tc = cfg.demand.trace
+    assert tc is not None
+    columns = tuple(tc.columns) if tc.columns else None
+    series = _trace_series(tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds)
+    total = series.shape[0]
+    start = int(rng.integers(total)) if tc.start_tick == "random" else tc.start_tick % total
+    window = series[(start + np.arange(n)) % total]  # wraps around: traces are a day or more
+    # Peak servers the pool can give each module: the share of the scarcest kind.
+    peak_servers = tc.peak_share * np.min(params.pool_units / params.units_per_server, axis=1)
+    peak_requests = peak_servers / params.servers_per_request
+    return window * peak_requests
+
+
+def draw_exogenous(params: ScenarioParams, seed: int) -> Exogenous:
+    """Draw one episode's exogenous arrays from ``seed`` (independent streams per concern)."""
+    cfg = params.config
+    demand_rng, fault_rng, report_rng = (
+        np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(3)
+    )
+    n, m, r = params.exogenous_ticks, params.num_modules, params.num_resources
+    ticks_per_day = TICKS_PER_DAY_SECONDS / cfg.tick_seconds
+    start_hour = (
+        float(demand_rng.uniform(0.0, 24.0))
+        if cfg.demand.start_hour == "random"
+        else float(cfg.demand.start_hour)
+    )
+    rel = (np.arange(n) - params.history_ticks) * cfg.tick_seconds / 3600.0 + start_hour
+    hours, days = rel % 24.0, rel / 24.0
+
+    if cfg.demand.trace is not None:
+        demand = trace_demand(params, demand_rng, n)
+    else:
+        phi = np.array([mod.demand.noise_autocorr for mod in cfg.modules])
+        own = _ar1(demand_rng, n, m, phi)
+        common = _ar1(demand_rng, n, 1, np.array([phi.mean()]))
+        c = cfg.demand.correlation
+        noise = np.sqrt(c) * common + np.sqrt(1.0 - c) * own
+        demand = np.stack(
+            [
+                _module_shape(mod.demand, hours, days, noise[:, j], demand_rng, ticks_per_day)
+                for j, mod in enumerate(cfg.modules)
+            ],
+            axis=1,
+        )
+
+    faults = cfg.faults
+    slowdown = np.ones((n, m))
+    missing = np.zeros((n, m), dtype=bool)
+    for j in range(m):
+        for start in _poisson_times(fault_rng, faults.slowdown.rate_per_day / ticks_per_day, n):
+            slowdown[start : start + faults.slowdown.duration_ticks, j] = faults.slowdown.factor
+        gap = faults.telemetry_gap
+        for start in _poisson_times(fault_rng, gap.rate_per_day / ticks_per_day, n):
+            missing[start : start + gap.duration_ticks, j] = True
+    failures = np.zeros((n, r), dtype=np.int64)
+    uf = faults.unit_failure
+    for k in range(r):
+        failures[_poisson_times(fault_rng, uf.rate_per_day / ticks_per_day, n), k] = uf.units
+    failure_pick = fault_rng.random((n, r))
+
+    return Exogenous(
+        demand=np.ascontiguousarray(demand, dtype=np.float64),
+        slowdown=slowdown,
+        telemetry_missing=missing,
+        report_eps=report_rng.standard_normal((n, m)),
+        failures=failures,
+        failure_pick=failure_pick,
+        start_hour=start_hour,
+    )

@@ -1,0 +1,97 @@
+"""A scenario compiled to frozen arrays: what the compiled simulator kernels read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from shift_rl.config import ScenarioConfig
+
+FORECAST_HORIZON_MAX = 32
+"""Ticks of true future demand generated past an episode's end (for planners and forecasts)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ScenarioParams:
+    """Per-module and per-kind constants of one scenario (M modules, R resource kinds)."""
+
+    config: ScenarioConfig
+    pool_units: np.ndarray  # (R,) int64
+    service_rate: np.ndarray  # (M,) requests / s / server
+    slo_seconds: np.ndarray  # (M,)
+    value: np.ndarray  # (M,) normalized to sum 1
+    units_per_server: np.ndarray  # (M, R)
+    floor: np.ndarray  # (M, R) int64
+    initial_alloc: np.ndarray  # (M, R) int64
+    share_cap: np.ndarray  # (R,) int64: most units one module may hold
+    amount_levels: np.ndarray  # (K,) int64
+    report_noise: np.ndarray  # (M,)
+    claimed_noise: np.ndarray  # (M,) what the module's confidence admits
+    tick_seconds: float
+    episode_ticks: int
+    warmup_ticks: int
+    history_ticks: int
+    target_utilization: float
+
+    @property
+    def num_modules(self) -> int:
+        return int(self.service_rate.shape[0])
+
+    @property
+    def num_resources(self) -> int:
+        return int(self.pool_units.shape[0])
+
+    @property
+    def forecast_horizon(self) -> int:
+        """Ticks ahead that matter for a shift decided now: warm-up plus one."""
+        return self.warmup_ticks + 1
+
+    @property
+    def exogenous_ticks(self) -> int:
+        """Length of an episode's exogenous arrays: history, episode and future."""
+        return self.history_ticks + self.episode_ticks + 1 + FORECAST_HORIZON_MAX
+
+    @cached_property
+    def servers_per_request(self) -> np.ndarray:
+        """(M,) servers one request per tick needs at the target utilization."""
+        return 1.0 / (self.service_rate * self.tick_seconds * self.target_utilization)
+
+    def fingerprint(self) -> str:
+        """Stable hash of everything that shapes observations and actions."""
+        blob = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_config(cls, cfg: ScenarioConfig) -> ScenarioParams:
+        mods = cfg.modules
+        value = np.array([m.value for m in mods], dtype=np.float64)
+        noise = np.array([m.report_noise for m in mods], dtype=np.float64)
+        return cls(
+            config=cfg,
+            pool_units=np.array([r.units for r in cfg.resources], dtype=np.int64),
+            service_rate=np.array([m.service_rate for m in mods], dtype=np.float64),
+            slo_seconds=np.array([m.slo_seconds for m in mods], dtype=np.float64),
+            value=value / value.sum(),
+            units_per_server=np.array(
+                [cfg.per_kind(m, "units_per_server") for m in mods], dtype=np.float64
+            ),
+            floor=np.array([cfg.per_kind(m, "floor") for m in mods], dtype=np.int64),
+            initial_alloc=np.array([cfg.per_kind(m, "units") for m in mods], dtype=np.int64),
+            share_cap=np.array(
+                [math.floor(cfg.safety.max_module_share * r.units) for r in cfg.resources],
+                dtype=np.int64,
+            ),
+            amount_levels=np.array(cfg.action.amount_levels, dtype=np.int64),
+            report_noise=noise,
+            claimed_noise=noise * (1.0 - np.array([m.overconfidence for m in mods])),
+            tick_seconds=cfg.tick_seconds,
+            episode_ticks=cfg.episode_ticks,
+            warmup_ticks=cfg.warmup_ticks,
+            history_ticks=cfg.forecast.history_ticks,
+            target_utilization=cfg.target_utilization,
+        )
