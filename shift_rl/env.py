@@ -154,9 +154,9 @@ class ResourceShiftEnv(gym.Env):
             "tick": int(tel.tick[0]),
             "goal_attainment": float(sim.true_attainment[0] @ self.params.value),
             "attainment": sim.true_attainment[0].copy(),
-            "utilization": tel.utilization[0].copy(),
-            "latency": tel.latency[0].copy(),
-            "error_rate": tel.error_rate[0].copy(),
+            "utilization": sim.truth[0, :, 0].copy(),
+            "latency": sim.truth[0, :, 1].copy(),
+            "error_rate": sim.truth[0, :, 2].copy(),
             "telemetry_missing": tel.missing[0].copy(),
             "alloc": tel.alloc[0].copy(),
         }

@@ -108,10 +108,14 @@ def _fail_units(b, i, alloc, failed, free, exo_fail, exo_pick, lost):  # pragma:
 def compute_metrics(
     t, history, alloc, transit, failed, pool, start_hour, exo_demand, exo_slow, exo_missing,
     exo_eps, service_rate, slo, units_per_server, servers_per_request, report_noise,
-    tick_seconds, hour, incoming, capacity, demand, util, latency, errors, attain, true_attain,
+    tick_seconds, hour, incoming, capacity, demand, util, latency, errors, attain, truth,
     need, missing,
 ):  # pragma: no cover - compiled  # fmt: skip
-    """Telemetry of every env at tick ``t[b]``; observed metrics are NaN where missing."""
+    """Telemetry of every env at tick ``t[b]``; observed metrics are NaN where missing.
+
+    ``truth[b, m]`` receives (utilization, latency, error rate, attainment) as they really
+    were, missing telemetry or not: for rewards and analysis, never for the policy.
+    """
     n_mod, n_kind = alloc.shape[1], alloc.shape[2]
     for b in range(alloc.shape[0]):
         i = history + t[b]
@@ -135,7 +139,10 @@ def compute_metrics(
             rho, lat, err, att = tick_metrics(
                 lam, servers, service_rate[m] * exo_slow[b, i, m], slo[m], tick_seconds
             )
-            true_attain[b, m] = att
+            truth[b, m, 0] = rho
+            truth[b, m, 1] = lat
+            truth[b, m, 2] = err
+            truth[b, m, 3] = att
             gone = exo_missing[b, i, m]
             missing[b, m] = gone
             if gone:

@@ -35,7 +35,8 @@ class Simulator:
         self.exo_fail = np.zeros((b, x, r), dtype=np.int64)
         self.exo_pick = np.zeros((b, x, r))
         self.start_hour = np.zeros(b)
-        self.true_attainment = np.zeros((b, m))
+        self.truth = np.zeros((b, m, 4))  # true utilization, latency, errors, attainment
+        self.true_attainment = self.truth[:, :, 3]
         self._tel = Telemetry(
             tick=self.t,
             hour=np.zeros(b),
@@ -96,7 +97,7 @@ class Simulator:
             self.start_hour, self.exo_demand, self.exo_slow, self.exo_missing, self.exo_eps,
             p.service_rate, p.slo_seconds, p.units_per_server, p.servers_per_request,
             p.report_noise, p.tick_seconds, tel.hour, tel.incoming, tel.capacity, tel.demand,
-            tel.utilization, tel.latency, tel.error_rate, tel.attainment, self.true_attainment,
+            tel.utilization, tel.latency, tel.error_rate, tel.attainment, self.truth,
             tel.reported_need, tel.missing,
         )  # fmt: skip
 
