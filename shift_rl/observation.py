@@ -176,3 +176,66 @@ class ObservationBuilder:
                guard.partner, p.servers_per_request, p.units_per_server, self._pool,
                p.slo_seconds, p.value, self._out)  # fmt: skip
         return self._out.astype(np.float32)
+
+    def decode(self, obs: np.ndarray) -> ObservedState:
+        """Turn one observation back into natural units, for heuristic policies.
+
+        Heuristics act on the observation alone, so they behave the same in the env and in
+        the runtime controller. Shares clipped at their range stay clipped.
+        """
+        p = self.params
+        m, r = p.num_modules, p.num_resources
+        per = 5 * r + len(_PER_MODULE)
+        x = np.asarray(obs, dtype=np.float64)
+        blocks = x[: m * per].reshape(m, per)
+        kinds = blocks[:, : 5 * r].reshape(m, r, 5)
+        rest = blocks[:, 5 * r :]
+        pool = self._pool
+        # a demand share of kind r is servers * units_per_server / pool: back to servers
+        to_servers = pool[0] / p.units_per_server[:, 0]
+        g = x[m * per :]
+        return ObservedState(
+            alloc=np.rint(kinds[:, :, 0] * pool).astype(np.int64),
+            incoming=np.rint(kinds[:, :, 1] * pool).astype(np.int64),
+            demand_servers=kinds[:, 0, 2] * to_servers,
+            forecast_servers=kinds[:, 0, 3] * to_servers,
+            reported_servers=kinds[:, 0, 4] * to_servers,
+            utilization=rest[:, 0],
+            latency_ratio=rest[:, 1] * LATENCY_RATIO_MAX,
+            error_rate=rest[:, 2],
+            attainment=rest[:, 3],
+            forecast_spread=rest[:, 4] * 2.0,
+            confidence=rest[:, 5],
+            reputation=rest[:, 6],
+            locked=rest[:, 7] > 0.0,
+            pending=rest[:, 8] > 0.5,
+            missing=rest[:, 9] > 0.5,
+            hour=float(np.arctan2(g[0], g[1]) % (2 * np.pi) * 24.0 / (2 * np.pi)),
+            free=np.rint(g[2::2][:r] * pool).astype(np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    """One observation in natural units (M modules, R kinds); see :meth:`ObservationBuilder.decode`.
+
+    ``*_servers`` are servers needed at the target utilization (demand x servers_per_request).
+    """
+
+    alloc: np.ndarray  # (M, R) units serving
+    incoming: np.ndarray  # (M, R) units warming up towards the module
+    demand_servers: np.ndarray  # (M,)
+    forecast_servers: np.ndarray  # (M,) forecast warm-up + 1 ticks ahead
+    reported_servers: np.ndarray  # (M,) what the module itself says it needs
+    utilization: np.ndarray  # (M,)
+    latency_ratio: np.ndarray  # (M,) latency / SLO
+    error_rate: np.ndarray  # (M,)
+    attainment: np.ndarray  # (M,)
+    forecast_spread: np.ndarray  # (M,) relative half-width
+    confidence: np.ndarray  # (M,)
+    reputation: np.ndarray  # (M,)
+    locked: np.ndarray  # (M,) bool
+    pending: np.ndarray  # (M,) bool
+    missing: np.ndarray  # (M,) bool
+    hour: float
+    free: np.ndarray  # (R,)

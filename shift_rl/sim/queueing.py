@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 
 RHO_MAX = 0.98
 """Utilization above which a module sheds load (admission control / timeouts)."""
@@ -87,3 +88,14 @@ def tick_metrics(
     p_ok = min(1.0, max(0.0, 1.0 - p_late))
     errors = (lam - served) / lam
     return rho, latency, errors, (served / lam) * p_ok
+
+
+@numba.njit(cache=True)
+def attainment(
+    lam: np.ndarray, servers: np.ndarray, mu: np.ndarray, slo: np.ndarray, tick_seconds: float
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Goal attainment per module (1-D arrays): what a planner expects for ``servers``."""
+    out = np.empty(lam.shape[0])
+    for i in range(lam.shape[0]):
+        out[i] = tick_metrics(lam[i], servers[i], mu[i], slo[i], tick_seconds)[3]
+    return out

@@ -1,0 +1,111 @@
+"""The Policy protocol every shift algorithm satisfies, and what heuristics share.
+
+A policy maps one observation (and the guard's action mask) to one action
+``(source, target, level)``. Heuristics decode the observation with the same
+:class:`~shift_rl.observation.ObservationBuilder` that built it and read only the scenario's
+public facts (pool size, service rates, SLOs, values, limits): what a control plane knows.
+So every policy runs unchanged in the env and in the runtime controller.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from shift_rl.observation import ObservationBuilder, ObservedState
+from shift_rl.sim.params import ScenarioParams
+
+NOOP_ACTION = np.zeros(3, dtype=np.int64)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A shift algorithm: ``act(observation, action_mask) -> action``."""
+
+    name: str
+
+    def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        """The action ``(source, target, level)`` as an int64 array of shape (3,)."""
+
+    def reset(self) -> None:
+        """Forget episode state (called at every episode start)."""
+
+
+class HeuristicPolicy(ABC):
+    """Base of the built-in heuristics: decoding, guard-aware action building."""
+
+    name = "heuristic"
+
+    def __init__(self, params: ScenarioParams) -> None:
+        self.params = params
+        self.builder = ObservationBuilder(params)
+        s = params.config.safety
+        self.levels = params.amount_levels
+        self.max_units = min(s.max_units_per_shift, s.max_units_per_tick)
+        self.servers_per_request = params.servers_per_request
+
+    def reset(self) -> None:  # noqa: B027 - stateless heuristics need no reset
+        """Stateless by default."""
+
+    def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        return self.decide(self.builder.decode(observation))
+
+    @abstractmethod
+    def decide(self, state: ObservedState) -> np.ndarray:
+        """The heuristic's rule, on the decoded observation."""
+
+    # -- helpers shared by the heuristics -------------------------------------------------
+    def servers(self, units: np.ndarray) -> np.ndarray:
+        """(M,) servers the given (M, R) units make (the scarcest kind decides)."""
+        return np.min(units / self.params.units_per_server, axis=1)
+
+    def giveable(self, state: ObservedState) -> np.ndarray:
+        """(M, R) units each module could give now: above floor, unlocked, telemetry seen."""
+        spare = np.maximum(state.alloc - self.params.floor, 0)
+        spare[state.locked | state.missing] = 0
+        return spare
+
+    def room(self, state: ObservedState) -> np.ndarray:
+        """(M, R) units each module could receive now under the share cap, if unlocked."""
+        room = np.maximum(self.params.share_cap - state.alloc - state.incoming, 0)
+        room[state.locked] = 0
+        return room
+
+    def shift(self, src: int, dst: int, kind: int, units: float) -> np.ndarray:
+        """Action moving about ``units`` of ``kind``: the largest level not above it."""
+        if src == dst or units < 1:
+            return NOOP_ACTION.copy()
+        k = int(np.searchsorted(self.levels, min(units, self.max_units), side="right")) - 1
+        return np.array([src, dst, kind * len(self.levels) + max(k, 0)], dtype=np.int64)
+
+    def best_pair(
+        self, surplus: np.ndarray, deficit: np.ndarray, state: ObservedState
+    ) -> np.ndarray:
+        """Shift from the largest surplus to the largest deficit (units, (M, R) each)."""
+        give = np.minimum(surplus, self.giveable(state))
+        take = np.minimum(deficit, self.room(state))
+        if give.max() < 1 or take.max() < 1:
+            return NOOP_ACTION.copy()
+        # the kind where the biggest deficit meets some surplus
+        kind = int(np.argmax(np.where(give.max(axis=0) >= 1, take.max(axis=0), -1)))
+        dst = int(np.argmax(take[:, kind]))
+        give[dst, kind] = 0
+        src = int(np.argmax(give[:, kind]))
+        return self.shift(src, dst, kind, min(give[src, kind], take[dst, kind]))
+
+
+class StaticPolicy:
+    """Never shifts: the allocation the scenario starts with (the reference of gap closed)."""
+
+    name = "static"
+
+    def __init__(self, params: ScenarioParams | None = None) -> None:
+        self.params = params
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        return NOOP_ACTION.copy()

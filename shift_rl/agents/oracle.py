@@ -1,0 +1,172 @@
+"""Reference bounds that know the true demand: an upper bound and a clairvoyant planner.
+
+**oracle** (unconstrained): at every tick, the best allocation for the true demand of that
+tick with free, instant moves and no guard: the most goal attainment any policy could get.
+It maximizes a separable sum ``sum_m value_m * attainment_m(units_m)`` over integer units
+under the pool's online capacity, exactly, by dynamic programming over modules
+(``O(M U^2)`` per tick; exact whatever the shape of the attainment curves). With several
+resource kinds, each kind is solved as if it were the only scarce one and the smallest of
+those optima is kept: a relaxation, so still an upper bound. No move costs are charged.
+
+**oracle-mpc** (clairvoyant MPC): a policy in the env that knows the true demand of the next
+``warmup + horizon`` ticks and when units in transit land. Every tick it scores every feasible
+shift (and doing nothing) by the value-weighted goal attainment it yields over that window,
+with the moved units lost to both modules during the warm-up, minus the move cost, and takes
+the best. It obeys the guard like any policy: a strong reachable reference.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from shift_rl.agents.base import NOOP_ACTION, HeuristicPolicy
+from shift_rl.observation import ObservedState
+from shift_rl.sim.params import ScenarioParams
+from shift_rl.sim.queueing import tick_metrics
+from shift_rl.sim.simulator import Simulator
+
+
+@numba.njit(cache=True)
+def best_goal(lam, slow, capacity, value, mu, slo, ups, tick_seconds):  # pragma: no cover
+    """Highest value-weighted goal attainment for one tick (see module docstring)."""
+    n_mod, n_kind = ups.shape
+    result = np.inf
+    for r in range(n_kind):
+        cap = max(capacity[r], 0)
+        best = np.full(cap + 1, -np.inf)
+        best[0] = 0.0
+        gain = np.empty(cap + 1)
+        for m in range(n_mod):
+            for u in range(cap + 1):
+                att = tick_metrics(lam[m], u / ups[m, r], mu[m] * slow[m], slo[m], tick_seconds)
+                gain[u] = value[m] * att[3]
+            new = np.full(cap + 1, -np.inf)
+            for u in range(cap + 1):
+                top = -np.inf
+                for a in range(u + 1):
+                    v = best[u - a] + gain[a]
+                    if v > top:
+                        top = v
+                new[u] = top
+            best = new
+        result = min(result, best[cap])
+    return result
+
+
+def oracle_goal(params: ScenarioParams, sim: Simulator, row: int = 0) -> np.ndarray:
+    """Per-tick upper bound of goal attainment for ticks 1..T of the episode in ``row``.
+
+    Reads the episode's exogenous arrays (true demand, slow-downs, unit failures); call it
+    right after ``reset``. The pool's capacity at a tick excludes units failed and not back.
+    """
+    h, n = params.history_ticks, params.episode_ticks
+    dur = params.config.faults.unit_failure.duration_ticks
+    fails = sim.exo_fail[row]
+    out = np.empty(n)
+    for t in range(1, n + 1):
+        i = h + t
+        active = fails[max(0, i - dur + 1) : i + 1].sum(axis=0)
+        out[t - 1] = best_goal(
+            sim.exo_demand[row, i], sim.exo_slow[row, i], params.pool_units - active,
+            params.value, params.service_rate, params.slo_seconds, params.units_per_server,
+            params.tick_seconds,
+        )  # fmt: skip
+    return out
+
+
+@numba.njit(cache=True)
+def _plan(lam, units, ups, mu, slo, value, tick_seconds, warmup, cands, cost):  # pragma: no cover
+    """Index of the best candidate shift (or -1 for none) over the planning window.
+
+    ``units[h, m, r]``: units serving at window tick h without a new shift;
+    ``cands[i] = (src, dst, kind, units)``.
+    """
+    n_h, n_mod, n_kind = units.shape
+    base = np.empty((n_h, n_mod))
+    for h in range(n_h):
+        for m in range(n_mod):
+            s = np.inf
+            for r in range(n_kind):
+                s = min(s, units[h, m, r] / ups[m, r])
+            base[h, m] = value[m] * tick_metrics(lam[h, m], s, mu[m], slo[m], tick_seconds)[3]
+    best, best_i = 0.0, -1
+    for i in range(cands.shape[0]):
+        src, dst, kind, u = cands[i, 0], cands[i, 1], cands[i, 2], cands[i, 3]
+        delta = -cost * u
+        for h in range(n_h):
+            for m, sign in ((src, -1), (dst, 1)):
+                if sign > 0 and h < warmup:
+                    continue
+                s = np.inf
+                for r in range(n_kind):
+                    extra = sign * u if r == kind else 0
+                    s = min(s, (units[h, m, r] + extra) / ups[m, r])
+                att = tick_metrics(lam[h, m], s, mu[m], slo[m], tick_seconds)[3]
+                delta += value[m] * att - base[h, m]
+        if delta > best:
+            best, best_i = delta, i
+    return best_i
+
+
+class OracleMPCPolicy(HeuristicPolicy):
+    """Clairvoyant planner (see module docstring); needs the env it acts in (:meth:`bind`)."""
+
+    name = "oracle-mpc"
+
+    def __init__(self, params: ScenarioParams, horizon: int = 6, candidates: int = 8) -> None:
+        super().__init__(params)
+        if horizon < 1 or candidates < 1:
+            raise ValueError(
+                f"oracle-mpc: horizon and candidates must be >= 1, got {horizon}, {candidates}"
+            )
+        self.horizon, self.candidates = horizon, candidates
+        self.sim: Simulator | None = None
+
+    def bind(self, env: object) -> OracleMPCPolicy:
+        """Give the planner the simulator of the env it acts in (the truth it may read)."""
+        self.sim = env.unwrapped.plane.sim  # type: ignore[attr-defined]
+        return self
+
+    def decide(self, state: ObservedState) -> np.ndarray:
+        if self.sim is None:
+            raise RuntimeError("oracle-mpc needs the env it acts in: call policy.bind(env)")
+        p, sim = self.params, self.sim
+        w = p.warmup_ticks
+        n_h = w + self.horizon
+        lam = sim.demand_window(1, n_h)[0]
+        # units serving at window tick h: now plus transit slots landed by then
+        landed = np.cumsum(sim.transit[0], axis=0)  # slot s lands at tick t + s + 1
+        units = np.repeat(sim.alloc[0][None].astype(np.float64), n_h, axis=0)
+        steps = min(n_h, landed.shape[0])
+        units[:steps] += landed[:steps]
+        units[steps:] += landed[-1]
+        give, room = self.giveable(state), self.room(state)
+        cands = self._candidates(give, room, state)
+        if cands.shape[0] == 0:
+            return NOOP_ACTION.copy()
+        i = _plan(lam, units, p.units_per_server, p.service_rate, p.slo_seconds, p.value,
+                  p.tick_seconds, w, cands, p.config.reward.cost_per_unit)  # fmt: skip
+        if i < 0:
+            return NOOP_ACTION.copy()
+        src, dst, kind, u = cands[i]
+        return self.shift(int(src), int(dst), int(kind), float(u))
+
+    def _candidates(self, give: np.ndarray, room: np.ndarray, state: ObservedState) -> np.ndarray:
+        """Feasible (src, dst, kind, units) shifts; on big planes only the likeliest modules."""
+        m = give.shape[0]
+        k = min(self.candidates, m)
+        srcs = np.argsort(-give.sum(axis=1))[:k] if m > 2 * k else np.arange(m)
+        gap = state.forecast_servers - self.servers(state.alloc + state.incoming)
+        dsts = np.argsort(-gap)[:k] if m > 2 * k else np.arange(m)
+        out = []
+        for r in range(give.shape[1]):
+            for s in srcs:
+                for d in dsts:
+                    if s == d:
+                        continue
+                    most = min(give[s, r], room[d, r], self.max_units)
+                    for level in self.levels:
+                        if level <= most:
+                            out.append((s, d, r, level))
+        return np.array(out, dtype=np.int64).reshape(-1, 4)
