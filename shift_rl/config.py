@@ -382,3 +382,21 @@ def load_scenario(scenario: str | os.PathLike | ScenarioConfig) -> ScenarioConfi
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid scenario {path}: not valid YAML ({err})") from None
     return scenario_from_dict(data, source=str(path), base=path.parent)
+
+
+def with_trace(
+    cfg: ScenarioConfig, path: str | os.PathLike, peak_share: float | None = None
+) -> ScenarioConfig:
+    """``cfg`` with its demand replaced by the series of a trace file, mapped in column order.
+
+    The scenario's own trace settings (scaling, start) are kept when it already replays one.
+    """
+    data = cfg.model_dump(mode="json")
+    trace = dict(data["demand"].get("trace") or {})
+    trace["path"] = str(Path(path).expanduser().resolve())
+    trace.pop("columns", None)
+    trace.pop("step_seconds", None)
+    if peak_share is not None:
+        trace["peak_share"] = peak_share
+    data["demand"]["trace"] = trace
+    return scenario_from_dict(data, source=f"{cfg.name} with trace {path}")
