@@ -12,11 +12,15 @@ demand is in requests per tick; ``service_rate`` is requests per second served b
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import os
+import types
+from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import annotated_types
 import yaml
 from pydantic import (
     BaseModel,
@@ -26,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = PROJECT_ROOT / "configs" / "scenarios"
@@ -42,9 +47,9 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    """Strict base: unknown keys and wrong types are errors, never silently coerced."""
+    """Strict base: unknown keys, wrong types and inf / nan are errors, never coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ResourceConfig(_Model):
@@ -111,10 +116,12 @@ class ModuleConfig(_Model):
 
     @model_validator(mode="after")
     def _slo_reachable(self) -> ModuleConfig:
-        if self.slo_seconds * self.service_rate <= 1.0:
+        product = self.slo_seconds * self.service_rate
+        if product <= 1.0:
             raise ValueError(
-                f"slo_seconds * service_rate = {self.slo_seconds * self.service_rate:.3g} must "
-                "exceed 1 (the SLO must be longer than one mean service time)"
+                f"slo_seconds * service_rate = {self.slo_seconds:g} * {self.service_rate:g} = "
+                f"{product:.3g}, must be > 1 (the SLO must be longer than one mean service "
+                f"time, 1 / service_rate = {1.0 / self.service_rate:.3g} s; module {self.name!r})"
             )
         return self
 
@@ -168,7 +175,7 @@ class ActionConfig(_Model):
     @classmethod
     def _increasing(cls, v: list[int]) -> list[int]:
         if any(b <= a for a, b in itertools.pairwise(v)):
-            raise ValueError(f"must be strictly increasing, got {v}")
+            raise ValueError("must be strictly increasing, e.g. [1, 2, 4, 8]")
         return v
 
 
@@ -213,7 +220,8 @@ class ForecastConfig(_Model):
         from shift_rl.forecast import FORECASTERS
 
         if v not in FORECASTERS:
-            raise ValueError(f"unknown forecaster {v!r}; allowed: {sorted(FORECASTERS)}")
+            allowed = ", ".join(repr(k) for k in sorted(FORECASTERS))
+            raise ValueError(f"unknown forecaster; allowed: {allowed}")
         return v
 
 
@@ -258,78 +266,329 @@ class ScenarioConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioConfig:
+        problems = self._cross_field_problems()
+        if problems:
+            # One line per problem, each starting with its own field path (see _format_errors).
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _cross_field_problems(self) -> list[str]:
+        """Every inconsistency between fields, one ``path: message`` line each."""
         names = self.resource_names
-        if len(set(names)) != len(names):
-            raise ValueError(f"resources: names must be unique, got {names}")
-        mod_names = [m.name for m in self.modules]
-        if len(set(mod_names)) != len(mod_names):
-            raise ValueError(f"modules: names must be unique, got {mod_names}")
+        problems = [
+            *_duplicates("resources", names),
+            *_duplicates("modules", [m.name for m in self.modules]),
+        ]
         for i, m in enumerate(self.modules):
             for field in ("units", "floor", "units_per_server"):
                 v = getattr(m, field)
                 if isinstance(v, dict) and set(v) != set(names):
-                    raise ValueError(
-                        f"modules.{i}.{field}: keys {sorted(v)} must be the resource kinds {names}"
+                    wrong = [f"unknown kind {k!r}" for k in v if k not in names]
+                    wrong += [f"missing kind {k!r}" for k in names if k not in v]
+                    problems.append(
+                        f"modules.{i}.{field}: {', '.join(wrong)}; the keys must be exactly "
+                        f"the resource kinds {names} (module {m.name!r})"
                     )
             if m.demand is None and self.demand.trace is None:
-                raise ValueError(
-                    f"modules.{i}.demand: required unless demand.trace replays a trace"
+                problems.append(
+                    f"modules.{i}.demand: required unless demand.trace replays a trace "
+                    f"(module {m.name!r} has neither)"
                 )
+        if problems:  # the checks below need unique, complete per-kind mappings
+            return problems
+
+        def where(i: int, field: str, kind: str) -> str:
+            v = getattr(self.modules[i], field)
+            return f"modules.{i}.{field}.{kind}" if isinstance(v, dict) else f"modules.{i}.{field}"
+
+        share = self.safety.max_module_share
         for r, res in enumerate(self.resources):
+            kind, pool = res.name, res.units
             units = [self.per_kind(m, "units")[r] for m in self.modules]
             floors = [self.per_kind(m, "floor")[r] for m in self.modules]
-            if sum(units) > res.units:
-                raise ValueError(
-                    f"modules.*.units: initial {res.name} allocation {sum(units)} exceeds "
-                    f"the pool's {res.units} units"
-                )
-            if sum(floors) > res.units:
-                raise ValueError(
-                    f"modules.*.floor: {res.name} floors add up to {sum(floors)}, above the "
-                    f"pool size {res.units}"
-                )
-            for i, (u, f) in enumerate(zip(units, floors, strict=True)):
-                if u < f:
-                    raise ValueError(
-                        f"modules.{i}.units: initial {res.name} units {u} below its floor {f}"
+            single_floor_problem = False
+            for i, (m, u, f) in enumerate(zip(self.modules, units, floors, strict=True)):
+                if f > pool:  # (a floor that is itself invalid is not also compared to units)
+                    single_floor_problem = True
+                    problems.append(
+                        f"{where(i, 'floor', kind)}: floor {f} is above the {kind} pool size "
+                        f"{pool} (resources.{r}.units; module {m.name!r})"
                     )
-            cap = self.safety.max_module_share * res.units
-            for i, f in enumerate(floors):
-                if f > cap:
-                    raise ValueError(
-                        f"modules.{i}.floor: {f} {res.name} units exceed "
-                        f"safety.max_module_share x pool = {cap:g}"
+                elif f > share * pool:
+                    single_floor_problem = True
+                    problems.append(
+                        f"{where(i, 'floor', kind)}: floor {f} is above safety.max_module_share "
+                        f"x {kind} pool = {share:g} x {pool} = {share * pool:g} units "
+                        f"(module {m.name!r})"
                     )
-            if self.safety.max_units_per_shift > res.units:
-                raise ValueError(
-                    f"safety.max_units_per_shift: {self.safety.max_units_per_shift} exceeds "
-                    f"the {res.name} pool of {res.units} units"
+                elif u < f:
+                    problems.append(
+                        f"{where(i, 'units', kind)}: initial {kind} units {u} are below the "
+                        f"module's floor {f} (module {m.name!r})"
+                    )
+            if sum(floors) > pool and not single_floor_problem:
+                problems.append(
+                    f"modules.*.floor: the {kind} floors add up to {sum(floors)}, above the "
+                    f"pool size {pool} (resources.{r}.units)"
+                )
+            if sum(units) > pool:
+                problems.append(
+                    f"modules.*.units: the initial {kind} allocations add up to {sum(units)}, "
+                    f"above the pool size {pool} (resources.{r}.units)"
+                )
+            if self.safety.max_units_per_shift > pool:
+                problems.append(
+                    f"safety.max_units_per_shift: {self.safety.max_units_per_shift} is above "
+                    f"the {kind} pool size {pool} (resources.{r}.units)"
                 )
         top = max(self.action.amount_levels)
         if top > self.safety.max_units_per_shift:
-            raise ValueError(
-                f"action.amount_levels: level {top} exceeds safety.max_units_per_shift="
-                f"{self.safety.max_units_per_shift}"
+            problems.append(
+                f"action.amount_levels: level {top} is above safety.max_units_per_shift = "
+                f"{self.safety.max_units_per_shift} (levels are units one shift moves)"
             )
-        return self
+        return problems
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        given = e.get("input")
-        shown = "" if isinstance(given, dict) else f" (got {given!r})"
-        if e["type"] == "extra_forbidden":
-            msg, shown = "unknown key", ""
-        lines.append(f"{loc}: {msg}{shown}")
-    head = f"invalid scenario {source}: " if len(lines) == 1 else f"invalid scenario {source}:\n  "
-    return head + "\n  ".join(lines)
+def _duplicates(path: str, names: list[str]) -> list[str]:
+    """One problem line per name that occurs more than once in ``names``."""
+    out = []
+    for name, count in Counter(names).items():
+        if count > 1:
+            at = [f"{path}.{i}" for i, n in enumerate(names) if n == name]
+            out.append(f"{path}: duplicate name {name!r} ({', '.join(at)}); names must be unique")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Error messages: one line per real problem, naming the field path, the value and what is
+# allowed (read off the model's annotations, so the message always matches the schema).
+# ---------------------------------------------------------------------------------------------
+
+_UNION_TYPES = (Union, types.UnionType)
+_Node = tuple[Any, list[Any]]  # (annotation, constraint metadata)
+
+
+def _unwrap(ann: Any, meta: list[Any] | None = None) -> _Node:
+    """Strip ``Annotated`` (collecting its constraints) and ``| None`` from an annotation."""
+    meta = list(meta or [])
+    while True:
+        origin = get_origin(ann)
+        if origin is Annotated:
+            ann, *extra = get_args(ann)
+            for m in extra:
+                meta.extend(m.metadata if isinstance(m, FieldInfo) else [m])
+        elif origin in _UNION_TYPES and type(None) in get_args(ann):
+            rest = [a for a in get_args(ann) if a is not type(None)]
+            ann = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007
+        else:
+            return ann, meta
+
+
+def _is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
+
+
+def _branch(ann: Any, tag: str) -> Any | None:
+    """The member of a union that pydantic labels ``tag`` in an error location."""
+    kind = tag.removeprefix("constrained-").split("[", 1)[0]
+    for arg in get_args(ann):
+        base, _ = _unwrap(arg)
+        origin = get_origin(base)
+        label = {Literal: "literal", dict: "dict", list: "list"}.get(origin) or getattr(
+            base, "__name__", ""
+        )
+        if label == kind:
+            return arg
+    return None
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[list[Any], _Node | None, int | None]:
+    """Follow an error location through the scenario schema.
+
+    Returns the location without pydantic's union-member labels, the annotation at its end
+    (``None`` when it cannot be followed, e.g. below an unknown key) and the position in the
+    returned location where the first union was entered (``None`` if no union was crossed).
+    """
+    shown: list[Any] = []
+    node: _Node | None = (ScenarioConfig, [])
+    union_at: int | None = None
+    for part in loc:
+        if node is None:
+            shown.append(part)
+            continue
+        ann = _unwrap(*node)[0]
+        origin = get_origin(ann)
+        if origin in _UNION_TYPES:
+            union_at = len(shown) if union_at is None else union_at
+            member = _branch(ann, str(part))
+            node = None if member is None else (member, [])
+            continue  # the label is pydantic's, not the user's
+        shown.append(part)
+        if _is_model(ann) and part in ann.model_fields:
+            field = ann.model_fields[part]
+            node = (field.annotation, list(field.metadata))
+        elif origin is list and isinstance(part, int):
+            node = (get_args(ann)[0], [])
+        elif origin is dict:
+            node = (get_args(ann)[1], [])
+        else:
+            node = None
+    return shown, node, union_at
+
+
+def _bounds(meta: list[Any]) -> str:
+    ops = {
+        annotated_types.Ge: (">=", "ge"),
+        annotated_types.Gt: (">", "gt"),
+        annotated_types.Le: ("<=", "le"),
+        annotated_types.Lt: ("<", "lt"),
+    }
+    out = []
+    for m in meta:
+        if type(m) in ops:
+            op, attr = ops[type(m)]
+            out.append(f"{op} {getattr(m, attr):g}")
+    return " and ".join(out)
+
+
+def _min_len(meta: list[Any]) -> int:
+    return max((m.min_length for m in meta if isinstance(m, annotated_types.MinLen)), default=0)
+
+
+def _describe(ann: Any, meta: list[Any] | None = None) -> str:
+    """What a field allows, in words: 'a number > 0 and <= 1', "an integer >= 0 or 'random'"."""
+    ann, meta = _unwrap(ann, meta)
+    origin = get_origin(ann)
+    if origin in _UNION_TYPES:
+        parts = list(dict.fromkeys(_describe(a) for a in get_args(ann)))
+        if "a number" in parts and "an integer" in parts:
+            parts.remove("an integer")
+        return " or ".join(parts)
+    if origin is Literal:
+        return " or ".join(repr(v) for v in get_args(ann))
+    if _is_model(ann) or origin is dict or ann is dict:
+        return "a mapping"
+    if origin is list or ann is list:
+        n = _min_len(meta)
+        item = _describe(get_args(ann)[0]) if get_args(ann) else "anything"
+        size = f" of at least {n} item{'s' if n != 1 else ''}" if n else ""
+        return f"a list{size}, each {item}"
+    if ann is bool:
+        return "true or false"
+    if ann is str:
+        return "a non-empty string" if _min_len(meta) else "a string"
+    noun = {int: "an integer", float: "a number"}.get(ann, getattr(ann, "__name__", str(ann)))
+    bounds = _bounds(meta)
+    return f"{noun} {bounds}" if bounds else noun
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _path(parts: list[Any]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _one_error(e: dict[str, Any]) -> list[str]:
+    """The message lines of one pydantic error (a model-level error may carry several)."""
+    shown, node, _ = _walk(tuple(e["loc"]))
+    path = _path(shown)
+    given = e.get("input")
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        parent = _walk(tuple(e["loc"][:-1]))[1]
+        model = _unwrap(*parent)[0] if parent else None
+        if not _is_model(model):
+            return [f"{path}: unknown key"]
+        allowed = list(model.model_fields)
+        close = difflib.get_close_matches(str(shown[-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return [f"{path}: unknown key; {hint}allowed keys: {', '.join(allowed)}"]
+    if kind == "missing":
+        what = f" ({_describe(*node)})" if node else ""
+        return [f"{path}: required field is missing{what}"]
+    if kind in ("value_error", "assertion_error"):
+        msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if not shown:  # a scenario-wide check: every line names its own field
+            return msg.splitlines()
+        got = "" if isinstance(given, dict) or repr(given) in msg else f" (got {_show(given)})"
+        return [f"{path}: {msg}{got}"]
+    if node is not None or kind == "model_type":
+        allowed = _describe(*node) if node else "a mapping"
+        note = ""
+        if isinstance(given, bool) and kind != "bool_type":
+            note = ", a boolean"
+        elif isinstance(given, float) and kind == "int_type":
+            note = ", a float"
+        return [f"{path or '(top level)'}: must be {allowed} (got {_show(given)}{note})"]
+    msg = e["msg"].replace("Input should be", "must be")
+    got = "" if isinstance(given, dict) else f" (got {_show(given)})"
+    return [f"{path or '(top level)'}: {msg}{got}"]
+
+
+def _error_lines(errors: list[dict[str, Any]]) -> list[str]:
+    """One line per real problem.
+
+    When a value fails a union (``units: int | dict``) pydantic reports one error per member;
+    those collapse to one line saying what the union allows, unless the value matched a
+    member's container type (a mapping for ``dict``), whose errors inside are then the
+    problem.
+    """
+    lines: list[str] = []
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    order: list[tuple[Any, ...] | dict[str, Any]] = []
+    for e in errors:
+        shown, _, union_at = _walk(tuple(e["loc"]))
+        if union_at is None or e["type"] == "extra_forbidden":
+            order.append(e)
+            continue
+        key = tuple(shown[:union_at])
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(e)
+    for item in order:
+        if isinstance(item, dict):
+            lines += _one_error(item)
+            continue
+        members = groups[item]
+        inner = [e for e in members if len(_walk(tuple(e["loc"]))[0]) > len(item)]
+        if inner:
+            lines += [line for e in inner for line in _one_error(e)]
+            continue
+        # Every member rejected the value outright: say what the union as a whole allows.
+        e = members[0]
+        union_loc = _union_loc(tuple(e["loc"]), len(item))
+        node = _walk(union_loc)[1]
+        allowed = _describe(*node) if node else " or ".join(m["msg"] for m in members)
+        lines.append(f"{_path(list(item))}: must be {allowed} (got {_show(e['input'])})")
+    return list(dict.fromkeys(lines))
+
+
+def _union_loc(loc: tuple[Any, ...], shown_len: int) -> tuple[Any, ...]:
+    """The prefix of a raw error location that leads to the union (before its member label)."""
+    for k in range(len(loc) + 1):
+        if len(_walk(loc[:k])[0]) == shown_len and _walk(loc[: k + 1])[2] is not None:
+            return loc[:k]
+    return loc
+
+
+def _format_errors(err: ValidationError | list[str], source: str) -> str:
+    lines = _error_lines(err.errors()) if isinstance(err, ValidationError) else list(err)
+    if len(lines) == 1:
+        return f"invalid scenario {source}: {lines[0]}"
+    return f"invalid scenario {source} ({len(lines)} problems):\n" + "\n".join(
+        f"  - {line}" for line in lines
+    )
 
 
 def _resolve_trace(data: dict[str, Any], base: Path) -> None:
-    """Make a replayed trace's path absolute (relative to the YAML file) and check it exists."""
+    """Make a replayed trace's path absolute (relative to the YAML file's directory)."""
     trace = (data.get("demand") or {}).get("trace") if isinstance(data, dict) else None
     if isinstance(trace, dict) and isinstance(trace.get("path"), str):
         path = Path(os.path.expanduser(trace["path"]))
@@ -338,49 +597,121 @@ def _resolve_trace(data: dict[str, Any], base: Path) -> None:
         trace["path"] = str(path)
 
 
+def _trace_problem(data: dict[str, Any], written: Any) -> str | None:
+    """A line naming a replayed trace file that does not exist (``None`` if fine or absent)."""
+    demand = data.get("demand")
+    trace = demand.get("trace") if isinstance(demand, dict) else None
+    path = trace.get("path") if isinstance(trace, dict) else None
+    if not isinstance(path, str) or Path(path).is_file():
+        return None
+    shown = repr(written) if written == path else f"{written!r} (resolved to {path!r})"
+    return (
+        f"demand.trace.path: file {shown} does not exist; expected a CSV or CSV.gz trace "
+        "(a relative path is taken relative to the scenario file's directory)"
+    )
+
+
 def scenario_from_dict(
     data: Any, source: str = "<dict>", base: Path | None = None
 ) -> ScenarioConfig:
-    """Validate a mapping as a scenario; raise :class:`ConfigError` with every problem named."""
+    """Validate a mapping as a scenario; raise :class:`ConfigError` with every problem named.
+
+    ``base`` is the directory relative trace paths are resolved against (the YAML file's
+    directory when called from :func:`load_scenario`); without it they are taken as given.
+    """
     if not isinstance(data, dict):
+        got = "an empty document" if data is None else f"a {type(data).__name__}"
         raise ConfigError(
-            f"invalid scenario {source}: expected a mapping, got {type(data).__name__}"
+            f"invalid scenario {source}: the top level must be a mapping of scenario fields "
+            f"(name, resources, modules, ...), got {got}"
         )
     data = dict(data)
-    if base is not None:
-        data["demand"] = dict(data.get("demand") or {})
-        if isinstance(data["demand"].get("trace"), dict):
-            data["demand"]["trace"] = dict(data["demand"]["trace"])
+    demand = data.get("demand")
+    trace = demand.get("trace") if isinstance(demand, dict) else None
+    written = trace.get("path") if isinstance(trace, dict) else None
+    if base is not None and isinstance(trace, dict):
+        data["demand"] = {**demand, "trace": dict(trace)}
         _resolve_trace(data, base)
+    missing_trace = _trace_problem(data, written)
     try:
         cfg = ScenarioConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
-    trace = cfg.demand.trace
-    if trace is not None and not Path(trace.path).is_file():
-        raise ConfigError(
-            f"invalid scenario {source}: demand.trace.path: file {trace.path!r} does not exist "
-            "(expected a CSV or CSV.gz trace)"
-        )
+        lines = _error_lines(err.errors())
+        lines += [missing_trace] if missing_trace else []
+        raise ConfigError(_format_errors(lines, source)) from None
+    if missing_trace:
+        raise ConfigError(_format_errors([missing_trace], source))
     return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a key given twice in one mapping (YAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        try:
+            first = seen.get(key)
+            seen.setdefault(key, key_node.start_mark.line)
+        except TypeError:  # an unhashable key: the constructor reports it
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r} (first given on line {first + 1})",
+                key_node.start_mark,
+            )
+    loader.flatten_mapping(node)
+    return dict(loader.construct_pairs(node))
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def _known_scenarios() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
 
 
 def load_scenario(scenario: str | os.PathLike | ScenarioConfig) -> ScenarioConfig:
     """Load a scenario from a config object, a YAML path, or a name in ``configs/scenarios``."""
     if isinstance(scenario, ScenarioConfig):
         return scenario
-    path = Path(scenario)
-    if not path.suffix and not path.exists():
-        path = SCENARIO_DIR / f"{scenario}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+    if not isinstance(scenario, str | os.PathLike):
         raise ConfigError(
-            f"scenario {str(scenario)!r} not found: expected a YAML path or one of {known}"
+            f"scenario must be a YAML path, a scenario name or a ScenarioConfig, "
+            f"got {type(scenario).__name__}"
+        )
+    path = Path(scenario)
+    if not path.is_file() and len(path.parts) == 1:  # a bare name: look in configs/scenarios
+        for candidate in (SCENARIO_DIR / f"{path.name}.yaml", SCENARIO_DIR / path.name):
+            if candidate.is_file():
+                path = candidate
+                break
+    if not path.is_file():
+        known = ", ".join(_known_scenarios())
+        if len(path.parts) > 1 or path.suffix in (".yaml", ".yml"):
+            problem = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(
+                f"scenario file {str(scenario)!r} {problem} (resolved to {str(path.resolve())!r}); "
+                f"expected a YAML file or one of the shipped scenario names: {known}"
+            )
+        raise ConfigError(
+            f"unknown scenario {str(scenario)!r}; expected a YAML path or one of the shipped "
+            f"scenario names: {known} (in {SCENARIO_DIR})"
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
-        raise ConfigError(f"invalid scenario {path}: not valid YAML ({err})") from None
+        raise ConfigError(f"invalid scenario {path}: not valid YAML:\n{err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"scenario file {str(path)!r} cannot be read: {err}") from None
     return scenario_from_dict(data, source=str(path), base=path.parent)
 
 
@@ -389,7 +720,8 @@ def with_trace(
 ) -> ScenarioConfig:
     """``cfg`` with its demand replaced by the series of a trace file, mapped in column order.
 
-    The scenario's own trace settings (scaling, start) are kept when it already replays one.
+    The scenario's own trace scaling and start settings are kept when it already replays one;
+    the file's series are taken in column order (its own column choice and step are dropped).
     """
     data = cfg.model_dump(mode="json")
     trace = dict(data["demand"].get("trace") or {})
@@ -399,4 +731,4 @@ def with_trace(
     if peak_share is not None:
         trace["peak_share"] = peak_share
     data["demand"]["trace"] = trace
-    return scenario_from_dict(data, source=f"{cfg.name} with trace {path}")
+    return scenario_from_dict(data, source=f"{cfg.name!r} with trace {str(path)!r}")

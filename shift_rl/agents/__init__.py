@@ -34,9 +34,9 @@ REFERENCES = ("oracle",)
 TUNED_DIR = PROJECT_ROOT / "agents"
 
 
-def tuned_params(name: str, directory: Path = TUNED_DIR) -> dict[str, Any]:
+def tuned_params(name: str, directory: Path | None = None) -> dict[str, Any]:
     """Parameters chosen by ``scripts/tune_baseline.py`` for ``name`` ({} when untuned)."""
-    path = directory / name / "params.json"
+    path = (directory or TUNED_DIR) / name / "params.json"
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())

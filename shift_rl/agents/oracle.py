@@ -66,7 +66,8 @@ def oracle_goal(params: ScenarioParams, sim: Simulator, row: int = 0) -> np.ndar
     out = np.empty(n)
     for t in range(1, n + 1):
         i = h + t
-        active = fails[max(0, i - dur + 1) : i + 1].sum(axis=0)
+        # units fail from tick 1 on (never before the episode) and are back after ``dur``
+        active = fails[max(h + 1, i - dur + 1) : i + 1].sum(axis=0)
         out[t - 1] = best_goal(
             sim.exo_demand[row, i], sim.exo_slow[row, i], params.pool_units - active,
             params.value, params.service_rate, params.slo_seconds, params.units_per_server,

@@ -1,0 +1,45 @@
+"""Tune the parameters of a baseline (potential, hpa) on training scenarios and seeds only.
+
+    python scripts/tune_baseline.py --policy potential --trials 60
+
+Writes agents/<policy>/params.json (the chosen parameters and the search record) and
+agents/<policy>/trials.csv; the policy names use those parameters by default afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from shift_rl.config import ConfigError
+from shift_rl.tuning import SEARCH_SPACES, tune
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--policy", required=True, choices=sorted(SEARCH_SPACES))
+    ap.add_argument(
+        "--scenarios",
+        default="default,multi_resource,faults",
+        help="comma-separated training scenarios (default: default,multi_resource,faults)",
+    )
+    ap.add_argument("--trials", type=int, default=60, help="search trials (default 60)")
+    ap.add_argument("--episodes", type=int, default=6, help="episodes per scenario per trial")
+    ap.add_argument("--seed", type=int, default=0, help="sampler seed")
+    args = ap.parse_args(argv)
+    if args.trials < 1 or args.episodes < 1:
+        ap.error("--trials and --episodes must be >= 1")
+    try:
+        record = tune(args.policy, args.scenarios.split(","), args.trials, args.episodes, args.seed)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps({k: record[k] for k in ("params", "objective", "default_objective")}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

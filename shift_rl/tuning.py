@@ -1,0 +1,138 @@
+"""Tune a baseline's parameters on training scenarios and seeds only, then save them.
+
+A learned policy is only compared with a baseline at its best. The search (Optuna's TPE
+sampler, seeded) maximizes the mean return over ``episodes`` training episodes per scenario,
+with seeds from ``TRAIN_SEED_BASE`` on: disjoint from the seeds evaluations report
+(0, 1, 2, ...). The best parameters, the default parameters' score on the same episodes and
+every trial are saved to ``agents/<policy>/``; ``make_policy`` then uses them by default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shift_rl.agents import TUNED_DIR, make_policy
+from shift_rl.agents.autoscalers import HPAParams
+from shift_rl.agents.potential import PotentialParams
+from shift_rl.config import load_scenario
+from shift_rl.env import ResourceShiftEnv
+from shift_rl.evaluate import run_episode
+
+logger = logging.getLogger(__name__)
+
+TRAIN_SEED_BASE = 1_000_000
+"""Tuning and training use seeds from here on; reported evaluations use small seeds."""
+
+SEARCH_SPACES: dict[str, dict[str, tuple]] = {
+    "potential": {
+        "headroom": ("float", 0.0, 0.5),
+        "probe_units": ("categorical", [1, 2, 4]),
+        "min_gap": ("log", 1.0, 8.0),
+        "aggressiveness": ("log", 0.25, 4.0),
+        "incoming_penalty": ("float", 0.0, 0.1),
+        "reputation_power": ("float", 0.0, 2.0),
+        "mu_smoothing": ("float", 0.05, 0.5),
+    },
+    "hpa": {
+        "target_utilization": ("float", 0.4, 0.9),
+        "tolerance": ("float", 0.0, 0.2),
+        "downscale_window_s": ("categorical", [60.0, 120.0, 300.0, 600.0, 900.0]),
+    },
+}
+"""Per tunable policy: parameter -> (kind, range or choices) of the search."""
+DEFAULTS = {"potential": PotentialParams, "hpa": HPAParams}
+
+
+def _suggest(trial: Any, space: dict[str, tuple]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, (kind, *args) in space.items():
+        if kind == "categorical":
+            out[key] = trial.suggest_categorical(key, args[0])
+        else:
+            out[key] = trial.suggest_float(key, args[0], args[1], log=kind == "log")
+    return out
+
+
+def score(
+    name: str, params: dict[str, Any], envs: Sequence[ResourceShiftEnv], seeds: Sequence[int]
+) -> float:
+    """Mean return of a parameter set over the given envs and seeds."""
+    total = []
+    for env in envs:
+        policy = make_policy(name, env.params, **params)
+        total += [run_episode(env, policy, name, i, s).ret for i, s in enumerate(seeds)]
+    return float(np.mean(total))
+
+
+def tune(
+    name: str,
+    scenarios: Sequence[str],
+    trials: int = 60,
+    episodes: int = 6,
+    seed: int = 0,
+    out_dir: Path = TUNED_DIR,
+) -> dict[str, Any]:
+    """Search ``name``'s parameters; write ``params.json`` and ``trials.csv``; return the record."""
+    import optuna
+
+    if name not in SEARCH_SPACES:
+        raise ValueError(f"no search space for {name!r}; tunable: {sorted(SEARCH_SPACES)}")
+    envs = [ResourceShiftEnv(load_scenario(s)) for s in scenarios]
+    seeds = [TRAIN_SEED_BASE + i for i in range(episodes)]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    started = time.perf_counter()
+    # the untuned defaults are the first trial, so tuning can only help
+    defaults = asdict(DEFAULTS[name]())
+    study.enqueue_trial({k: defaults[k] for k in SEARCH_SPACES[name]})
+    study.optimize(
+        lambda t: score(name, _suggest(t, SEARCH_SPACES[name]), envs, seeds), n_trials=trials
+    )
+    best = dict(study.best_params)
+    default_score = study.trials[0].value
+    record = {
+        "policy": name,
+        "params": best,
+        "objective": study.best_value,
+        "default_objective": default_score,
+        "search": {
+            "method": "optuna TPE",
+            "objective": "mean episode return",
+            "trials": trials,
+            "scenarios": list(scenarios),
+            "seeds": seeds,
+            "sampler_seed": seed,
+            "seconds": round(time.perf_counter() - started, 1),
+            "command": " ".join(["python", *sys.argv]) if sys.argv[0] else "",
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"python {platform.python_version()}",
+        },
+    }
+    folder = out_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / "params.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    keys = sorted({k for t in study.trials for k in t.params})
+    rows = ["trial,value," + ",".join(keys)]
+    for t in study.trials:
+        rows.append(f"{t.number},{t.value}," + ",".join(str(t.params.get(k, "")) for k in keys))
+    _atomic_write(folder / "trials.csv", "\n".join(rows) + "\n")
+    return record
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,212 @@
+"""Baselines: the oracle bound is exact and never beaten; HPA and Potential by hand."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from shift_rl.agents import POLICIES, make_policy, oracle_goal
+from shift_rl.agents.autoscalers import HPAPolicy
+from shift_rl.agents.oracle import best_goal
+from shift_rl.agents.potential import PotentialPolicy
+from shift_rl.config import load_scenario
+from shift_rl.env import ResourceShiftEnv
+from shift_rl.observation import ObservedState
+from shift_rl.sim.params import ScenarioParams
+from shift_rl.sim.queueing import attainment, tick_metrics
+
+
+def _state(params: ScenarioParams, **kw: object) -> ObservedState:
+    m, r = params.num_modules, params.num_resources
+    base = {
+        "alloc": params.initial_alloc.copy(),
+        "incoming": np.zeros((m, r), dtype=np.int64),
+        "demand_servers": np.ones(m),
+        "forecast_servers": np.ones(m),
+        "reported_servers": np.ones(m),
+        "utilization": np.full(m, 0.7),
+        "latency_ratio": np.full(m, 0.2),
+        "error_rate": np.zeros(m),
+        "attainment": np.ones(m),
+        "forecast_spread": np.zeros(m),
+        "confidence": np.ones(m),
+        "reputation": np.ones(m),
+        "locked": np.zeros(m, dtype=bool),
+        "pending": np.zeros(m, dtype=bool),
+        "missing": np.zeros(m, dtype=bool),
+        "hour": 12.0,
+        "free": np.zeros(r, dtype=np.int64),
+    }
+    base.update(kw)
+    return ObservedState(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_oracle_dp_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m, cap = 3, int(rng.integers(3, 9))
+    mu = rng.uniform(5, 50, m)
+    slo = rng.uniform(2, 10, m) / mu
+    lam = rng.uniform(0.2, 2.5, m) * mu * 60 * cap / m
+    value = rng.uniform(0.5, 3, m)
+    value /= value.sum()
+    ups = np.ones((m, 1))
+    brute = max(
+        sum(value[j] * tick_metrics(lam[j], float(u[j]), mu[j], slo[j], 60.0)[3] for j in range(m))
+        for u in itertools.product(range(cap + 1), repeat=m)
+        if sum(u) <= cap
+    )
+    got = best_goal(lam, np.ones(m), np.array([cap]), value, mu, slo, ups, 60.0)
+    assert got == pytest.approx(brute, abs=1e-12)
+
+
+@pytest.mark.parametrize("scenario", ["default", "faults", "multi_resource"])
+def test_oracle_is_never_beaten_tick_by_tick(scenario: str) -> None:
+    cfg = load_scenario(scenario).model_copy(update={"episode_ticks": 240})
+    env = ResourceShiftEnv(cfg)
+    for name in ["static", "potential", "hpa", "proportional", "oracle-mpc"]:
+        policy = make_policy(name, env.params)
+        if hasattr(policy, "bind"):
+            policy.bind(env)
+        obs, _ = env.reset(seed=7)
+        bound = oracle_goal(env.params, env.plane.sim)
+        for t in range(cfg.episode_ticks):
+            obs, reward, _, _, info = env.step(policy.act(obs, env.action_masks()))
+            assert info["goal_attainment"] <= bound[t] + 1e-9, (name, t)
+            assert reward <= bound[t] + 1e-9
+
+
+@pytest.mark.parametrize("name", ["potential", "hpa", "vpa", "proportional", "oracle-mpc"])
+def test_heuristics_propose_feasible_shifts(name: str) -> None:
+    env = ResourceShiftEnv(load_scenario("default").model_copy(update={"episode_ticks": 300}))
+    policy = make_policy(name, env.params)
+    if hasattr(policy, "bind"):
+        policy.bind(env)
+    obs, _ = env.reset(seed=3)
+    invalid = moved = 0
+    for _ in range(300):
+        obs, _, _, _, info = env.step(policy.act(obs, env.action_masks()))
+        invalid += info["invalid_action"]
+        moved += info["units_moved"]
+    assert invalid == 0
+    if name != "vpa":
+        assert moved > 0
+
+
+def test_unknown_policy_names_the_choices() -> None:
+    params = ScenarioParams.from_config(load_scenario("default"))
+    with pytest.raises(ValueError, match=r"unknown policy 'potentail'.*potential"):
+        make_policy("potentail", params)
+    with pytest.raises(ValueError, match=r"potential: bad parameter.*allowed"):
+        make_policy("potential", params, not_a_knob=1.0)
+    assert set(POLICIES) == {"potential", "hpa", "vpa", "static", "proportional", "oracle-mpc"}
+
+
+# -- HPA on hand-computed cases ------------------------------------------------------------
+@pytest.fixture
+def params() -> ScenarioParams:
+    return ScenarioParams.from_config(load_scenario("default"))
+
+
+def test_hpa_desired_replicas_by_hand(params: ScenarioParams) -> None:
+    hpa = HPAPolicy(params, target_utilization=0.7, tolerance=0.1, downscale_window_s=300)
+    alloc = np.array([[4], [4], [10], [8], [2], [6]])
+    util = np.array([0.9, 0.75, 0.35, 0.7, 0.98, 0.7])
+    desired = hpa.recommend(_state(params, alloc=alloc, utilization=util))
+    # 4 * 0.9 / 0.7 = 5.14 -> 6; 0.75 / 0.7 = 1.07 within tolerance -> 4;
+    # 10 * 0.5 -> 5; at target -> 8; 2 * 1.4 = 2.8 -> 3; at target -> 6
+    np.testing.assert_array_equal(desired, [6, 4, 5, 8, 3, 6])
+
+
+def test_hpa_scale_down_waits_for_the_window_and_scale_up_is_limited(params) -> None:
+    hpa = HPAPolicy(params, target_utilization=0.7, tolerance=0.1, downscale_window_s=180)
+    alloc = np.array([[10], [4], [7], [7], [2], [7]])
+    high = _state(params, alloc=alloc, utilization=np.array([0.7, 0.7, 0.7, 0.7, 0.7, 0.7]))
+    low = _state(params, alloc=alloc, utilization=np.array([0.35, 0.7, 0.7, 0.7, 0.7, 0.7]))
+    hpa.recommend(high)
+    assert hpa.recommend(low)[0] == 10  # the 10 of the last 3 ticks (180 s) still wins
+    hpa.recommend(low)
+    assert hpa.recommend(low)[0] == 5  # window passed: 10 * 0.35 / 0.7
+    tiny = HPAPolicy(params, target_utilization=0.1)
+    up = tiny.recommend(_state(params, alloc=alloc, utilization=np.full(6, 0.98)))
+    # ceil(2 * 9.8) = 20 is capped at max(2 * 2, 2 + 4) = 6 for the 2-server module
+    assert up[4] == 6
+
+
+def test_hpa_realises_scale_up_as_shift_from_scale_down(params: ScenarioParams) -> None:
+    hpa = HPAPolicy(params, downscale_window_s=60)
+    alloc = np.array([[10], [8], [6], [8], [8], [8]])
+    util = np.array([0.7, 0.7, 0.98, 0.35, 0.7, 0.7])  # checkout hot, batch-etl cold
+    action = hpa.decide(_state(params, alloc=alloc, utilization=util))
+    # checkout wants ceil(6 * 1.4) = 9 (+3), batch-etl 4 (-4): 3 units -> level 2 (2 units)
+    assert action.tolist() == [3, 2, 1]
+
+
+def test_hpa_waits_when_no_module_can_give(params: ScenarioParams) -> None:
+    hpa = HPAPolicy(params)
+    alloc = np.array([[10], [8], [6], [8], [8], [8]])
+    util = np.array([0.7, 0.7, 0.98, 0.7, 0.7, 0.7])
+    assert hpa.decide(_state(params, alloc=alloc, utilization=util)).tolist() == [0, 0, 0]
+
+
+# -- Potential on hand-computed cases -------------------------------------------------------
+def test_potential_scores_follow_the_formula(params: ScenarioParams) -> None:
+    pol = PotentialPolicy(params, probe_units=2, headroom=0.1, incoming_penalty=0.0)
+    forecast = np.array([12.0, 6.0, 3.0, 1.0, 5.0, 6.0])
+    rep = np.array([1.0, 0.9, 0.8, 1.0, 0.5, 1.0])
+    st = _state(params, forecast_servers=forecast, reputation=rep, utilization=np.zeros(6))
+    potential, optimal, servers = pol.scores(st)
+    lam = forecast / params.servers_per_request
+    s = params.initial_alloc[:, 0].astype(float)
+    mu, slo = params.service_rate, params.slo_seconds
+    gain = params.value * (
+        attainment(lam, s + 2, mu, slo, 60.0) - attainment(lam, s, mu, slo, 60.0)
+    )
+    cost = params.config.reward.cost_per_unit * 2 * (1 + params.warmup_ticks) + 1e-6
+    np.testing.assert_allclose(potential, rep * forecast * gain / cost, rtol=1e-9)
+    np.testing.assert_allclose(optimal, forecast * 1.1)
+    np.testing.assert_array_equal(servers, s)
+
+
+def test_potential_moves_from_idle_low_potential_to_busy_high_potential(params) -> None:
+    pol = PotentialPolicy(params, min_gap=1.5, aggressiveness=1.0)
+    # api-gateway (0) needs 14 servers but holds 10; batch-etl (3) needs 1, holds 8
+    forecast = np.array([14.0, 6.0, 5.0, 1.0, 6.0, 5.0])
+    st = _state(params, forecast_servers=forecast, utilization=np.zeros(6))
+    potential, _, _ = pol.scores(st)
+    assert potential[0] == potential.max() and potential[3] == potential.min()
+    src, dst, level = pol.decide(st)
+    assert (src, dst) == (3, 0)
+    # surplus 8 - 1.1 = 6.9, deficit 15.4 - 10 = 5.4 -> capped by max 4 units: level 2 (4)
+    assert params.amount_levels[level] == 4
+
+
+def test_potential_respects_locks_and_missing_telemetry(params: ScenarioParams) -> None:
+    pol = PotentialPolicy(params)
+    forecast = np.array([14.0, 6.0, 5.0, 1.0, 6.0, 5.0])
+    locked = np.array([False, False, False, True, False, False])
+    missing = np.array([False, False, False, False, False, True])
+    st = _state(params, forecast_servers=forecast, locked=locked, missing=missing)
+    src, dst, _ = pol.decide(st)
+    assert src not in (3, 5) and dst != 3
+
+
+def test_tuned_parameters_are_used_by_name(params, tmp_path, monkeypatch) -> None:
+    import json
+
+    import shift_rl.agents as agents
+
+    (tmp_path / "hpa").mkdir()
+    (tmp_path / "hpa" / "params.json").write_text(
+        json.dumps({"params": {"target_utilization": 0.55}})
+    )
+    monkeypatch.setattr(agents, "TUNED_DIR", tmp_path)
+    assert make_policy("hpa", params).p.target_utilization == 0.55
+    assert make_policy("hpa", params, target_utilization=0.8).p.target_utilization == 0.8
+    assert math.isclose(make_policy("potential", params).p.headroom, 0.1)  # untuned here
+    (tmp_path / "hpa" / "params.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object with a 'params' mapping"):
+        make_policy("hpa", params)
