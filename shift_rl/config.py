@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
 import os
 import types
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -77,6 +79,15 @@ class RegimeConfig(_Model):
     magnitude: NonNegFloat = Field(0.3, description="std of the log-level jump at a shift")
 
 
+class EventConfig(_Model):
+    """A scheduled daily event (batch window, morning log-in wave, flash sale)."""
+
+    hour: Annotated[float, Field(ge=0.0, lt=24.0)] = Field(description="start, hour of day")
+    magnitude: NonNegFloat = Field(description="extra demand while it runs, relative")
+    duration_ticks: PosInt = Field(description="ticks it lasts, ramps included")
+    ramp_ticks: NonNegInt = Field(5, description="ticks to ramp up (and down again)")
+
+
 class DemandShape(_Model):
     """Synthetic demand of one module, in requests per tick."""
 
@@ -90,6 +101,7 @@ class DemandShape(_Model):
         0.0, description="relative growth of the level per day"
     )
     regime: RegimeConfig = RegimeConfig()
+    events: list[EventConfig] = Field([], description="scheduled events, every day")
 
 
 class ModuleConfig(_Model):
@@ -403,7 +415,9 @@ def _branch(ann: Any, tag: str) -> Any | None:
     return None
 
 
-def _walk(loc: tuple[Any, ...]) -> tuple[list[Any], _Node | None, int | None]:
+def _walk(
+    loc: tuple[Any, ...], root: type[BaseModel] | None = None
+) -> tuple[list[Any], _Node | None, int | None]:
     """Follow an error location through the scenario schema.
 
     Returns the location without pydantic's union-member labels, the annotation at its end
@@ -411,7 +425,7 @@ def _walk(loc: tuple[Any, ...]) -> tuple[list[Any], _Node | None, int | None]:
     returned location where the first union was entered (``None`` if no union was crossed).
     """
     shown: list[Any] = []
-    node: _Node | None = (ScenarioConfig, [])
+    node: _Node | None = (root or ScenarioConfig, [])
     union_at: int | None = None
     for part in loc:
         if node is None:
@@ -494,14 +508,14 @@ def _path(parts: list[Any]) -> str:
     return ".".join(str(p) for p in parts)
 
 
-def _one_error(e: dict[str, Any]) -> list[str]:
+def _one_error(e: dict[str, Any], root: type[BaseModel] | None = None) -> list[str]:
     """The message lines of one pydantic error (a model-level error may carry several)."""
-    shown, node, _ = _walk(tuple(e["loc"]))
+    shown, node, _ = _walk(tuple(e["loc"]), root)
     path = _path(shown)
     given = e.get("input")
     kind = e["type"]
     if kind == "extra_forbidden":
-        parent = _walk(tuple(e["loc"][:-1]))[1]
+        parent = _walk(tuple(e["loc"][:-1]), root)[1]
         model = _unwrap(*parent)[0] if parent else None
         if not _is_model(model):
             return [f"{path}: unknown key"]
@@ -531,7 +545,7 @@ def _one_error(e: dict[str, Any]) -> list[str]:
     return [f"{path or '(top level)'}: {msg}{got}"]
 
 
-def _error_lines(errors: list[dict[str, Any]]) -> list[str]:
+def _error_lines(errors: list[dict[str, Any]], root: type[BaseModel] | None = None) -> list[str]:
     """One line per real problem.
 
     When a value fails a union (``units: int | dict``) pydantic reports one error per member;
@@ -543,7 +557,7 @@ def _error_lines(errors: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     order: list[tuple[Any, ...] | dict[str, Any]] = []
     for e in errors:
-        shown, _, union_at = _walk(tuple(e["loc"]))
+        shown, _, union_at = _walk(tuple(e["loc"]), root)
         if union_at is None or e["type"] == "extra_forbidden":
             order.append(e)
             continue
@@ -554,35 +568,42 @@ def _error_lines(errors: list[dict[str, Any]]) -> list[str]:
         groups[key].append(e)
     for item in order:
         if isinstance(item, dict):
-            lines += _one_error(item)
+            lines += _one_error(item, root)
             continue
         members = groups[item]
-        inner = [e for e in members if len(_walk(tuple(e["loc"]))[0]) > len(item)]
+        inner = [e for e in members if len(_walk(tuple(e["loc"]), root)[0]) > len(item)]
         if inner:
-            lines += [line for e in inner for line in _one_error(e)]
+            lines += [line for e in inner for line in _one_error(e, root)]
             continue
         # Every member rejected the value outright: say what the union as a whole allows.
         e = members[0]
-        union_loc = _union_loc(tuple(e["loc"]), len(item))
-        node = _walk(union_loc)[1]
+        union_loc = _union_loc(tuple(e["loc"]), len(item), root)
+        node = _walk(union_loc, root)[1]
         allowed = _describe(*node) if node else " or ".join(m["msg"] for m in members)
         lines.append(f"{_path(list(item))}: must be {allowed} (got {_show(e['input'])})")
     return list(dict.fromkeys(lines))
 
 
-def _union_loc(loc: tuple[Any, ...], shown_len: int) -> tuple[Any, ...]:
+def _union_loc(
+    loc: tuple[Any, ...], shown_len: int, root: type[BaseModel] | None = None
+) -> tuple[Any, ...]:
     """The prefix of a raw error location that leads to the union (before its member label)."""
     for k in range(len(loc) + 1):
-        if len(_walk(loc[:k])[0]) == shown_len and _walk(loc[: k + 1])[2] is not None:
+        if len(_walk(loc[:k], root)[0]) == shown_len and _walk(loc[: k + 1], root)[2] is not None:
             return loc[:k]
     return loc
 
 
-def _format_errors(err: ValidationError | list[str], source: str) -> str:
-    lines = _error_lines(err.errors()) if isinstance(err, ValidationError) else list(err)
+def _format_errors(
+    err: ValidationError | list[str],
+    source: str,
+    root: type[BaseModel] | None = None,
+    what: str = "scenario",
+) -> str:
+    lines = _error_lines(err.errors(), root) if isinstance(err, ValidationError) else list(err)
     if len(lines) == 1:
-        return f"invalid scenario {source}: {lines[0]}"
-    return f"invalid scenario {source} ({len(lines)} problems):\n" + "\n".join(
+        return f"invalid {what} {source}: {lines[0]}"
+    return f"invalid {what} {source} ({len(lines)} problems):\n" + "\n".join(
         f"  - {line}" for line in lines
     )
 
@@ -706,13 +727,42 @@ def load_scenario(scenario: str | os.PathLike | ScenarioConfig) -> ScenarioConfi
             f"unknown scenario {str(scenario)!r}; expected a YAML path or one of the shipped "
             f"scenario names: {known} (in {SCENARIO_DIR})"
         )
+    return scenario_from_dict(_read_yaml(path), source=str(path), base=path.parent)
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
+    """A scenario file's mapping, with ``extends: other.yaml`` merged underneath it.
+
+    ``extends`` names a scenario file relative to this one; this file's keys override the
+    base's, mappings merge key by key, lists and values are replaced whole.
+    """
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid scenario {path}: not valid YAML:\n{err}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"scenario file {str(path)!r} cannot be read: {err}") from None
-    return scenario_from_dict(data, source=str(path), base=path.parent)
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    data = dict(data)
+    parent = data.pop("extends")
+    base_path = (path.parent / str(parent)).resolve()
+    if not isinstance(parent, str) or not base_path.is_file():
+        raise ConfigError(
+            f"invalid scenario {path}: extends: {parent!r} is not a scenario file "
+            f"(expected a YAML path relative to {str(path.parent)!r})"
+        )
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"invalid scenario {path}: extends: {parent!r} extends itself")
+    return _merge(_read_yaml(base_path, (*seen, path.resolve())), data)
+
+
+def _merge(base: Any, over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base) if isinstance(base, dict) else {}
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
 
 
 def with_trace(
@@ -732,3 +782,153 @@ def with_trace(
         trace["peak_share"] = peak_share
     data["demand"]["trace"] = trace
     return scenario_from_dict(data, source=f"{cfg.name!r} with trace {str(path)!r}")
+
+
+# -- training configuration -----------------------------------------------------------------
+TRAIN_DIR = PROJECT_ROOT / "configs" / "train"
+
+
+class PPOConfig(_Model):
+    """PPO hyperparameters (stable-baselines3 names and meanings)."""
+
+    learning_rate: PosFloat = Field(3e-4, description="Adam step size")
+    n_steps: PosInt = Field(720, description="steps per env per rollout")
+    batch_size: PosInt = Field(720, description="minibatch size, samples")
+    n_epochs: PosInt = Field(10, description="passes over each rollout")
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = Field(0.99, description="discount per tick")
+    gae_lambda: Share = Field(0.95, description="GAE lambda")
+    clip_range: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(0.2, description="PPO clip")
+    ent_coef: NonNegFloat = Field(0.01, description="entropy bonus weight")
+    vf_coef: NonNegFloat = Field(0.5, description="value loss weight")
+    max_grad_norm: PosFloat = Field(0.5, description="gradient clipping norm")
+
+
+class NetworkConfig(_Model):
+    net_arch: list[PosInt] = Field([128, 128], min_length=1, description="hidden layer sizes")
+    activation: Literal["tanh", "relu"] = "tanh"
+
+
+class RandomizationConfig(_Model):
+    """Train on a family of variants of the scenario, so the policy generalizes.
+
+    Every variant keeps the modules, pool and rails (the spaces stay the same) and draws
+    its demand levels, daily peak hours and swings, and fault rates from these ranges.
+    """
+
+    variants: NonNegInt = Field(0, description="number of variants; 0 trains on the scenario")
+    demand_scale: list[PosFloat] = Field([0.85, 1.15], min_length=2, max_length=2)
+    peak_shift_hours: NonNegFloat = Field(1.5, description="max shift of each daily peak, h")
+    amplitude_scale: list[PosFloat] = Field([0.8, 1.2], min_length=2, max_length=2)
+    fault_rate_scale: list[NonNegFloat] = Field([0.0, 1.5], min_length=2, max_length=2)
+
+
+class TrainEvalConfig(_Model):
+    episodes: PosInt = Field(30, description="held-out episodes of the final evaluation")
+    seed: NonNegInt = Field(0, description="first seed of the final evaluation")
+    baselines: list[str] = Field(["potential", "hpa", "static"], description="compared with")
+    every_timesteps: PosInt = Field(57_600, description="steps between periodic evaluations")
+    episodes_during: PosInt = Field(4, description="validation episodes per periodic evaluation")
+
+
+class TrainConfig(_Model):
+    """A training run: scenario, algorithm, network, PPO settings, evaluation, checkpoints."""
+
+    run_name: str = Field("ppo-default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    scenario: str = Field("default", description="scenario name or YAML path")
+    algo: Literal["ppo", "maskable_ppo"] = "maskable_ppo"
+    total_timesteps: PosInt = 576_000
+    seed: NonNegInt = 0
+    n_envs: PosInt = 8
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    reward: Literal["regret", "env"] = Field(
+        "regret", description="train on reward minus the oracle bound (same optimum, less noise)"
+    )
+    torch_threads: PosInt = 1
+    checkpoint_every: PosInt = Field(115_200, description="steps between checkpoints")
+    ppo: PPOConfig = PPOConfig()
+    network: NetworkConfig = NetworkConfig()
+    randomization: RandomizationConfig = RandomizationConfig()
+    evaluation: TrainEvalConfig = TrainEvalConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        rollout = self.ppo.n_steps * self.n_envs
+        if self.ppo.batch_size > rollout:
+            raise ValueError(
+                f"ppo.batch_size: {self.ppo.batch_size} exceeds a rollout of n_steps x n_envs "
+                f"= {rollout} samples"
+            )
+        for name in ("demand_scale", "amplitude_scale", "fault_rate_scale"):
+            lo, hi = getattr(self.randomization, name)
+            if lo > hi:
+                raise ValueError(f"randomization.{name}: low {lo} above high {hi}")
+        return self
+
+
+def _parse_value(text: str) -> Any:
+    """An override's value as YAML, with numbers like ``1e-4`` (a string to YAML 1.1) as floats."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def load_train_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = ()
+) -> TrainConfig:
+    """Load a training config (default: ``configs/train/ppo_default.yaml``) with overrides.
+
+    Each override is ``dotted.key=value``; the value is read as YAML (``1e-4``, ``[64, 64]``,
+    ``maskable_ppo``). The result is validated as a whole: one :class:`ConfigError` lists
+    every problem, unknown keys and wrong types included.
+    """
+    source = Path(path) if path is not None else TRAIN_DIR / "ppo_default.yaml"
+    if not source.is_file():
+        known = sorted(p.name for p in TRAIN_DIR.glob("*.yaml"))
+        raise ConfigError(
+            f"training config {str(source)!r} does not exist; expected a YAML file, e.g. "
+            f"one of {known} in {TRAIN_DIR}"
+        )
+    try:
+        data = yaml.load(source.read_text(), Loader=_UniqueKeyLoader) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid training config {source}: not valid YAML:\n{err}") from None
+    return train_config_from_dict(data, overrides, str(source))
+
+
+def train_config_from_dict(
+    data: Any, overrides: Sequence[str] = (), source: str = "<dict>"
+) -> TrainConfig:
+    """Validate a training config mapping after applying ``key=value`` overrides."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid training config {source}: the top level must be a mapping")
+    data = json.loads(json.dumps(data))  # a deep copy: overrides never touch the caller's
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected dotted.key=value")
+        _set_dotted(data, key.strip(), _parse_value(text))
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        where = source + (f" with --set {' '.join(overrides)}" if overrides else "")
+        raise ConfigError(_format_errors(err, where, TrainConfig, "training config")) from None

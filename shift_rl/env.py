@@ -152,7 +152,7 @@ class ResourceShiftEnv(gym.Env):
         tel = sim.telemetry()
         return {
             "tick": int(tel.tick[0]),
-            "goal_attainment": float(sim.true_attainment[0] @ self.params.value),
+            "goal_attainment": float((sim.true_attainment[0] * self.params.value).sum()),
             "attainment": sim.true_attainment[0].copy(),
             "utilization": sim.truth[0, :, 0].copy(),
             "latency": sim.truth[0, :, 1].copy(),

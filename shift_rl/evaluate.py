@@ -78,11 +78,12 @@ def load_any_policy(name: str, env: ResourceShiftEnv) -> Policy:
             f"unknown policy {name!r}: expected a built-in name {allowed} "
             "or the path of an exported policy folder"
         )
+    from shift_rl.export import PolicyFileError, load_policy
+
     try:
-        from shift_rl.export import load_policy
-    except ImportError as err:  # the export format is part of a later release
-        raise EvaluationError(f"cannot load policy folder {name!r}: {err}") from None
-    policy = load_policy(path)
+        policy = load_policy(path)
+    except PolicyFileError as err:
+        raise EvaluationError(f"cannot load policy {name!r}: {err}") from None
     expected = env.observation_space.shape
     got = getattr(policy, "observation_shape", None)
     if got is not None and tuple(got) != tuple(expected):

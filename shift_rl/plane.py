@@ -97,7 +97,9 @@ class PlaneBatch:
             np.add.at(rollbacks, rb_env, 1.0)
         self.reputation.update(tel)
         self.forecaster.update(tel.demand)
-        goal = sim.true_attainment @ p.value
+        # Row by row, not a matrix product: BLAS may sum differently for another batch size,
+        # and a row must not depend on the rest of the batch.
+        goal = (sim.true_attainment * p.value).sum(axis=1)
         rc = p.config.reward
         move_cost = rc.cost_per_unit * units_moved
         rollback_cost = rc.cost_per_rollback * rollbacks

@@ -10,12 +10,14 @@ Rules, per env:
   shifts of one tick together at most ``max_units_per_tick`` per kind;
 - ``src`` keeps at least its ``floor``; ``dst`` holds at most ``max_module_share`` of the pool
   (units warming up towards it included);
-- both modules are locked for ``stabilization_ticks``: no other shift may touch them;
+- both modules are locked for ``stabilization_ticks`` (at least ``warmup_ticks + 1``, so
+  the shifted units serve before the window ends): no other shift may touch them;
 - at the end of that window the shift is judged on observed goal attainment: when the
   pair's value-weighted attainment fell by more than ``rollback_threshold`` against the tick
-  of the shift, the units are sent back (the rollback locks the pair again for a window but is
-  not judged itself). Missing telemetry at either end of the window gives no evidence, and
-  the shift is kept.
+  of the shift, the units are sent back (the rollback locks the pair again for a window and
+  uses the budget of the tick it happens in, but is not judged itself). Missing telemetry at
+  either end of the window gives no evidence, and the shift is kept;
+- a proposal outside the action space is invalid (a no-op), never an index.
 
 Actions are ``(src, dst, level)`` with ``level = kind * K + k`` choosing ``amount_levels[k]``
 units of resource kind ``kind``; ``src == dst`` is the no-op. Proposals are clipped to the
@@ -48,6 +50,8 @@ class GuardSettings:
 
     @classmethod
     def from_params(cls, p: ScenarioParams) -> GuardSettings:
+        """The scenario's rails. The stabilization window lasts at least ``warmup_ticks + 1``
+        ticks: a shift is only judged (and rolled back) once its units serve at the target."""
         s = p.config.safety
         return cls(
             floor=p.floor,
@@ -56,7 +60,7 @@ class GuardSettings:
             value=p.value,
             max_units_per_shift=s.max_units_per_shift,
             max_units_per_tick=s.max_units_per_tick,
-            stabilization_ticks=s.stabilization_ticks,
+            stabilization_ticks=max(s.stabilization_ticks, p.warmup_ticks + 1),
             rollback_threshold=s.rollback_threshold,
         )
 
@@ -121,14 +125,21 @@ def _clip(
     status,
 ):  # pragma: no cover - compiled
     n_lvl = levels.shape[0]
+    n_mod, n_kind = alloc.shape[1], alloc.shape[2]
     for b in range(actions.shape[0]):
         s, d, a = actions[b, 0], actions[b, 1], actions[b, 2]
         r, k = a // n_lvl, a % n_lvl
+        if s < 0 or s >= n_mod or d < 0 or d >= n_mod or a < 0 or r >= n_kind:
+            # Outside the action space: invalid, and never used as an index (numba does not
+            # check bounds: a module index M would write past the arrays).
+            src[b], dst[b], kind[b], units[b] = 0, 0, 0, 0
+            status[b] = -1
+            continue
         src[b], dst[b], kind[b], units[b] = s, d, r, 0
         if s == d:
             status[b] = 0
             continue
-        if lock_until[b, s] > tick[b] or lock_until[b, d] > tick[b] or r >= alloc.shape[2]:
+        if lock_until[b, s] > tick[b] or lock_until[b, d] > tick[b]:
             status[b] = -1
             continue
         u = min(
@@ -201,6 +212,8 @@ def _judge(
     p_units,
     judge_at,
     baseline,
+    budget_tick,
+    used,
     out_env,
     out_src,
     out_dst,
@@ -224,6 +237,11 @@ def _judge(
             if baseline[b, s] - now > threshold and back > 0:
                 out_env[n], out_src[n], out_dst[n], out_kind[n], out_units[n] = b, d, s, r, back
                 n += 1
+                # A rollback is a shift of this tick: it uses the tick's budget too.
+                if budget_tick[b] != tick[b]:
+                    budget_tick[b] = tick[b]
+                    used[b, :] = 0
+                used[b, r] += back
                 lock_until[b, s] = tick[b] + window
                 lock_until[b, d] = tick[b] + window
     return n
@@ -318,7 +336,8 @@ class SafetyGuard:
         s = self.settings
         n = _judge(tick, attainment, alloc, s.floor, s.value, s.rollback_threshold,
                    s.stabilization_ticks, self.lock_until, self.partner, self.is_src, self.kind,
-                   self.units, self.judge_at, self.baseline, *self._rb)  # fmt: skip
+                   self.units, self.judge_at, self.baseline, self.budget_tick, self.used,
+                   *self._rb)  # fmt: skip
         rb = self._rb
         return rb[0][:n], rb[1][:n], rb[2][:n], rb[3][:n], rb[4][:n]
 

@@ -20,6 +20,20 @@ from shift_rl.sim.params import ScenarioParams
 NOOP_ACTION = np.zeros(3, dtype=np.int64)
 
 
+def masked_noop(action_mask: np.ndarray, num_modules: int) -> np.ndarray:
+    """A no-op ``(m, m, k)`` that the per-dimension mask allows (the first such one).
+
+    ``(0, 0, 0)`` is a no-op too, but the mask may forbid index 0 in some dimension; learned
+    policies can only pick masked-in indices, so heuristics that teach them say "no shift"
+    the same way.
+    """
+    m = num_modules
+    both = np.flatnonzero(action_mask[:m] & action_mask[m : 2 * m])
+    levels = np.flatnonzero(action_mask[2 * m :])
+    i = int(both[0]) if both.size else 0
+    return np.array([i, i, int(levels[0]) if levels.size else 0], dtype=np.int64)
+
+
 @runtime_checkable
 class Policy(Protocol):
     """A shift algorithm: ``act(observation, action_mask) -> action``."""
@@ -50,7 +64,10 @@ class HeuristicPolicy(ABC):
         """Stateless by default."""
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
-        return self.decide(self.builder.decode(observation))
+        action = self.decide(self.builder.decode(observation))
+        if action[0] == action[1] and action_mask is not None:
+            return masked_noop(action_mask, self.params.num_modules)
+        return action
 
     @abstractmethod
     def decide(self, state: ObservedState) -> np.ndarray:
@@ -101,11 +118,13 @@ class StaticPolicy:
 
     name = "static"
 
-    def __init__(self, params: ScenarioParams | None = None) -> None:
+    def __init__(self, params: ScenarioParams) -> None:
         self.params = params
 
     def reset(self) -> None:
         """Nothing to forget."""
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        if action_mask is not None:
+            return masked_noop(action_mask, self.params.num_modules)
         return NOOP_ACTION.copy()

@@ -11,11 +11,14 @@ Arrays are indexed by ``i = history_ticks + t`` for episode tick ``t``: the firs
 Synthetic demand of a module (requests per tick)::
 
     level(i) = base * (1 + trend * day) * (1 + A_d cos(2 pi (hour - peak) / 24))
-               * (1 + A_w cos(2 pi day / 7)) * regime(i) * burst(i) * exp(noise(i) - s^2 / 2)
+               * (1 + A_w cos(2 pi day / 7)) * regime(i) * burst(i) * event(i)
+               * exp(noise(i) - s^2 / 2)
 
 with ``noise`` a stationary AR(1) process of std ``s`` (a share ``correlation`` of it common to
 all modules), ``regime`` a product of log-normal level jumps at Poisson times and ``burst``
-``1 + magnitude * exp(-(i - i_b) / duration)`` after each Poisson burst time ``i_b``.
+``1 + magnitude * exp(-(i - i_b) / duration)`` after each Poisson burst time ``i_b``;
+``event`` is ``1 + magnitude`` while a scheduled daily event runs (linear ramps at both ends):
+the same hour every day, so a policy that knows the time of day can prepare for it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from shift_rl.config import DemandShape
+from shift_rl.config import DemandShape, EventConfig
 from shift_rl.sim.params import ScenarioParams
 
 TICKS_PER_DAY_SECONDS = 86_400.0
@@ -90,8 +93,19 @@ def _module_shape(
                 -(idx[after] - b) / shape.bursts.duration_ticks
             )
         level = level * (1.0 + extra)
+    for ev in shape.events:
+        level = level * (1.0 + ev.magnitude * _event_profile(hours, ev, ticks_per_day))
     s = shape.noise
     return level * np.exp(s * noise - 0.5 * s * s)
+
+
+def _event_profile(hours: np.ndarray, ev: EventConfig, ticks_per_day: float) -> np.ndarray:
+    """Share of a daily event running at each tick: 0 outside, 1 inside, ramps between."""
+    since = ((hours - ev.hour) % 24.0) * ticks_per_day / 24.0  # ticks since today's start
+    ramp = max(ev.ramp_ticks, 1)
+    up = np.clip((since + 1.0) / ramp, 0.0, 1.0)
+    down = np.clip((ev.duration_ticks - since) / ramp, 0.0, 1.0)
+    return np.minimum(up, down)
 
 
 @lru_cache(maxsize=8)

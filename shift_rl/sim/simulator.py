@@ -6,7 +6,7 @@ import numpy as np
 
 from shift_rl.sim.dynamics import advance, apply_shifts, compute_metrics
 from shift_rl.sim.exogenous import draw_exogenous
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.sim.params import FORECAST_HORIZON_MAX, ScenarioParams
 from shift_rl.telemetry import Telemetry
 
 
@@ -73,7 +73,17 @@ class Simulator:
         self.failed[idx] = 0
         self.free[idx] = p.pool_units - p.initial_alloc.sum(axis=0)
         self.lost[idx] = 0
+        # Measure the new rows only: the others keep the metrics of the tick they are in (a
+        # rollback after that tick's measurement must not show in it when another row resets).
+        tel = self._tel
+        measured = (tel.hour, tel.incoming, tel.capacity, tel.demand, tel.utilization,
+                    tel.latency, tel.error_rate, tel.attainment, self.truth,
+                    tel.reported_need, tel.missing)  # fmt: skip
+        others = np.setdiff1d(np.arange(self.num_envs), idx)
+        kept = [a[others].copy() for a in measured]
         self._measure()
+        for a, v in zip(measured, kept, strict=True):
+            a[others] = v
 
     def shift(
         self, env: np.ndarray, src: np.ndarray, dst: np.ndarray, kind: np.ndarray, units: np.ndarray
@@ -84,6 +94,13 @@ class Simulator:
 
     def step(self) -> None:
         """Advance one tick: warm-up arrivals, failures and returns, then fresh metrics."""
+        last = self.params.episode_ticks + FORECAST_HORIZON_MAX - 1
+        if (self.t >= last).any():  # the compiled kernels would read past the episode's arrays
+            rows = np.flatnonzero(self.t >= last).tolist()
+            raise RuntimeError(
+                f"episode over in rows {rows} (tick {int(self.t.max())}, episode_ticks="
+                f"{self.params.episode_ticks}): reset before stepping further"
+            )
         advance(
             self.t, self.alloc, self.transit, self.failed, self.free,
             self.exo_fail, self.exo_pick, self.params.history_ticks, self.lost,

@@ -1,0 +1,231 @@
+"""The exported policy: a folder that runs as the shift algorithm with numpy alone.
+
+Layout of ``agents/<name>/``::
+
+    policy.json   format version, observation spec (names, bounds), action spec, network
+                  layout, scenario fingerprint, guard settings, training provenance, and the
+                  sha256 of every other file
+    weights.npz   the actor's layers as plain float arrays (read with allow_pickle=False)
+
+:func:`load_policy` checks the format version and every hash before it reads a weight, and
+never unpickles anything: a policy file cannot run code. Acting needs neither torch nor
+stable-baselines3: the actor is a small MLP whose logits are split per action dimension,
+masked like MaskablePPO masks them, and arg-maxed (the SB3 model's deterministic action).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+POLICY_JSON = "policy.json"
+WEIGHTS = "weights.npz"
+MASKED_LOGIT = -1e8  # what sb3-contrib's masking gives forbidden actions
+_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+
+
+class PolicyFileError(ValueError):
+    """A policy folder that cannot be trusted or used; the message says what is wrong."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ExportedPolicy:
+    """An exported actor: ``act(observation, action_mask) -> (source, target, level)``."""
+
+    name: str
+    spec: dict[str, Any]
+    hidden: list[tuple[np.ndarray, np.ndarray]]
+    head: tuple[np.ndarray, np.ndarray]
+    activation: str
+    nvec: np.ndarray
+    uses_masks: bool
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return (len(self.spec["observation"]["names"]),)
+
+    def reset(self) -> None:
+        """The exported actor is memoryless."""
+
+    def logits(self, observation: np.ndarray) -> np.ndarray:
+        """Unmasked action logits, concatenated over the action dimensions."""
+        x = np.asarray(observation, dtype=np.float32).reshape(-1)
+        if x.shape != self.observation_shape:
+            raise ValueError(
+                f"policy {self.name!r} expects an observation of shape "
+                f"{self.observation_shape}, got {x.shape}"
+            )
+        act = _ACTIVATIONS[self.activation]
+        for w, b in self.hidden:
+            x = act(x @ w + b)
+        w, b = self.head
+        return x @ w + b
+
+    def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        logits = self.logits(observation)
+        if not np.isfinite(logits).all():
+            raise FloatingPointError(f"policy {self.name!r} produced non-finite logits")
+        if self.uses_masks and action_mask is not None:
+            logits = np.where(np.asarray(action_mask, dtype=bool), logits, MASKED_LOGIT)
+        splits = np.split(logits, np.cumsum(self.nvec)[:-1])
+        return np.array([int(np.argmax(s)) for s in splits], dtype=np.int64)
+
+
+def _atomic_dir(out: Path, files: dict[str, bytes]) -> None:
+    """Write all files into a fresh sibling folder, then swap it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    for name, blob in files.items():
+        (tmp / name).write_bytes(blob)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        if old.exists():
+            for p in old.iterdir():
+                p.unlink()
+            old.rmdir()
+        os.replace(out, old)
+        os.replace(tmp, out)
+        for p in old.iterdir():
+            p.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp, out)
+
+
+def export_model(
+    model: Any,
+    out: str | os.PathLike,
+    *,
+    observation_names: list[str],
+    observation_low: np.ndarray,
+    observation_high: np.ndarray,
+    scenario: dict[str, Any],
+    guard: dict[str, Any],
+    training: dict[str, Any],
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Export an SB3 PPO / MaskablePPO actor (MLP, MultiDiscrete) as a policy folder."""
+    import torch
+
+    policy = model.policy
+    layers = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+    acts = {type(m).__name__ for m in policy.mlp_extractor.policy_net} - {"Linear"}
+    activation = {"Tanh": "tanh", "ReLU": "relu"}.get(next(iter(acts), "Tanh"))
+    if activation is None or len(acts) > 1:
+        raise ValueError(f"cannot export activation {sorted(acts)}; supported: Tanh, ReLU")
+    arrays: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(layers):
+        arrays[f"hidden{i}_w"] = layer.weight.detach().cpu().numpy().T.astype(np.float32)
+        arrays[f"hidden{i}_b"] = layer.bias.detach().cpu().numpy().astype(np.float32)
+    arrays["head_w"] = policy.action_net.weight.detach().cpu().numpy().T.astype(np.float32)
+    arrays["head_b"] = policy.action_net.bias.detach().cpu().numpy().astype(np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    weights = buf.getvalue()
+    files = {WEIGHTS: weights, **(extra_files or {})}
+    nvec = [int(n) for n in model.action_space.nvec]
+    spec = {
+        "format_version": FORMAT_VERSION,
+        "kind": "mlp-multidiscrete-actor",
+        "observation": {
+            "names": list(observation_names),
+            "low": [float(v) for v in observation_low],
+            "high": [float(v) for v in observation_high],
+        },
+        "action": {
+            "nvec": nvec,
+            "layout": "(source, target, kind * K + level); source == target is no shift",
+            "uses_masks": type(model).__name__ == "MaskablePPO",
+        },
+        "network": {"hidden": len(layers), "activation": activation},
+        "normalization": None,
+        "scenario": scenario,
+        "guard": guard,
+        "training": training,
+        "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
+    }
+    files[POLICY_JSON] = (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()
+    out_path = Path(out)
+    _atomic_dir(out_path, files)
+    return out_path
+
+
+def load_policy(path: str | os.PathLike) -> ExportedPolicy:
+    """Load an exported policy folder after checking its format version and file hashes."""
+    folder = Path(path)
+    meta = folder / POLICY_JSON
+    if not meta.is_file():
+        raise PolicyFileError(
+            f"{str(folder)!r} is not a policy folder: {POLICY_JSON} not found "
+            "(expected a folder written by scripts/export.py or scripts/train.py)"
+        )
+    try:
+        spec = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PolicyFileError(f"{meta}: not valid JSON ({err})") from None
+    version = spec.get("format_version") if isinstance(spec, dict) else None
+    if version != FORMAT_VERSION:
+        raise PolicyFileError(
+            f"{meta}: format_version {version!r} is not supported (expected {FORMAT_VERSION})"
+        )
+    hashes = spec.get("files")
+    if not isinstance(hashes, dict) or WEIGHTS not in hashes:
+        raise PolicyFileError(f"{meta}: 'files' must list {WEIGHTS} with its sha256")
+    for name, digest in hashes.items():
+        file = folder / name
+        if Path(name).name != name or not file.is_file():
+            raise PolicyFileError(f"{folder}: file {name!r} listed in {POLICY_JSON} is missing")
+        if _sha256(file) != digest:
+            raise PolicyFileError(
+                f"{file}: sha256 does not match {POLICY_JSON} (the file was changed or "
+                "corrupted); refusing to load it"
+            )
+    try:
+        with np.load(folder / WEIGHTS, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as err:
+        raise PolicyFileError(f"{folder / WEIGHTS}: not a plain numpy archive ({err})") from None
+    try:
+        n = int(spec["network"]["hidden"])
+        hidden = [(arrays[f"hidden{i}_w"], arrays[f"hidden{i}_b"]) for i in range(n)]
+        head = (arrays["head_w"], arrays["head_b"])
+        nvec = np.array(spec["action"]["nvec"], dtype=np.int64)
+        activation = spec["network"]["activation"]
+        names = spec["observation"]["names"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise PolicyFileError(f"{meta}: incomplete policy description ({err!r})") from None
+    if activation not in _ACTIVATIONS:
+        raise PolicyFileError(f"{meta}: activation {activation!r} not one of {list(_ACTIVATIONS)}")
+    sizes = [len(names)] + [w.shape[1] for w, _ in hidden]
+    for (w, b), fan_in in zip([*hidden, head], sizes, strict=True):
+        if w.ndim != 2 or w.shape[0] != fan_in or b.shape != (w.shape[1],):
+            raise PolicyFileError(f"{folder / WEIGHTS}: layer shapes do not chain ({w.shape})")
+    if head[0].shape[1] != int(nvec.sum()):
+        raise PolicyFileError(f"{folder / WEIGHTS}: head size does not match nvec {nvec.tolist()}")
+    return ExportedPolicy(
+        name=folder.name,
+        spec=spec,
+        hidden=hidden,
+        head=head,
+        activation=activation,
+        nvec=nvec,
+        uses_masks=bool(spec["action"].get("uses_masks", False)),
+    )

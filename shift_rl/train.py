@@ -1,0 +1,519 @@
+"""Library side of ``scripts/train.py``: PPO / MaskablePPO on the shift env, reproducibly.
+
+A run trains on ``n_envs`` copies of the scenario (or of randomized variants of it), logs
+to TensorBoard under ``runs/<run-name>/``, evaluates periodically on validation seeds next to
+the tuned Potential baseline, checkpoints atomically, exports the policy and evaluates it
+against the baselines on held-out seeds.
+
+Seeds are kept apart: training episodes use seeds from ``TRAIN_SEED_BASE``, periodic
+validation from ``VALIDATION_SEED_BASE``, and the final evaluation the small seeds
+``evaluation.seed ..`` that every report in the project uses.
+
+Resuming gives the same result as an uninterrupted run (on CPU): every env's episode ``k``
+has a seed that depends only on (run seed, env index, k); rollouts hold whole episodes; and a
+checkpoint taken at a rollout boundary stores the model with the torch, numpy and Python
+random states, which are restored just before the next rollout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from shift_rl.agents import make_policy, oracle_goal
+from shift_rl.config import (
+    PROJECT_ROOT,
+    ConfigError,
+    RandomizationConfig,
+    ScenarioConfig,
+    TrainConfig,
+    load_scenario,
+)
+from shift_rl.env import ResourceShiftEnv
+from shift_rl.evaluate import EvaluationReport, evaluate, run_episode
+from shift_rl.export import export_model
+from shift_rl.safety import GuardSettings
+from shift_rl.tuning import TRAIN_SEED_BASE
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_SEED_BASE = 500_000
+RUNS_DIR = PROJECT_ROOT / "runs"
+AGENTS_DIR = PROJECT_ROOT / "agents"
+
+
+# -- environments ---------------------------------------------------------------------------
+def make_variants(base: ScenarioConfig, rc: RandomizationConfig, seed: int) -> list[ScenarioConfig]:
+    """``rc.variants`` randomized copies of ``base`` (just ``[base]`` when 0).
+
+    Demand levels, peak hours, daily swings and fault rates change; modules, pool, rails and
+    scheduled events stay, so every variant has the same spaces.
+    """
+    if rc.variants == 0:
+        return [base]
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    for v in range(rc.variants):
+        data = base.model_dump(mode="json")
+        data["name"] = f"{base.name}-variant{v}"
+        for mod in data["modules"]:
+            d = mod.get("demand")
+            if d is None:
+                continue
+            d["base"] *= float(rng.uniform(*rc.demand_scale))
+            di = d["diurnal"]
+            di["peak_hour"] = float(
+                (di["peak_hour"] + rng.uniform(-1, 1) * rc.peak_shift_hours) % 24
+            )
+            di["amplitude"] = float(min(1.0, di["amplitude"] * rng.uniform(*rc.amplitude_scale)))
+        scale = float(rng.uniform(*rc.fault_rate_scale))
+        for fault in data["faults"].values():
+            fault["rate_per_day"] *= scale
+        out.append(ScenarioConfig.model_validate(data))
+    return out
+
+
+class TrainingEnv(gym.Env):
+    """The env as training sees it: variants, reproducible episode seeds, regret reward.
+
+    Episode ``k`` of this env plays variant ``k % len(variants)`` (shuffled per env) with
+    seed ``hash(base seed, k)``; ``reset(seed=s)`` re-bases the seeds on ``s`` but keeps the
+    episode count, so a resumed run replays the same episodes. With ``regret=True`` the reward
+    is the env's reward minus the oracle bound of the same tick: it depends on the demand
+    alone, not on the actions, so the best policy is unchanged and much of the noise of the
+    demand leaves the learning signal. ``info["episode"]`` carries the env's own return.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+
+    def __init__(
+        self, variants: list[ScenarioConfig], base_seed: int, start_episode: int = 0,
+        regret: bool = True,
+    ) -> None:  # fmt: skip
+        self.envs = [ResourceShiftEnv(v) for v in variants]
+        self.env = self.envs[0]
+        self.observation_space = self.env.observation_space
+        self.action_space = self.env.action_space
+        self.base_seed = base_seed
+        self.episode = start_episode
+        self.regret = regret
+        self._bound = np.zeros(0)
+        self._ret = 0.0
+        self._len = 0
+
+    def _episode_seed(self) -> tuple[int, int]:
+        ss = np.random.SeedSequence([self.base_seed, self.episode])
+        seed, pick = ss.generate_state(2, dtype=np.uint64)
+        return TRAIN_SEED_BASE + int(seed % (2**40)), int(pick % len(self.envs))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):  # type: ignore[override]
+        if seed is not None:
+            self.base_seed = int(seed)
+        episode_seed, pick = self._episode_seed()
+        self.episode += 1
+        self.env = self.envs[pick]
+        obs, info = self.env.reset(seed=episode_seed)
+        if self.regret:
+            self._bound = oracle_goal(self.env.params, self.env.plane.sim)
+        self._ret, self._len = 0.0, 0
+        return obs, info
+
+    def step(self, action):  # type: ignore[override]
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._ret += reward
+        self._len += 1
+        if self.regret:
+            reward -= self._bound[info["tick"] - 1]
+        if terminated or truncated:
+            info["episode"] = {"r": self._ret, "l": self._len, "t": 0.0}
+        return obs, reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.action_masks()
+
+
+def make_vec_env(
+    cfg: TrainConfig, variants: list[ScenarioConfig], start_episode: int = 0
+) -> VecEnv:
+    fns = [
+        (
+            lambda i=i: TrainingEnv(
+                variants, cfg.seed * 1000 + i, start_episode, cfg.reward == "regret"
+            )
+        )
+        for i in range(cfg.n_envs)
+    ]
+    if cfg.vec_env == "subproc":
+        return SubprocVecEnv(fns, start_method="fork")
+    return DummyVecEnv(fns)
+
+
+def algo_class(cfg: TrainConfig) -> type:
+    if cfg.algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    return PPO
+
+
+def build_model(cfg: TrainConfig, venv: VecEnv, tb_dir: Path) -> Any:
+    p = cfg.ppo
+    activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.network.activation]
+    arch = list(cfg.network.net_arch)
+    return algo_class(cfg)(
+        "MlpPolicy",
+        venv,
+        learning_rate=p.learning_rate,
+        n_steps=p.n_steps,
+        batch_size=p.batch_size,
+        n_epochs=p.n_epochs,
+        gamma=p.gamma,
+        gae_lambda=p.gae_lambda,
+        clip_range=p.clip_range,
+        ent_coef=p.ent_coef,
+        vf_coef=p.vf_coef,
+        max_grad_norm=p.max_grad_norm,
+        policy_kwargs={"net_arch": {"pi": arch, "vf": arch}, "activation_fn": activation},
+        tensorboard_log=str(tb_dir),
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+class SB3Policy:
+    """An SB3 model behind the :class:`~shift_rl.agents.Policy` protocol (deterministic)."""
+
+    name = "sb3"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.masked = type(model).__name__ == "MaskablePPO"
+
+    def reset(self) -> None:
+        """The MLP policy is memoryless."""
+
+    def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        kwargs = {"action_masks": action_mask} if self.masked else {}
+        action, _ = self.model.predict(observation, deterministic=True, **kwargs)
+        return np.asarray(action, dtype=np.int64)
+
+
+# -- callbacks ------------------------------------------------------------------------------
+class PeriodicEvaluation(BaseCallback):
+    """Every ``every`` steps: the policy on validation episodes next to Potential's numbers.
+
+    Logs ``eval/policy/*`` and ``eval/potential/*`` (goal attainment, gap closed, units
+    moved, rollbacks) so TensorBoard shows them side by side.
+    """
+
+    def __init__(self, scenario: ScenarioConfig, every: int, episodes: int) -> None:
+        super().__init__()
+        self.every, self.next_at = every, every
+        self.env = ResourceShiftEnv(scenario)
+        self.seeds = [VALIDATION_SEED_BASE + i for i in range(episodes)]
+        self.reference: dict[str, np.ndarray] = {}
+        self.potential: dict[str, float] = {}
+
+    def _init_callback(self) -> None:
+        env = self.env
+        static, oracle = [], []
+        for i, s in enumerate(self.seeds):
+            static.append(run_episode(env, make_policy("static", env.params), "static", i, s).ret)
+            env.reset(seed=s)
+            oracle.append(float(oracle_goal(env.params, env.plane.sim).sum()))
+        self.reference = {"static": np.array(static), "oracle": np.array(oracle)}
+        self.potential = self._measure(make_policy("potential", self.env.params))
+        self.next_at = (self.num_timesteps // self.every + 1) * self.every
+
+    def _measure(self, policy: Any) -> dict[str, float]:
+        res = [run_episode(self.env, policy, "p", i, s) for i, s in enumerate(self.seeds)]
+        ret = np.array([r.ret for r in res])
+        span = self.reference["oracle"] - self.reference["static"]
+        return {
+            "goal_attainment": float(np.mean([r.goal_attainment for r in res])),
+            "gap_closed": float(np.mean((ret - self.reference["static"]) / span)),
+            "return": float(ret.mean()),
+            "units_moved": float(np.mean([r.units_moved for r in res])),
+            "rollbacks": float(np.mean([r.rollbacks for r in res])),
+        }
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_at:
+            self.next_at += self.every
+            mine = self._measure(SB3Policy(self.model))
+            for key, value in mine.items():
+                self.logger.record(f"eval/policy/{key}", value)
+                self.logger.record(f"eval/potential/{key}", self.potential[key])
+            logger.info("step %d: eval %s", self.num_timesteps, mine)
+        return True
+
+
+class Checkpointer(BaseCallback):
+    """Atomic checkpoints at rollout starts whose step count is a multiple of ``every``.
+
+    Each checkpoint folder holds ``model.zip`` (SB3's format: a trusted training artefact,
+    not a policy to share; exports are the safe format), ``state.json`` and ``rng.npz``.
+    On resume, ``restore`` holds the saved random states, applied before the first rollout.
+    """
+
+    def __init__(
+        self, folder: Path, every: int, cfg: TrainConfig, restore: Path | None = None
+    ) -> None:
+        super().__init__()
+        self.folder, self.every, self.cfg = folder, every, cfg
+        self.restore = restore
+        self.saved: list[Path] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        if self.restore is not None:
+            restore_rng(self.restore)
+            self.restore = None
+            return
+        if self.num_timesteps > 0 and self.num_timesteps % self.every == 0:
+            self.saved.append(save_checkpoint(self.model, self.folder, self.cfg))
+
+
+def save_checkpoint(model: Any, folder: Path, cfg: TrainConfig) -> Path:
+    """Write ``folder/step_<n>/`` atomically: model, config and random states."""
+    final = folder / f"step_{model.num_timesteps:09d}"
+    tmp = folder / f".tmp_{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.zip")
+    np_state = np.random.get_state()  # noqa: NPY002 - SB3 draws from the global state
+    np.savez(
+        tmp / "rng.npz",
+        torch=torch.get_rng_state().numpy(),
+        numpy_keys=np_state[1],
+        numpy_pos=np.array([np_state[2], np_state[3]]),
+        numpy_gauss=np.array([np_state[4]]),
+        python=np.array(random.getstate()[1], dtype=np.int64),
+        python_gauss=np.array([random.getstate()[2] or np.nan]),
+    )
+    state = {"num_timesteps": int(model.num_timesteps), "config": cfg.model_dump(mode="json")}
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def restore_rng(checkpoint: Path) -> None:
+    """Put back the torch, numpy (global, SB3's) and Python random states of a checkpoint."""
+    with np.load(checkpoint / "rng.npz", allow_pickle=False) as z:
+        torch.set_rng_state(torch.from_numpy(z["torch"].copy()))
+        pos, gauss_has = (int(v) for v in z["numpy_pos"])
+        gauss = float(z["numpy_gauss"][0])
+        np.random.set_state(("MT19937", z["numpy_keys"], pos, gauss_has, gauss))  # noqa: NPY002
+        g = float(z["python_gauss"][0])
+        random.setstate((3, tuple(int(v) for v in z["python"]), None if np.isnan(g) else g))
+
+
+# -- the run --------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    run_dir: Path
+    export_dir: Path
+    timesteps: int
+    seconds: float
+    steps_per_second: float
+    report: EvaluationReport | None
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            timeout=5, check=False,
+        )  # fmt: skip
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _machine() -> str:
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    py = platform.python_version()
+    return f"{cpu}, {os.cpu_count()} cores, python {py}, torch {torch.__version__}"
+
+
+def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
+    """Checkpoints and rollouts must fall on episode boundaries (see module docstring)."""
+    ticks = scenario.episode_ticks
+    if cfg.ppo.n_steps % ticks != 0:
+        raise ConfigError(
+            f"ppo.n_steps: {cfg.ppo.n_steps} must be a multiple of the scenario's "
+            f"episode_ticks ({ticks}) so rollouts hold whole episodes"
+        )
+    rollout = cfg.ppo.n_steps * cfg.n_envs
+    for field in ("checkpoint_every", "total_timesteps"):
+        value = getattr(cfg, field)
+        if value % rollout != 0:
+            raise ConfigError(
+                f"{field}: {value} must be a multiple of n_steps x n_envs = {rollout} "
+                f"(e.g. {max(1, round(value / rollout)) * rollout})"
+            )
+
+
+def train(
+    cfg: TrainConfig,
+    out: Path | None = None,
+    resume: Path | None = None,
+    progress: bool = True,
+    evaluate_at_end: bool = True,
+) -> TrainResult:
+    """Train, checkpoint, export to ``out`` (default ``agents/<run_name>``) and evaluate."""
+    torch.set_num_threads(cfg.torch_threads)
+    scenario = load_scenario(cfg.scenario)
+    check_alignment(cfg, scenario)
+    run_dir = RUNS_DIR / cfg.run_name
+    ckpt_dir = run_dir / "checkpoints"
+    export_dir = Path(out) if out is not None else AGENTS_DIR / cfg.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    )
+    (run_dir / "command.txt").write_text(
+        " ".join([sys.executable, *sys.argv]) + f"\ngit {_git_revision()}\n"
+    )
+    variants = make_variants(scenario, cfg.randomization, cfg.seed)
+    done = 0
+    if resume is not None:
+        state = json.loads((resume / "state.json").read_text())
+        done = int(state["num_timesteps"])
+    per_episode = cfg.n_envs * scenario.episode_ticks
+    venv = make_vec_env(cfg, variants, start_episode=done // per_episode)
+    if resume is None:
+        model = build_model(cfg, venv, run_dir / "tb")
+    else:
+        model = algo_class(cfg).load(resume / "model.zip", env=venv, device="cpu")
+        model.tensorboard_log = str(run_dir / "tb")
+    ev = cfg.evaluation
+    callbacks = CallbackList([
+        Checkpointer(ckpt_dir, cfg.checkpoint_every, cfg, restore=resume),
+        PeriodicEvaluation(scenario, ev.every_timesteps, ev.episodes_during),
+    ])  # fmt: skip
+    remaining = cfg.total_timesteps - done
+    started = time.perf_counter()
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining,
+            callback=callbacks,
+            progress_bar=progress,
+            reset_num_timesteps=resume is None,
+            tb_log_name="ppo",
+        )
+    seconds = time.perf_counter() - started
+    venv.close()
+    save_checkpoint(model, ckpt_dir, cfg)
+    env = ResourceShiftEnv(scenario)
+    guard = GuardSettings.from_params(env.params)
+    export_model(
+        model,
+        export_dir,
+        observation_names=env.observation_names,
+        observation_low=env.observation_space.low,
+        observation_high=env.observation_space.high,
+        scenario={
+            "name": scenario.name,
+            "fingerprint": env.params.fingerprint(),
+            "modules": env.module_names,
+            "resources": scenario.resource_names,
+        },
+        guard={
+            "floor": guard.floor.tolist(),
+            "share_cap": guard.share_cap.tolist(),
+            "amount_levels": guard.amount_levels.tolist(),
+            "max_units_per_shift": guard.max_units_per_shift,
+            "max_units_per_tick": guard.max_units_per_tick,
+            "stabilization_ticks": guard.stabilization_ticks,
+            "rollback_threshold": guard.rollback_threshold,
+        },
+        training={
+            "run_name": cfg.run_name,
+            "algo": cfg.algo,
+            "seed": cfg.seed,
+            "timesteps": int(model.num_timesteps),
+            "config": cfg.model_dump(mode="json"),
+            "git": _git_revision(),
+        },
+    )
+    report = None
+    if evaluate_at_end:
+        report = evaluate([str(export_dir), *ev.baselines], scenario, ev.episodes, ev.seed)
+    rate = max(remaining, 0) / max(seconds, 1e-9)
+    result = TrainResult(run_dir, export_dir, int(model.num_timesteps), seconds, rate, report)
+    write_model_card(result, cfg)
+    return result
+
+
+def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:
+    """``README.md`` of the exported policy: what it is, how it was made, how it scores."""
+    lines = [
+        f"# {cfg.run_name}",
+        "",
+        f"A {cfg.algo} policy for the `{cfg.scenario}` scenario, exported as the shift "
+        "algorithm (`policy.json` + `weights.npz`, loaded with "
+        "`shift_rl.export.load_policy`, numpy only).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| algorithm | {cfg.algo} |",
+        f"| seed | {cfg.seed} |",
+        f"| timesteps | {result.timesteps:,} |",
+        f"| wall time | {result.seconds / 60:.1f} min "
+        f"({result.steps_per_second:,.0f} env steps/s) |",
+        f"| machine | {_machine()} |",
+        f"| git | {_git_revision()} |",
+        "",
+        "Reproduce: `python scripts/train.py"
+        + (f" --config {cfg.run_name}" if cfg.run_name != "ppo-default" else "")
+        + "` (config below).",
+        "",
+    ]
+    if result.report is not None:
+        ev = cfg.evaluation
+        lines += [
+            f"## Evaluation ({ev.episodes} held-out episodes, seeds {ev.seed}.."
+            f"{ev.seed + ev.episodes - 1}, paired)",
+            "",
+            result.report.markdown().replace(str(result.export_dir), cfg.run_name),
+            "",
+        ]
+    lines += [
+        "## Config",
+        "",
+        "```yaml",
+        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    (result.export_dir / "README.md").write_text("\n".join(lines))
