@@ -47,7 +47,11 @@ class PlaneBatch:
         self.guard = SafetyGuard.from_params(p, num_envs)
         fc = scenario.forecast
         self.forecaster: Forecaster = make_forecaster(
-            fc.model, num_envs, p.num_modules, **fc.params
+            fc.model,
+            num_envs,
+            p.num_modules,
+            tick_seconds=p.tick_seconds,  # seasonal models: one day of ticks
+            **{"horizons": max(4, p.forecast_horizon), **fc.params},
         )
         rc = scenario.reputation
         self.reputation = Reputation(
@@ -71,9 +75,9 @@ class PlaneBatch:
             np.ones(self.num_envs, dtype=bool) if rows is None else np.isin(self._env_index, rows)
         )
         for i in range(h):  # warm the forecaster on demand seen before the episode
-            self.forecaster.update(np.where(keep[:, None], hist[:, i], np.nan))
+            self.forecaster.update(np.where(keep[:, None], hist[:, i], np.nan), active=keep)
         tel = sim.telemetry()
-        self.forecaster.update(np.where(keep[:, None], tel.demand, np.nan))
+        self.forecaster.update(np.where(keep[:, None], tel.demand, np.nan), active=keep)
         return self._observe()
 
     def action_masks(self) -> np.ndarray:
