@@ -6,6 +6,8 @@ Layout of ``agents/<name>/``::
                   layout, scenario fingerprint, guard settings, training provenance, and the
                   sha256 of every other file
     weights.npz   the actor's layers as plain float arrays (read with allow_pickle=False)
+    policy.onnx   the same actor as an ONNX graph (observation -> logits), when onnx is
+                  installed: for serving stacks that run ONNX
 
 :func:`load_policy` checks the format version and every hash before it reads a weight, and
 never unpickles anything: a policy file cannot run code. Acting needs neither torch nor
@@ -30,6 +32,7 @@ import numpy as np
 FORMAT_VERSION = 1
 POLICY_JSON = "policy.json"
 WEIGHTS = "weights.npz"
+ONNX = "policy.onnx"
 MASKED_LOGIT = -1e8  # what sb3-contrib's masking gives forbidden actions
 _ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
@@ -93,6 +96,7 @@ def _atomic_dir(out: Path, files: dict[str, bytes]) -> None:
     """Write all files into a fresh sibling folder, then swap it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a policy folder is meant to be shared
     for name, blob in files.items():
         (tmp / name).write_bytes(blob)
     if out.exists():
@@ -141,6 +145,9 @@ def export_model(
     np.savez(buf, **arrays)
     weights = buf.getvalue()
     files = {WEIGHTS: weights, **(extra_files or {})}
+    onnx_graph = _onnx_actor(policy, len(observation_names))
+    if onnx_graph is not None:
+        files[ONNX] = onnx_graph
     nvec = [int(n) for n in model.action_space.nvec]
     spec = {
         "format_version": FORMAT_VERSION,
@@ -166,6 +173,36 @@ def export_model(
     out_path = Path(out)
     _atomic_dir(out_path, files)
     return out_path
+
+
+def _onnx_actor(policy: Any, obs_dim: int) -> bytes | None:
+    """The actor (observation -> logits) as ONNX bytes, or None without the onnx package."""
+    try:
+        import onnx  # noqa: F401 - only to know whether the export can be checked and used
+    except ImportError:
+        return None
+    import torch
+
+    class Actor(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.head = policy.mlp_extractor.policy_net, policy.action_net
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(obs))
+
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            Actor().eval(),
+            (torch.zeros(1, obs_dim),),
+            buf,
+            input_names=["observation"],
+            output_names=["logits"],
+            dynamic_axes={"observation": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
+    return buf.getvalue()
 
 
 def load_policy(path: str | os.PathLike) -> ExportedPolicy:

@@ -434,11 +434,23 @@ def train(
     seconds = time.perf_counter() - started
     venv.close()
     save_checkpoint(model, ckpt_dir, cfg)
+    export_trained(model, cfg, scenario, export_dir)
+    report = None
+    if evaluate_at_end:
+        report = evaluate([str(export_dir), *ev.baselines], scenario, ev.episodes, ev.seed)
+    rate = max(remaining, 0) / max(seconds, 1e-9)
+    result = TrainResult(run_dir, export_dir, int(model.num_timesteps), seconds, rate, report)
+    write_model_card(result, cfg)
+    return result
+
+
+def export_trained(model: Any, cfg: TrainConfig, scenario: ScenarioConfig, out: Path) -> Path:
+    """Export a trained model with everything a controller needs to trust and run it."""
     env = ResourceShiftEnv(scenario)
     guard = GuardSettings.from_params(env.params)
-    export_model(
+    return export_model(
         model,
-        export_dir,
+        out,
         observation_names=env.observation_names,
         observation_low=env.observation_space.low,
         observation_high=env.observation_space.high,
@@ -466,13 +478,6 @@ def train(
             "git": _git_revision(),
         },
     )
-    report = None
-    if evaluate_at_end:
-        report = evaluate([str(export_dir), *ev.baselines], scenario, ev.episodes, ev.seed)
-    rate = max(remaining, 0) / max(seconds, 1e-9)
-    result = TrainResult(run_dir, export_dir, int(model.num_timesteps), seconds, rate, report)
-    write_model_card(result, cfg)
-    return result
 
 
 def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:

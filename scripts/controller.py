@@ -1,0 +1,109 @@
+"""Run the shift loop: a policy driving a backend, with the env's safety rails.
+
+    python scripts/controller.py --policy agents/ppo-default --backend sim --mode active \
+        --ticks 720 --interval 0 --state-dir /tmp/ctl
+
+--policy is an exported policy folder or a built-in name (potential, hpa, ...). --mode shadow
+computes and logs what it would shift (next to potential) and moves nothing. While the file
+<state-dir>/HOLD exists nothing moves (the kill switch). A live line per tick, then a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from shift_rl.agents import POLICIES, make_policy
+from shift_rl.config import ConfigError
+from shift_rl.controller import BACKENDS, ShiftController, SimulatedBackend, TickRecord
+from shift_rl.export import PolicyFileError, load_policy
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--policy", required=True, help="policy folder or built-in name")
+    ap.add_argument("--backend", choices=BACKENDS, default="sim")
+    ap.add_argument("--scenario", default=None, help="scenario (default: the policy's own)")
+    ap.add_argument("--mode", choices=("active", "shadow"), default="active")
+    ap.add_argument("--ticks", type=int, default=720, help="intervals to run (default 720)")
+    ap.add_argument("--interval", type=float, default=0.0, help="seconds per interval")
+    ap.add_argument("--state-dir", type=Path, help="journal, audit log, state, HOLD file")
+    ap.add_argument("--seed", type=int, default=0, help="simulated backend's episode seed")
+    args = ap.parse_args(argv)
+    if args.ticks < 1 or args.interval < 0:
+        ap.error("--ticks must be >= 1 and --interval >= 0")
+
+    try:
+        policy = None
+        scenario = args.scenario
+        if args.policy not in POLICIES:
+            policy = load_policy(args.policy)
+            scenario = scenario or policy.spec["scenario"]["name"]
+        scenario = scenario or "default"
+        if args.backend == "sim":
+            backend = SimulatedBackend(scenario, seed=args.seed)
+        else:
+            from shift_rl.controller import CgroupBackend
+
+            backend = CgroupBackend(scenario)
+        if policy is None:
+            policy = make_policy(args.policy, backend.params)
+        elif policy.spec["scenario"]["fingerprint"] != backend.params.fingerprint():
+            print(
+                f"warning: {args.policy} was trained for scenario fingerprint "
+                f"{policy.spec['scenario']['fingerprint']}, the backend runs "
+                f"{backend.params.fingerprint()}",
+                file=sys.stderr,
+            )
+        ctl = ShiftController(
+            policy, backend, interval=args.interval, mode=args.mode, state_dir=args.state_dir
+        )
+    except (ConfigError, PolicyFileError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    signal.signal(signal.SIGUSR1, lambda *_: ctl.hold(not ctl._manual_hold))
+    names = [m.name for m in backend.params.config.modules]
+
+    def status(rec: TickRecord) -> None:
+        shift = f"{rec.shift[3]} {names[rec.shift[0]]}->{names[rec.shift[1]]}" if rec.shift else "-"
+        goal = f"{rec.goal_attainment:.3f}" if rec.goal_attainment is not None else "  -  "
+        held = f" HOLD({rec.held})" if rec.held else ""
+        print(
+            f"\rtick {rec.tick:5d}  goal {goal}  shift {shift:<28} {rec.status:<8}"
+            f" rollbacks {len(rec.rollbacks)}{held}   ",
+            end="",
+            flush=True,
+        )
+
+    started = time.perf_counter()
+    records = ctl.run(args.ticks, on_tick=status)
+    ctl.close()
+    print()
+    wall = time.perf_counter() - started
+    goals = [r.goal_attainment for r in records if r.goal_attainment is not None]
+    rows = [
+        ("ticks", len(records)),
+        ("mode", args.mode),
+        ("mean goal attainment", f"{sum(goals) / max(len(goals), 1):.4f}"),
+        ("return (sum of rewards)", f"{sum(r.reward or 0.0 for r in records):.2f}"),
+        ("shifts", sum(1 for r in records if r.shift)),
+        ("units moved", sum(r.shift[3] for r in records if r.shift and r.status != "shadow")),
+        ("rollbacks", sum(len(r.rollbacks) for r in records)),
+        ("held ticks", sum(1 for r in records if r.held)),
+        ("policy fallbacks", sum(1 for r in records if r.source != "policy")),
+        ("wall time", f"{wall:.1f} s"),
+    ]
+    print("| metric | value |\n|---|---:|")
+    for key, value in rows:
+        print(f"| {key} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,433 @@
+"""ShiftController: the seed's periodic loop, with the env's safety rails, in production.
+
+Every interval (:meth:`ShiftController.tick`):
+
+1. decide on the current observation: the policy proposes, the SafetyGuard clips;
+2. apply (mode ``active``): journal the intent, move through the backend, journal it as
+   applied, register it with the guard; in mode ``shadow`` log what would have moved, next
+   to what ``potential`` would do, and move nothing;
+3. let the interval pass (``backend.advance``), read telemetry, judge shifts whose
+   stabilization window ended and roll back the ones that hurt, update reputation and the
+   forecaster, and build the next observation with the env's own builder;
+4. append an audit record and save the state atomically.
+
+That is the env's step in the same order, so with a :class:`SimulatedBackend` and the same
+seed the controller reproduces the env's returns exactly.
+
+Safe behaviour, never a crash of the loop:
+
+- the policy raises, or returns an action that is not finite or outside the action space:
+  the tuned ``potential`` decides this tick instead (``fallback`` in the audit log);
+- a proposal touching a module whose telemetry is missing: held (no move this tick);
+- the backend fails (telemetry or move): hold, and retry after a back-off of 1, 2, 4 ...
+  up to 32 intervals; an interrupted move is resolved from the backend's allocation;
+- kill switch: while the file ``<state_dir>/HOLD`` exists (or after ``hold()``), nothing
+  moves (rollbacks included; judgements wait), while telemetry, forecasts and reputation
+  keep updating.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from shift_rl.agents import Policy, make_policy
+from shift_rl.controller.backend import ResourceBackend
+from shift_rl.controller.journal import JsonLines, read_state, write_state
+from shift_rl.forecast import Forecaster, make_forecaster
+from shift_rl.observation import ObservationBuilder
+from shift_rl.reputation import Reputation
+from shift_rl.safety import CLIPPED, INVALID, OK, SafetyGuard
+from shift_rl.telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["active", "shadow"]
+MAX_BACKOFF = 32
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class Crash(BaseException):
+    """Raised by test hooks to kill the controller between two journal steps."""
+
+
+@dataclass
+class TickRecord:
+    """What one interval did (also the audit log's record)."""
+
+    tick: int
+    mode: str
+    held: str | None = None
+    proposal: list[int] | None = None
+    source: str = "policy"
+    shift: list[int] | None = None
+    status: str = "noop"
+    shadow_potential: list[int] | None = None
+    rollbacks: list[list[int]] = field(default_factory=list)
+    goal_attainment: float | None = None
+    reward: float | None = None
+
+
+class ShiftController:
+    """Runs a policy against a backend with the env's observation, forecaster and guard."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        backend: ResourceBackend,
+        forecaster: Forecaster | None = None,
+        guard: SafetyGuard | None = None,
+        interval: float = 60.0,
+        *,
+        mode: Mode = "active",
+        state_dir: str | Path | None = None,
+        clock: Clock | None = None,
+        hook: Any = None,
+    ) -> None:
+        if mode not in ("active", "shadow"):
+            raise ValueError(f"mode must be 'active' or 'shadow', got {mode!r}")
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0 seconds, got {interval}")
+        self.policy, self.backend = policy, backend
+        self.params = p = backend.params
+        cfg = p.config
+        self.guard = guard or SafetyGuard.from_params(p, 1)
+        self.forecaster = forecaster or make_forecaster(
+            cfg.forecast.model, 1, p.num_modules, tick_seconds=p.tick_seconds,
+            **{"horizons": max(4, p.forecast_horizon), **cfg.forecast.params},
+        )  # fmt: skip
+        self.reputation = Reputation(
+            1, p.num_modules, p.servers_per_request, cfg.reputation.alpha,
+            cfg.reputation.attainment_weight,
+        )  # fmt: skip
+        self.builder = ObservationBuilder(p, 1)
+        shape = getattr(policy, "observation_shape", None)
+        if shape is not None and tuple(shape) != self.builder.space.shape:
+            raise ValueError(
+                f"policy {getattr(policy, 'name', policy)!r} expects observations of shape "
+                f"{tuple(shape)}, the backend's scenario {p.config.name!r} gives "
+                f"{self.builder.space.shape} ({p.num_modules} modules)"
+            )
+        self.fallback = make_policy("potential", p)
+        self.interval, self.mode = interval, mode
+        self.clock = clock or SystemClock()
+        self.hook = hook or (lambda stage: None)
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.tick_no = 0
+        self.seq = 0
+        self.backoff_until = -1
+        self.backoff = 1
+        self._manual_hold = False
+        self._nvec = np.array(self.guard.action_nvec)
+        self.journal = self.audit = None
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.journal = JsonLines(self.state_dir / "journal.jsonl")
+            self.audit = JsonLines(self.state_dir / "audit.jsonl")
+        self.obs: np.ndarray | None = None
+        if not self._recover():
+            self._start()
+
+    # -- start and recovery ------------------------------------------------------------------
+    def _tel(self) -> Telemetry:
+        tel = self.backend.telemetry()
+        tel.tick = np.array([self.tick_no], dtype=np.int64)  # the controller's own clock
+        return tel
+
+    def _start(self) -> None:
+        """Warm the forecaster on the backend's history and build the first observation."""
+        for row in self.backend.history():
+            self.forecaster.update(np.asarray(row, dtype=np.float64)[None, :])
+        self.forecaster.update(self._tel().demand)
+        self._observe(self._tel())
+        self._save()
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        for prefix, obj in (("guard", self.guard), ("rep", self.reputation),
+                            ("fc", self.forecaster)):  # fmt: skip
+            for name, value in vars(obj).items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"{prefix}.{name}"] = value
+        if self.obs is not None:
+            arrays["obs"] = self.obs
+        return arrays
+
+    def _save(self) -> None:
+        if self.state_dir is None:
+            return
+        meta = {"tick": self.tick_no, "seq": self.seq, "fingerprint": self.params.fingerprint()}
+        write_state(self.state_dir, meta, self._state_arrays())
+        self.hook("state_saved")
+
+    def _recover(self) -> bool:
+        """Resume from the saved state and the journal; False when starting fresh."""
+        if self.state_dir is None:
+            return False
+        saved = read_state(self.state_dir)
+        if saved is None:
+            return False
+        meta, arrays = saved
+        if meta.get("fingerprint") != self.params.fingerprint():
+            raise ValueError(
+                f"{self.state_dir}: saved state belongs to another scenario "
+                f"(fingerprint {meta.get('fingerprint')} != {self.params.fingerprint()})"
+            )
+        targets = {"guard": self.guard, "rep": self.reputation, "fc": self.forecaster}
+        for key, value in arrays.items():
+            if key == "obs":
+                self.obs = value
+                continue
+            prefix, name = key.split(".", 1)
+            current = getattr(targets[prefix], name)
+            current[...] = value
+        self.tick_no, self.seq = int(meta["tick"]), int(meta["seq"])
+        entries = JsonLines.read(self.state_dir / "journal.jsonl")
+        self.seq = max([self.seq, *(e["seq"] for e in entries)])
+        outcome = {e["id"]: e for e in entries if e["event"] in ("applied", "aborted")}
+        for e in entries:
+            if e["seq"] <= meta["seq"] or e["event"] != "intent":
+                continue
+            done = outcome.get(e["id"])
+            if done is None:  # killed between intent and outcome: ask the backend
+                held = int(self.backend.telemetry().alloc[0, e["src"], e["kind"]])
+                moved = held == e["expected_src_after"]
+                done = self._log("applied" if moved else "aborted", e, recovered=True)
+            if done["event"] == "applied":
+                self._register(e)
+        self._save()
+        logger.info("recovered at tick %d (journal seq %d)", self.tick_no, self.seq)
+        return True
+
+    # -- the loop ----------------------------------------------------------------------------
+    def hold(self, on: bool = True) -> None:
+        """Manual hold: stop all shifting now (telemetry keeps flowing)."""
+        self._manual_hold = on
+
+    @property
+    def holding(self) -> bool:
+        return self._manual_hold or (
+            self.state_dir is not None and (self.state_dir / "HOLD").exists()
+        )
+
+    def run(self, ticks: int, on_tick: Any = None) -> list[TickRecord]:
+        """Run ``ticks`` intervals, sleeping on the clock so each lasts ``interval`` s."""
+        records = []
+        for _ in range(ticks):
+            start = self.clock.now()
+            rec = self.tick()
+            records.append(rec)
+            if on_tick is not None:
+                on_tick(rec)
+            self.clock.sleep(self.interval - (self.clock.now() - start))
+        return records
+
+    def tick(self) -> TickRecord:
+        rec = TickRecord(tick=self.tick_no, mode=self.mode)
+        tel = None
+        if self.holding:
+            rec.held = "kill switch"
+        elif self.tick_no < self.backoff_until:
+            rec.held = "backend back-off"
+        else:
+            try:
+                tel = self._tel()
+                self._decide_and_apply(tel, rec)
+            except Exception as err:
+                self._backend_failed(rec, err)
+        moved_before = rec.shift[3] if rec.shift and rec.status != "shadow" else 0
+        try:
+            self.backend.advance()
+            self.tick_no += 1
+            tel = self._tel()
+        except Exception as err:
+            self._backend_failed(rec, err)
+            self.tick_no += 1
+            self._audit(rec)
+            return rec
+        rb_units = 0
+        if not self.holding:
+            rb_units = self._judge(tel, rec)
+        self._observe(tel)
+        goal = float(np.nansum(tel.attainment[0] * self.params.value))
+        rc = self.params.config.reward
+        rec.goal_attainment = goal
+        rec.reward = (
+            goal
+            - rc.cost_per_unit * (moved_before + rb_units)
+            - (rc.cost_per_rollback * len(rec.rollbacks))
+        )
+        self._save()
+        self._audit(rec)
+        return rec
+
+    def _decide_and_apply(self, tel: Telemetry, rec: TickRecord) -> None:
+        assert self.obs is not None
+        mask = self.guard.mask(tel.tick, tel.alloc, tel.incoming)[0].copy()
+        action = self._propose(mask, rec)
+        if self.mode == "shadow":
+            rec.shadow_potential = self.fallback.act(self.obs, mask).tolist()
+        src, dst, kind, units, status = self.guard.clip(
+            tel.tick, action[None, :], tel.alloc, tel.incoming
+        )
+        s, d, k, u, st = int(src[0]), int(dst[0]), int(kind[0]), int(units[0]), int(status[0])
+        rec.status = {OK: "ok", CLIPPED: "clipped", INVALID: "invalid"}.get(st, "noop")
+        if u <= 0:
+            return
+        if tel.missing[0, s] or tel.missing[0, d]:
+            rec.held, rec.status = "missing telemetry", "held"
+            return
+        rec.shift = [s, d, k, u]
+        if self.mode == "shadow":
+            rec.status = "shadow"
+            return
+        pair = (
+            self.params.value[s] * tel.attainment[0, s]
+            + self.params.value[d] * tel.attainment[0, d]
+        ) / (self.params.value[s] + self.params.value[d])
+        entry = self._move("shift", s, d, k, u, int(tel.alloc[0, s, k]), float(pair))
+        if entry is None:
+            rec.status, rec.shift = "failed", None
+
+    def _propose(self, mask: np.ndarray, rec: TickRecord) -> np.ndarray:
+        assert self.obs is not None
+        try:
+            action = np.asarray(self.policy.act(self.obs, mask))
+            valid = (
+                action.shape == (3,)
+                and np.isfinite(action).all()
+                and (action == np.round(action)).all()
+                and (action >= 0).all()
+                and (action < self._nvec).all()
+            )
+            if valid:
+                rec.proposal = action.astype(np.int64).tolist()
+                return action.astype(np.int64)
+            rec.source = "fallback: invalid action"
+        except Exception as err:
+            logger.warning("policy failed (%s): falling back to potential", err)
+            rec.source = f"fallback: policy error ({type(err).__name__})"
+        action = self.fallback.act(self.obs, mask)
+        rec.proposal = action.tolist()
+        return action
+
+    def _move(self, reason: str, s: int, d: int, k: int, u: int, src_units: int,
+              baseline: float) -> dict | None:  # fmt: skip
+        """Journal, move, journal: the write-ahead protocol (see journal.py)."""
+        self.seq += 1
+        entry = {
+            "seq": self.seq, "id": self.seq, "event": "intent", "reason": reason,
+            "tick": self.tick_no, "src": s, "dst": d, "kind": k, "units": u,
+            "expected_src_after": src_units - u, "baseline": baseline,
+        }  # fmt: skip
+        self._journal(entry)
+        self.hook("intent")
+        try:
+            moved = self.backend.move(s, d, k, u)
+        except Exception as err:
+            logger.warning("backend move failed (%s); checking what happened", err)
+            try:
+                held = int(self.backend.telemetry().alloc[0, s, k])
+            except Exception:
+                held = src_units  # cannot tell: the recovery on restart will ask again
+                self._arm_backoff()
+                return None
+            if held != src_units - u:
+                self._log("aborted", entry)
+                self._arm_backoff()
+                return None
+            moved = u
+        self.hook("moved")
+        if moved != u:
+            entry = {**entry, "units": moved, "expected_src_after": src_units - moved}
+        self._log("applied", entry)
+        self.hook("applied")
+        self._register(entry)
+        self.hook("registered")
+        return entry
+
+    def _register(self, e: dict) -> None:
+        t = np.array([e["tick"]], dtype=np.int64)
+        env = np.zeros(1, dtype=np.int64)
+        arr = [np.array([e[key]], dtype=np.int64) for key in ("src", "dst", "kind", "units")]
+        if e["reason"] == "shift":
+            att = np.full((1, self.params.num_modules), np.nan)
+            att[0, e["src"]] = att[0, e["dst"]] = e["baseline"]
+            self.guard.register(t, env, *arr, att)
+        else:  # a rollback: both modules locked again, nothing pending
+            window = self.guard.settings.stabilization_ticks
+            for m in (e["src"], e["dst"]):
+                self.guard.lock_until[0, m] = e["tick"] + window
+                self.guard.partner[0, m] = -1
+
+    def _judge(self, tel: Telemetry, rec: TickRecord) -> int:
+        rb_env, rb_src, rb_dst, rb_kind, rb_units = self.guard.judge(
+            tel.tick, tel.attainment, tel.alloc
+        )
+        moved = 0
+        for s, d, k, u in zip(rb_src.tolist(), rb_dst.tolist(), rb_kind.tolist(),
+                              rb_units.tolist(), strict=True):  # fmt: skip
+            entry = self._move("rollback", s, d, k, u, int(tel.alloc[0, s, k]), float("nan"))
+            if entry is not None:
+                rec.rollbacks.append([s, d, k, entry["units"]])
+                moved += entry["units"]
+        if rb_env.size:
+            tel.incoming[...] = self.backend.telemetry().incoming
+        return moved
+
+    def _observe(self, tel: Telemetry) -> None:
+        self.reputation.update(tel)
+        self.forecaster.update(tel.demand)
+        mean, spread = self.forecaster.predict(self.params.forecast_horizon)
+        self.obs = self.builder.build(tel, mean, spread, self.reputation.score, self.guard)[0]
+
+    # -- faults and records -------------------------------------------------------------------
+    def _arm_backoff(self) -> None:
+        self.backoff_until = self.tick_no + 1 + self.backoff  # skip the next `backoff` ticks
+        self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+
+    def _backend_failed(self, rec: TickRecord, err: Exception) -> None:
+        logger.warning("backend failed at tick %d: %s; holding", self.tick_no, err)
+        rec.held, rec.status = f"backend error: {err}", "held"
+        self._arm_backoff()
+
+    def _log(self, event: str, entry: dict, **extra: Any) -> dict:
+        self.seq += 1
+        out = {**entry, "seq": self.seq, "event": event, **extra}
+        self._journal(out)
+        return out
+
+    def _journal(self, record: dict) -> None:
+        if self.journal is not None:
+            self.journal.append(record)
+
+    def _audit(self, rec: TickRecord) -> None:
+        if rec.held is None and rec.status not in ("held", "failed"):
+            self.backoff = 1
+        if self.audit is not None:
+            self.audit.append(vars(rec))
+
+    def close(self) -> None:
+        for f in (self.journal, self.audit):
+            if f is not None:
+                f.close()
