@@ -88,8 +88,12 @@ class ExportedPolicy:
             raise FloatingPointError(f"policy {self.name!r} produced non-finite logits")
         if self.uses_masks and action_mask is not None:
             logits = np.where(np.asarray(action_mask, dtype=bool), logits, MASKED_LOGIT)
-        splits = np.split(logits, np.cumsum(self.nvec)[:-1])
-        return np.array([int(np.argmax(s)) for s in splits], dtype=np.int64)
+        out = np.empty(len(self.nvec), dtype=np.int64)
+        start = 0
+        for i, n in enumerate(self.nvec.tolist()):
+            out[i] = logits[start : start + n].argmax()
+            start += n
+        return out
 
 
 def _atomic_dir(out: Path, files: dict[str, bytes]) -> None:

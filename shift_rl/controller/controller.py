@@ -138,7 +138,7 @@ class ShiftController:
         self.backoff_until = -1
         self.backoff = 1
         self._manual_hold = False
-        self._nvec = np.array(self.guard.action_nvec)
+        self._nvec_list = list(self.guard.action_nvec)
         self.journal = self.audit = None
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -313,16 +313,14 @@ class ShiftController:
         assert self.obs is not None
         try:
             action = np.asarray(self.policy.act(self.obs, mask))
-            valid = (
-                action.shape == (3,)
-                and np.isfinite(action).all()
-                and (action == np.round(action)).all()
-                and (action >= 0).all()
-                and (action < self._nvec).all()
+            values = action.tolist() if action.shape == (3,) else None
+            valid = values is not None and all(
+                float(v).is_integer() and 0 <= v < n
+                for v, n in zip(values, self._nvec_list, strict=True)
             )
             if valid:
-                rec.proposal = action.astype(np.int64).tolist()
-                return action.astype(np.int64)
+                rec.proposal = [int(v) for v in values]
+                return np.array(rec.proposal, dtype=np.int64)
             rec.source = "fallback: invalid action"
         except Exception as err:
             logger.warning("policy failed (%s): falling back to potential", err)
