@@ -210,3 +210,30 @@ def test_tuned_parameters_are_used_by_name(params, tmp_path, monkeypatch) -> Non
     (tmp_path / "hpa" / "params.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a JSON object with a 'params' mapping"):
         make_policy("hpa", params)
+
+
+def test_heuristics_shift_the_kind_that_binds() -> None:
+    """A module bound by CPU with memory to spare gets CPU, and gives memory, not CPU."""
+    params = ScenarioParams.from_config(load_scenario("multi_resource"))
+    # api-gateway (0): 9 cpu / 12 mem at 1 + 1 per server: cpu binds, wants 14 servers
+    # analytics (3): 6 cpu / 20 mem at 1 + 2 per server: needs 2 servers, holds spare of both
+    alloc = np.array([[9, 12], [4, 36], [8, 12], [6, 20], [7, 16]])
+    forecast = np.array([14.0, 8.0, 6.0, 2.0, 6.0])
+    st = _state(params, alloc=alloc, forecast_servers=forecast, utilization=np.zeros(5))
+    src, dst, level = PotentialPolicy(params, min_gap=1.5).decide(st)
+    k = len(params.amount_levels)
+    assert (src, dst) == (3, 0)
+    assert level // k == 0, "CPU (kind 0) binds the target, so CPU moves"
+    surplus, deficit = PotentialPolicy(params).kind_gaps(forecast, st)
+    assert deficit[0, 0] == pytest.approx(14 * 1 - 9) and deficit[0, 1] == pytest.approx(2)
+    assert surplus[3, 1] == 20 - 2 * 2 and surplus[3, 0] == 6 - 2
+
+
+@pytest.mark.parametrize("name", ["potential", "hpa"])
+def test_tuned_baselines_beat_static_on_every_kind_of_pool(name: str) -> None:
+    from shift_rl.evaluate import evaluate
+
+    for scenario in ("default", "multi_resource"):
+        rep = evaluate([name], scenario, episodes=4, seed=0)
+        diff = rep.per_episode(name, "return") - rep.per_episode("static", "return")
+        assert diff.mean() > 0, (scenario, diff)

@@ -73,11 +73,7 @@ class HPAPolicy(HeuristicPolicy):
         return np.minimum(desired, limit)
 
     def decide(self, state: ObservedState) -> np.ndarray:
-        desired = self.recommend(state)
-        current = self.servers(state.alloc + state.incoming)
-        ups = self.params.units_per_server
-        deficit = np.maximum(desired - current, 0.0)[:, None] * ups
-        surplus = np.floor(np.maximum(current - desired, 0.0)[:, None] * ups)
+        surplus, deficit = self.kind_gaps(self.recommend(state), state)
         return self.best_pair(surplus, deficit, state)
 
 
@@ -121,11 +117,7 @@ class VPAPolicy(HeuristicPolicy):
         return np.where(total[:, 0] > 0, target, current)
 
     def decide(self, state: ObservedState) -> np.ndarray:
-        target = self.recommend(state)
-        current = self.servers(state.alloc + state.incoming)
-        ups = self.params.units_per_server
-        deficit = np.maximum(target - current, 0.0)[:, None] * ups
-        surplus = np.floor(np.maximum(current - target, 0.0)[:, None] * ups)
+        surplus, deficit = self.kind_gaps(self.recommend(state), state)
         return self.best_pair(surplus, deficit, state)
 
 

@@ -97,6 +97,18 @@ class HeuristicPolicy(ABC):
         k = int(np.searchsorted(self.levels, min(units, self.max_units), side="right")) - 1
         return np.array([src, dst, kind * len(self.levels) + max(k, 0)], dtype=np.int64)
 
+    def kind_gaps(
+        self, target_servers: np.ndarray, state: ObservedState
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(surplus, deficit) in units per module and kind against a target in servers.
+
+        Kinds are compared one by one: a module whose servers are bound by its CPU may still
+        hold spare memory to give, and needs CPU, not memory, to grow.
+        """
+        held = state.alloc + state.incoming
+        target = target_servers[:, None] * self.params.units_per_server
+        return np.floor(np.maximum(held - target, 0.0)), np.maximum(target - held, 0.0)
+
     def best_pair(
         self, surplus: np.ndarray, deficit: np.ndarray, state: ObservedState
     ) -> np.ndarray:

@@ -15,7 +15,9 @@ Per module ``m`` (all from the observation and the scenario's public facts)::
 
 Shift candidates, as in the seed's loop: a module whose usage exceeds its *optimal usage*
 (forecast need x (1 + ``headroom``)) and whose potential is lower gives units to the module
-of highest potential, when that potential is ``min_gap`` times higher.
+of highest potential, when that potential is ``min_gap`` times higher. With several resource
+kinds, usage is compared kind by kind: the source gives a kind it holds beyond its optimum,
+the target receives a kind it lacks (or, at its optimum, the kind that binds its servers).
 ``calculateShiftAmount`` grows with the potential gap: the smaller of the source's surplus
 and the target's deficit, times ``min(1, aggressiveness * gap / potential_target)``; the guard
 keeps it inside the limits. One shift per tick (the env's action), the best pair.
@@ -96,11 +98,12 @@ class PotentialPolicy(HeuristicPolicy):
 
     def decide(self, state: ObservedState) -> np.ndarray:
         p, q = self.params, self.p
-        potential, optimal, servers = self.scores(state)
+        potential, optimal, _ = self.scores(state)
         ups = p.units_per_server
-        surplus = np.maximum(servers - optimal, 0.0)[:, None] * ups  # (M, R) units
-        give = np.minimum(np.floor(surplus), self.giveable(state))
+        surplus, deficit = self.kind_gaps(optimal, state)
+        give = np.minimum(surplus, self.giveable(state))
         room = self.room(state)
+        held = state.alloc + state.incoming
         best, best_gap = NOOP_ACTION.copy(), 0.0
         sources = np.flatnonzero(give.max(axis=1) >= 1)
         targets = np.flatnonzero((room.max(axis=1) >= 1) & (potential > 0))
@@ -111,10 +114,15 @@ class PotentialPolicy(HeuristicPolicy):
                 gap = potential[dst] - potential[src]
                 if gap <= best_gap:
                     continue
-                deficit = np.maximum(optimal[dst] - servers[dst], q.probe_units / ups[dst].max())
-                want = deficit * ups[dst]
+                want = deficit[dst]
+                if want.max() < 1:  # at its optimum: probe, in the kind that binds it
+                    want = np.zeros_like(want)
+                    want[np.argmin(held[dst] / ups[dst])] = q.probe_units
                 usable = np.minimum(give[src], room[dst])
-                kind = int(np.argmax(np.where(usable >= 1, want, -1.0)))
+                fits = np.where((usable >= 1) & (want > 0), want, -1.0)
+                kind = int(np.argmax(fits))
+                if fits[kind] < 0:
+                    continue
                 base = min(usable[kind], max(want[kind], 1.0))
                 amount = np.ceil(base * min(1.0, q.aggressiveness * gap / potential[dst]))
                 action = self.shift(int(src), int(dst), kind, amount)
