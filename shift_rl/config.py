@@ -839,7 +839,11 @@ class TrainConfig(_Model):
     total_timesteps: PosInt = 576_000
     seed: NonNegInt = 0
     n_envs: PosInt = 8
-    vec_env: Literal["dummy", "subproc"] = "dummy"
+    vec_env: Literal["dummy", "subproc", "batched"] = Field(
+        "dummy",
+        description="envs one by one, in subprocesses, or as one natively batched env "
+        "(same trajectories as dummy, faster)",
+    )
     reward: Literal["regret", "env"] = Field(
         "regret", description="train on reward minus the oracle bound (same optimum, less noise)"
     )

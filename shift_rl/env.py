@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from shift_rl.config import ScenarioConfig, load_scenario
-from shift_rl.plane import PlaneBatch, StepResult
+from shift_rl.plane import PlaneBatch, StepResult, draw_episode_seed, row_info
 
 _ENV0 = np.zeros(1, dtype=np.int64)
 
@@ -70,6 +70,16 @@ class ResourceShiftEnv(gym.Env):
     ``cost_per_unit`` per unit moved (rollbacks included) minus ``cost_per_rollback`` per
     rollback. ``info["reward_components"]`` carries the three parts.
 
+    ## Info
+
+    After every reset and step: ``tick``, ``goal_attainment`` (true, value-weighted), per
+    module the true ``attainment``, ``utilization``, ``latency``, ``error_rate``, and
+    ``telemetry_missing``, ``alloc`` (M, R). Reset adds ``episode_seed``; step adds
+    ``reward_components``, ``shift`` (int64 ``[src, dst, kind, units]`` executed),
+    ``units_moved`` and ``rollbacks`` (ints), ``invalid_action``, ``clipped`` and
+    ``units_failed`` (R,). :class:`~shift_rl.vector.ResourceShiftVectorEnv` reports the same,
+    batched.
+
     ## Starting State
 
     The scenario's initial allocation; demand and faults are drawn from the episode seed, with
@@ -123,43 +133,16 @@ class ResourceShiftEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        episode_seed = int(self.np_random.integers(2**63 - 1))
+        episode_seed = draw_episode_seed(self.np_random)
         obs = self.plane.reset([episode_seed])
         self._last = None
-        return obs[0], {"episode_seed": episode_seed, **self._metrics()}
+        return obs[0], {"episode_seed": episode_seed, **row_info(self.plane.metrics(), 0)}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         res = self.plane.step(np.asarray(action, dtype=np.int64).reshape(1, 3))
         self._last = res
-        info = {
-            "reward_components": {
-                "goal_attainment": float(res.goal_attainment[0]),
-                "move_cost": float(res.move_cost[0]),
-                "rollback_cost": float(res.rollback_cost[0]),
-            },
-            "shift": tuple(int(v) for v in res.shift[0]),
-            "units_moved": int(res.units_moved[0]),
-            "rollbacks": int(res.rollbacks[0]),
-            "invalid_action": bool(res.invalid[0]),
-            "clipped": bool(res.clipped[0]),
-            "units_failed": res.units_failed[0],
-            **self._metrics(),
-        }
+        info = row_info(self.plane.step_info(res), 0)
         return res.obs[0], float(res.reward[0]), False, bool(res.truncated[0]), info
-
-    def _metrics(self) -> dict[str, Any]:
-        sim = self.plane.sim
-        tel = sim.telemetry()
-        return {
-            "tick": int(tel.tick[0]),
-            "goal_attainment": float((sim.true_attainment[0] * self.params.value).sum()),
-            "attainment": sim.true_attainment[0].copy(),
-            "utilization": sim.truth[0, :, 0].copy(),
-            "latency": sim.truth[0, :, 1].copy(),
-            "error_rate": sim.truth[0, :, 2].copy(),
-            "telemetry_missing": tel.missing[0].copy(),
-            "alloc": tel.alloc[0].copy(),
-        }
 
     def action_masks(self) -> np.ndarray:
         """Flat per-dimension mask ``[M sources | M targets | R*K levels]`` of bools."""

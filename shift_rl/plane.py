@@ -1,12 +1,16 @@
 """A batch of simulated control planes: simulator, guard, forecaster, reputation, observation.
 
 This is the one implementation of a tick that both the single env (a batch of one) and the
-batched env use; they are thin shells around :class:`PlaneBatch`.
+batched env use; they are thin shells around :class:`PlaneBatch`. It also owns what both
+report (:meth:`PlaneBatch.metrics`, :meth:`PlaneBatch.step_info`) and how an env draws an
+episode's seed (:func:`draw_episode_seed`), so the shells cannot drift apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +19,34 @@ from shift_rl.forecast import Forecaster, make_forecaster
 from shift_rl.observation import ObservationBuilder
 from shift_rl.reputation import Reputation
 from shift_rl.safety import CLIPPED, INVALID, SafetyGuard
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.sim.params import ScenarioParams, layout_differences
 from shift_rl.sim.simulator import Simulator
+
+EPISODE_SEED_HIGH = 2**63 - 1
+"""Episode seeds are drawn uniformly from ``[0, EPISODE_SEED_HIGH)``."""
+
+
+def draw_episode_seed(rng: np.random.Generator) -> int:
+    """The seed of an env's next episode, drawn from the env's ``np_random``.
+
+    The single env and every row of the batched env draw it here, so row ``i`` of a batch
+    seeded ``s + i`` plays exactly the episodes of a single env seeded ``s + i``.
+    """
+    return int(rng.integers(EPISODE_SEED_HIGH))
+
+
+def row_info(info: dict[str, Any], row: int) -> dict[str, Any]:
+    """One env's ``info`` out of a batch's: (B,) arrays become Python scalars, others that
+    row (a view of a fresh array), nested dicts likewise."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        if isinstance(value, dict):
+            out[key] = row_info(value, row)
+        elif value.ndim == 1:
+            out[key] = value[row].item()
+        else:
+            out[key] = value[row]
+    return out
 
 
 @dataclass
@@ -38,11 +68,33 @@ class StepResult:
 
 
 class PlaneBatch:
-    """``num_envs`` control planes of one scenario, stepped together."""
+    """``num_envs`` control planes of one scenario, stepped together.
 
-    def __init__(self, scenario: ScenarioConfig, num_envs: int = 1) -> None:
+    ``variants`` (optional) are the scenarios rows play, one chosen per row and episode at
+    :meth:`reset` by its index: they must share ``scenario``'s layout (modules, pool, rails,
+    forecaster, rewards) and differ only in what the exogenous draws read (demand, fault
+    settings), so one batch steps them all. Without ``variants``, every row plays
+    ``scenario`` (variant 0).
+    """
+
+    def __init__(
+        self,
+        scenario: ScenarioConfig,
+        num_envs: int = 1,
+        variants: Sequence[ScenarioConfig] = (),
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.params = p = ScenarioParams.from_config(scenario)
         self.num_envs = num_envs
+        for i, v in enumerate(variants):
+            diff = layout_differences(scenario, v)
+            if diff:
+                raise ValueError(
+                    f"variant {i} ({v.name!r}) differs from {scenario.name!r} in "
+                    f"{', '.join(diff)}: variants may only change demand and fault settings"
+                )
+        self.variant_params = [ScenarioParams.from_config(v) for v in variants] or [p]
         self.sim = Simulator(p, num_envs)
         self.guard = SafetyGuard.from_params(p, num_envs)
         fc = scenario.forecast
@@ -62,9 +114,17 @@ class PlaneBatch:
         self.forecast_mean = np.zeros((num_envs, p.num_modules))
         self.forecast_spread = np.zeros((num_envs, p.num_modules))
 
-    def reset(self, seeds: list[int], rows: np.ndarray | None = None) -> np.ndarray:
-        """Start fresh episodes in ``rows`` (all when None); returns the batch's observations."""
-        self.sim.reset(seeds, rows)
+    def reset(
+        self,
+        seeds: Sequence[int],
+        rows: np.ndarray | None = None,
+        variants: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Start fresh episodes in ``rows`` (all when None), row ``rows[k]`` with exogenous seed
+        ``seeds[k]`` and variant ``variants[k]`` (0 when None); returns the batch's
+        observations (rows not reset keep theirs)."""
+        params = None if variants is None else [self.variant_params[v] for v in variants]
+        self.sim.reset(seeds, rows, params)
         self.guard.reset(rows)
         self.reputation.reset(rows)
         self.forecaster.reset(rows)
@@ -81,8 +141,44 @@ class PlaneBatch:
         return self._observe()
 
     def action_masks(self) -> np.ndarray:
+        """(B, 2M + RK) per-dimension masks; a buffer the next call overwrites."""
         tel = self.sim.telemetry()
         return self.guard.mask(tel.tick, tel.alloc, tel.incoming)
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        """What every reset and step reports per env (fresh (B, ...) arrays): the tick and the
+        true goal attainment, utilization, latency and errors, gaps and allocation."""
+        sim = self.sim
+        tel = sim.telemetry()
+        return {
+            "tick": tel.tick.copy(),
+            # row by row (see step): the same sum a batch of one computes
+            "goal_attainment": (sim.true_attainment * self.params.value).sum(axis=1),
+            "attainment": sim.true_attainment.copy(),
+            "utilization": sim.truth[:, :, 0].copy(),
+            "latency": sim.truth[:, :, 1].copy(),
+            "error_rate": sim.truth[:, :, 2].copy(),
+            "telemetry_missing": tel.missing.copy(),
+            "alloc": tel.alloc.copy(),
+        }
+
+    def step_info(self, res: StepResult) -> dict[str, Any]:
+        """The ``info`` of a step, batched: ``res``'s parts and :meth:`metrics` (call right
+        after :meth:`step`). The single env reports row 0 of it (:func:`row_info`)."""
+        return {
+            "reward_components": {
+                "goal_attainment": res.goal_attainment,
+                "move_cost": res.move_cost,
+                "rollback_cost": res.rollback_cost,
+            },
+            "shift": res.shift,
+            "units_moved": res.units_moved.astype(np.int64),
+            "rollbacks": res.rollbacks.astype(np.int64),
+            "invalid_action": res.invalid,
+            "clipped": res.clipped,
+            "units_failed": res.units_failed,
+            **self.metrics(),
+        }
 
     def step(self, actions: np.ndarray) -> StepResult:
         """One tick: clip and execute proposals, advance, judge, update forecasts, observe."""

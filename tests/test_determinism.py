@@ -33,11 +33,12 @@ def short(path: Path, ticks: int = TICKS, faults: bool = False) -> ScenarioConfi
     every kind), validated again."""
     data = load_scenario(path).model_dump(mode="python")
     data["episode_ticks"] = ticks
-    if faults:
+    if faults:  # about one fault of each kind every 24 ticks, whatever the tick length
+        rate = 86_400.0 / data["tick_seconds"] / 24
         data["faults"] = {
-            "slowdown": {"rate_per_day": 60.0, "factor": 0.5, "duration_ticks": 10},
-            "unit_failure": {"rate_per_day": 60.0, "units": 2, "duration_ticks": 15},
-            "telemetry_gap": {"rate_per_day": 60.0, "duration_ticks": 3},
+            "slowdown": {"rate_per_day": rate, "factor": 0.5, "duration_ticks": 10},
+            "unit_failure": {"rate_per_day": rate, "units": 2, "duration_ticks": 15},
+            "telemetry_gap": {"rate_per_day": rate, "duration_ticks": 3},
         }
     return scenario_from_dict(data, source=f"{path.stem} (test override)")
 

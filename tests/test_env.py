@@ -64,7 +64,7 @@ def test_shift_moves_units_after_warmup() -> None:
     w = env.scenario.warmup_ticks
     before = env.plane.sim.alloc[0, :, 0].copy()
     _, _reward, _, _, info = env.step(np.array([3, 2, 1]))  # 2 units batch-etl -> checkout
-    assert info["shift"] == (3, 2, 0, 2) and info["units_moved"] == 2
+    assert tuple(info["shift"]) == (3, 2, 0, 2) and info["units_moved"] == 2
     assert info["alloc"][3, 0] == before[3] - 2
     assert info["alloc"][2, 0] == before[2]  # warming up, not serving yet
     cost = env.scenario.reward.cost_per_unit * 2

@@ -30,11 +30,12 @@ def short_scenario(tmp_path: Path) -> Path:
     return path
 
 
-def _cfg(scenario: Path, total: int, run: str, algo: str = "maskable_ppo"):
+def _cfg(scenario: Path, total: int, run: str, algo: str = "maskable_ppo", vec_env: str = "dummy"):
     return load_train_config(
         None,
         [
             f"run_name={run}", f"scenario={scenario}", f"algo={algo}", "n_envs=2",
+            f"vec_env={vec_env}",
             "ppo.n_steps=120", "ppo.batch_size=120", "ppo.n_epochs=2", "network.net_arch=[32]",
             f"total_timesteps={total}", "checkpoint_every=480", "randomization.variants=2",
             "evaluation.episodes=2", "evaluation.every_timesteps=240",
@@ -47,18 +48,19 @@ def _params(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.policy.state_dict().items()}
 
 
+@pytest.mark.parametrize("vec_env", ["dummy", "batched"])
 @pytest.mark.parametrize("algo", ["maskable_ppo", "ppo"])
-def test_resume_continues_exactly(short_scenario, tmp_path, monkeypatch, algo) -> None:
+def test_resume_continues_exactly(short_scenario, tmp_path, monkeypatch, algo, vec_env) -> None:
     import shift_rl.train as tr
 
     monkeypatch.setattr(tr, "RUNS_DIR", tmp_path / "runs")
-    full = train(_cfg(short_scenario, 960, "full", algo), out=tmp_path / "full",
+    full = train(_cfg(short_scenario, 960, "full", algo, vec_env), out=tmp_path / "full",
                  progress=False, evaluate_at_end=False)  # fmt: skip
-    half = train(_cfg(short_scenario, 480, "half", algo), out=tmp_path / "half",
+    half = train(_cfg(short_scenario, 480, "half", algo, vec_env), out=tmp_path / "half",
                  progress=False, evaluate_at_end=False)  # fmt: skip
     ckpt = half.run_dir / "checkpoints" / "step_000000480"
     assert (ckpt / "model.zip").is_file() and (ckpt / "rng.npz").is_file()
-    resumed = train(_cfg(short_scenario, 960, "half", algo), out=tmp_path / "resumed",
+    resumed = train(_cfg(short_scenario, 960, "half", algo, vec_env), out=tmp_path / "resumed",
                     resume=ckpt, progress=False, evaluate_at_end=False)  # fmt: skip
     cls = algo_class(_cfg(short_scenario, 960, "x", algo))
     a = _params(cls.load(full.run_dir / "checkpoints" / "step_000000960" / "model.zip"))

@@ -158,8 +158,9 @@ class ShiftController:
         """Warm the forecaster on the backend's history and build the first observation."""
         for row in self.backend.history():
             self.forecaster.update(np.asarray(row, dtype=np.float64)[None, :])
-        self.forecaster.update(self._tel().demand)
-        self._observe(self._tel())
+        tel = self._tel()
+        self.forecaster.update(tel.demand)  # as the env's reset: no reputation update yet
+        self._build_obs(tel)
         self._save()
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
@@ -396,6 +397,9 @@ class ShiftController:
     def _observe(self, tel: Telemetry) -> None:
         self.reputation.update(tel)
         self.forecaster.update(tel.demand)
+        self._build_obs(tel)
+
+    def _build_obs(self, tel: Telemetry) -> None:
         mean, spread = self.forecaster.predict(self.params.forecast_horizon)
         self.obs = self.builder.build(tel, mean, spread, self.reputation.score, self.guard)[0]
 

@@ -40,30 +40,35 @@ def apply_shifts(alloc, transit, incoming, env, src, dst, kind, units):  # pragm
     return moved
 
 
+@numba.njit(cache=True, inline="always")
+def _shift_down(pipe, width):  # pragma: no cover - compiled
+    """Move a flat pipeline of slots of ``width`` entries one slot down; the last empties."""
+    busy = False
+    for i in range(width, pipe.shape[0]):
+        busy |= pipe[i] != 0
+    if not busy:  # nothing in flight (the usual case): only slot 0 (just landed) to clear
+        for i in range(width):
+            pipe[i] = 0
+        return
+    for i in range(width, pipe.shape[0]):
+        pipe[i - width] = pipe[i]
+    for i in range(pipe.shape[0] - width, pipe.shape[0]):
+        pipe[i] = 0
+
+
 @numba.njit(cache=True)
 def _advance_pipes(b, alloc, transit, failed, free):  # pragma: no cover - compiled
-    n_mod = alloc.shape[1]
-    for s in range(transit.shape[1]):
-        for m in range(n_mod):
-            for r in range(alloc.shape[2]):
-                if s == 0:
-                    alloc[b, m, r] += transit[b, 0, m, r]
-                if s + 1 < transit.shape[1]:
-                    transit[b, s, m, r] = transit[b, s + 1, m, r]
-                else:
-                    transit[b, s, m, r] = 0
-    for s in range(failed.shape[1]):
-        for m in range(n_mod + 1):
-            for r in range(alloc.shape[2]):
-                if s == 0:
-                    if m < n_mod:
-                        alloc[b, m, r] += failed[b, 0, m, r]
-                    else:
-                        free[b, r] += failed[b, 0, m, r]
-                if s + 1 < failed.shape[1]:
-                    failed[b, s, m, r] = failed[b, s + 1, m, r]
-                else:
-                    failed[b, s, m, r] = 0
+    """Slot 0 of both pipelines lands (warm-up arrivals, units back from failure) and the
+    others move one slot down. Flat loops over each row's contiguous block: this runs for
+    every env at every tick, mostly on empty pipelines."""
+    n_mod, n_kind = alloc.shape[1], alloc.shape[2]
+    for m in range(n_mod):
+        for r in range(n_kind):
+            alloc[b, m, r] += transit[b, 0, m, r] + failed[b, 0, m, r]
+    for r in range(n_kind):
+        free[b, r] += failed[b, 0, n_mod, r]
+    _shift_down(transit[b].reshape(-1), n_mod * n_kind)
+    _shift_down(failed[b].reshape(-1), (n_mod + 1) * n_kind)
 
 
 @numba.njit(cache=True)

@@ -26,9 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+import numba
 import numpy as np
 
-from shift_rl.config import DemandShape, EventConfig
+from shift_rl.config import DemandShape
 from shift_rl.sim.params import ScenarioParams
 
 TICKS_PER_DAY_SECONDS = 86_400.0
@@ -47,15 +48,28 @@ class Exogenous:
     start_hour: float
 
 
+@numba.njit(cache=True)
+def _ar1_paths(
+    eps: np.ndarray, phi: np.ndarray, scale: np.ndarray
+) -> np.ndarray:  # pragma: no cover
+    """``out[i] = phi * out[i-1] + scale * eps[i]``, compiled: the recursion is sequential in
+    time, and a Python loop over it was most of the cost of an episode's reset. Same
+    operations in the same order as numpy's (no fast-math), so the paths are bit-identical."""
+    n, cols = eps.shape
+    out = np.empty((n, cols))
+    for j in range(cols):
+        out[0, j] = eps[0, j]
+    for i in range(1, n):
+        for j in range(cols):
+            out[i, j] = phi[j] * out[i - 1, j] + scale[j] * eps[i, j]
+    return out
+
+
 def _ar1(rng: np.random.Generator, n: int, cols: int, phi: np.ndarray) -> np.ndarray:
     """Stationary AR(1) paths with unit variance, one per column."""
     eps = rng.standard_normal((n, cols))
-    out = np.empty((n, cols))
-    out[0] = eps[0]
     scale = np.sqrt(1.0 - phi**2)
-    for i in range(1, n):
-        out[i] = phi * out[i - 1] + scale * eps[i]
-    return out
+    return _ar1_paths(eps, np.ascontiguousarray(phi, dtype=np.float64), scale)
 
 
 def _poisson_times(rng: np.random.Generator, rate_per_tick: float, n: int) -> np.ndarray:
@@ -64,48 +78,63 @@ def _poisson_times(rng: np.random.Generator, rate_per_tick: float, n: int) -> np
     return np.flatnonzero(rng.random(n) < rate_per_tick)
 
 
-def _module_shape(
-    shape: DemandShape,
+def _module_shapes(
+    shapes: list[DemandShape],
     hours: np.ndarray,
     days: np.ndarray,
     noise: np.ndarray,
     rng: np.random.Generator,
     ticks_per_day: float,
 ) -> np.ndarray:
-    n = hours.shape[0]
-    level = shape.base * np.maximum(1.0 + shape.trend_per_day * days, 0.05)
-    level = level * (
-        1.0 + shape.diurnal.amplitude * np.cos(2 * np.pi * (hours - shape.diurnal.peak_hour) / 24)
+    """(n, M) synthetic demand of every module (formula in the module docstring).
+
+    The random draws come module by module (regime jumps, then bursts), as they always did;
+    the arithmetic runs on all modules at once, element by element the same operations, so
+    each module's series is bit-identical to computing it on its own (the factor of a module
+    without jumps, bursts or a k-th event is exactly 1). Arrays are (M, n) so numpy's inner
+    loops run along time. An episode's reset in a batched env is mostly this function.
+    """
+    n, m = hours.shape[0], len(shapes)
+
+    def col(values: list[float]) -> np.ndarray:
+        return np.array(values, dtype=np.float64)[:, None]
+
+    level = col([sh.base for sh in shapes]) * np.maximum(
+        1.0 + col([sh.trend_per_day for sh in shapes]) * days, 0.05
     )
-    level = level * (1.0 + shape.weekly_amplitude * np.cos(2 * np.pi * days / 7.0))
-    jumps = _poisson_times(rng, shape.regime.rate_per_day / ticks_per_day, n)
-    if jumps.size:
-        log_steps = np.zeros(n)
-        log_steps[jumps] = rng.normal(0.0, shape.regime.magnitude, jumps.size)
-        level = level * np.exp(np.cumsum(log_steps))
-    bursts = _poisson_times(rng, shape.bursts.rate_per_day / ticks_per_day, n)
-    if bursts.size:
-        idx = np.arange(n)
-        extra = np.zeros(n)
-        for b in bursts:
-            after = idx >= b
-            extra[after] += shape.bursts.magnitude * np.exp(
-                -(idx[after] - b) / shape.bursts.duration_ticks
-            )
-        level = level * (1.0 + extra)
-    for ev in shape.events:
-        level = level * (1.0 + ev.magnitude * _event_profile(hours, ev, ticks_per_day))
-    s = shape.noise
-    return level * np.exp(s * noise - 0.5 * s * s)
-
-
-def _event_profile(hours: np.ndarray, ev: EventConfig, ticks_per_day: float) -> np.ndarray:
-    """Share of a daily event running at each tick: 0 outside, 1 inside, ramps between."""
-    since = ((hours - ev.hour) % 24.0) * ticks_per_day / 24.0  # ticks since today's start
-    ramp = max(ev.ramp_ticks, 1)
-    up = np.clip((since + 1.0) / ramp, 0.0, 1.0)
-    down = np.clip((ev.duration_ticks - since) / ramp, 0.0, 1.0)
-    return np.minimum(up, down)
+    peak = col([sh.diurnal.peak_hour for sh in shapes])
+    amplitude = col([sh.diurnal.amplitude for sh in shapes])
+    level = level * (1.0 + amplitude * np.cos(2 * np.pi * (hours - peak) / 24))
+    weekly = col([sh.weekly_amplitude for sh in shapes])
+    level = level * (1.0 + weekly * np.cos(2 * np.pi * days / 7.0))
+    log_steps = np.zeros((m, n))
+    burst = np.ones((m, n))
+    idx = np.arange(n)
+    for j, sh in enumerate(shapes):
+        jumps = _poisson_times(rng, sh.regime.rate_per_day / ticks_per_day, n)
+        if jumps.size:
+            log_steps[j, jumps] = rng.normal(0.0, sh.regime.magnitude, jumps.size)
+        bursts = _poisson_times(rng, sh.bursts.rate_per_day / ticks_per_day, n)
+        if bursts.size:
+            extra = np.zeros(n)
+            for b in bursts:  # the ticks from b on
+                extra[b:] += sh.bursts.magnitude * np.exp(-(idx[b:] - b) / sh.bursts.duration_ticks)
+            burst[j] = 1.0 + extra
+    level = level * np.exp(np.cumsum(log_steps, axis=1))
+    level = level * burst
+    for k in range(max(len(sh.events) for sh in shapes)):
+        # the k-th event of every module that has one; the others get a factor of exactly 1
+        evs = [sh.events[k] if k < len(sh.events) else None for sh in shapes]
+        hour = col([0.0 if e is None else e.hour for e in evs])
+        since = ((hours - hour) % 24.0) * ticks_per_day / 24.0  # ticks since today's start
+        ramp = col([1 if e is None else max(e.ramp_ticks, 1) for e in evs])
+        duration = col([1 if e is None else e.duration_ticks for e in evs])
+        up = np.clip((since + 1.0) / ramp, 0.0, 1.0)
+        down = np.clip((duration - since) / ramp, 0.0, 1.0)
+        magnitude = col([0.0 if e is None else e.magnitude for e in evs])
+        level = level * (1.0 + magnitude * np.minimum(up, down))
+    s = col([sh.noise for sh in shapes])
+    return (level * np.exp(s * noise.T - 0.5 * s * s)).T
 
 
 @lru_cache(maxsize=8)
@@ -166,13 +195,8 @@ def draw_exogenous(params: ScenarioParams, seed: int) -> Exogenous:
         common = _ar1(demand_rng, n, 1, np.array([phi.mean()]))
         c = cfg.demand.correlation
         noise = np.sqrt(c) * common + np.sqrt(1.0 - c) * own
-        demand = np.stack(
-            [
-                _module_shape(mod.demand, hours, days, noise[:, j], demand_rng, ticks_per_day)
-                for j, mod in enumerate(cfg.modules)
-            ],
-            axis=1,
-        )
+        shapes = [mod.demand for mod in cfg.modules]
+        demand = _module_shapes(shapes, hours, days, noise, demand_rng, ticks_per_day)
 
     faults = cfg.faults
     slowdown = np.ones((n, m))

@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +15,31 @@ from shift_rl.config import ScenarioConfig
 
 FORECAST_HORIZON_MAX = 32
 """Ticks of true future demand generated past an episode's end (for planners and forecasts)."""
+
+
+_EXOGENOUS_ONLY = ("name", "description", "demand", "faults")
+"""Scenario fields only the exogenous draws (or nobody) read: variants may change them."""
+
+
+def _layout(cfg: ScenarioConfig) -> dict[str, Any]:
+    data = cfg.model_dump(mode="json", exclude=set(_EXOGENOUS_ONLY))
+    for mod in data["modules"]:
+        mod.pop("demand", None)
+    # the simulator sizes its pipeline of failed units by this one fault setting
+    data["faults.unit_failure.duration_ticks"] = cfg.faults.unit_failure.duration_ticks
+    return data
+
+
+def layout_differences(a: ScenarioConfig, b: ScenarioConfig) -> list[str]:
+    """Fields of ``b`` that differ from ``a`` beyond demand and fault settings (empty: one
+    batch of planes can play both, drawing each row's demand and faults from its own)."""
+    la, lb = _layout(a), _layout(b)
+    out = [k for k in la if la[k] != lb.get(k)]
+    ma, mb = la["modules"], lb["modules"]
+    if ma != mb and len(ma) == len(mb):  # name the modules that differ
+        out.remove("modules")
+        out += [f"modules[{i}]" for i, (x, y) in enumerate(zip(ma, mb, strict=True)) if x != y]
+    return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from shift_rl.sim.dynamics import advance, apply_shifts, compute_metrics
@@ -54,12 +56,22 @@ class Simulator:
             free=self.free,
         )
 
-    def reset(self, seeds: list[int], rows: np.ndarray | None = None) -> None:
-        """Start new episodes in ``rows`` (all when None), one exogenous seed per row."""
+    def reset(
+        self,
+        seeds: Sequence[int],
+        rows: np.ndarray | None = None,
+        params: Sequence[ScenarioParams] | None = None,
+    ) -> None:
+        """Start new episodes in ``rows`` (all when None), one exogenous seed per row.
+
+        ``params[k]`` (default: the simulator's) draws row ``rows[k]``'s demand and faults: a
+        scenario variant of the same layout (see :func:`~shift_rl.sim.params.layout_differences`).
+        """
         idx = np.arange(self.num_envs) if rows is None else np.asarray(rows)
         p = self.params
-        for row, seed in zip(idx, seeds, strict=True):
-            exo = draw_exogenous(p, int(seed))
+        draw_params = [p] * len(idx) if params is None else params
+        for row, seed, rp in zip(idx, seeds, draw_params, strict=True):
+            exo = draw_exogenous(rp, int(seed))
             self.exo_demand[row] = exo.demand
             self.exo_slow[row] = exo.slowdown
             self.exo_missing[row] = exo.telemetry_missing
