@@ -23,13 +23,18 @@ import numpy as np
 from shift_rl.agents.base import NOOP_ACTION, HeuristicPolicy
 from shift_rl.observation import ObservedState
 from shift_rl.sim.params import ScenarioParams
-from shift_rl.sim.queueing import tick_metrics
+from shift_rl.sim.queueing import attainment_curve, tick_metrics
 from shift_rl.sim.simulator import Simulator
 
 
 @numba.njit(cache=True)
 def best_goal(lam, slow, capacity, value, mu, slo, ups, tick_seconds):  # pragma: no cover
-    """Highest value-weighted goal attainment for one tick (see module docstring)."""
+    """Highest value-weighted goal attainment for one tick (see module docstring).
+
+    The max-plus convolution skips unit counts that add nothing over one unit fewer: the
+    optimum with more capacity is never lower, so such a count is dominated (same result,
+    far fewer steps once attainment saturates).
+    """
     n_mod, n_kind = ups.shape
     result = np.inf
     for r in range(n_kind):
@@ -37,21 +42,46 @@ def best_goal(lam, slow, capacity, value, mu, slo, ups, tick_seconds):  # pragma
         best = np.full(cap + 1, -np.inf)
         best[0] = 0.0
         gain = np.empty(cap + 1)
+        new = np.empty(cap + 1)
+        useful = np.empty(cap + 1, dtype=np.int64)
         for m in range(n_mod):
-            for u in range(cap + 1):
-                att = tick_metrics(lam[m], u / ups[m, r], mu[m] * slow[m], slo[m], tick_seconds)
-                gain[u] = value[m] * att[3]
-            new = np.full(cap + 1, -np.inf)
+            attainment_curve(lam[m], mu[m] * slow[m], slo[m], tick_seconds, ups[m, r], gain)
+            n_useful = 0
+            for a in range(cap + 1):
+                gain[a] *= value[m]
+                if a == 0 or gain[a] > gain[a - 1]:
+                    useful[n_useful] = a
+                    n_useful += 1
             for u in range(cap + 1):
                 top = -np.inf
-                for a in range(u + 1):
+                for i in range(n_useful):
+                    a = useful[i]
+                    if a > u:
+                        break
                     v = best[u - a] + gain[a]
                     if v > top:
                         top = v
                 new[u] = top
-            best = new
+            best[:] = new
         result = min(result, best[cap])
     return result
+
+
+@numba.njit(cache=True)
+def _episode_bound(
+    demand, slow, fails, first, last, dur, pool, value, mu, slo, ups, tick_seconds
+):  # pragma: no cover
+    out = np.empty(last - first + 1)
+    active = np.zeros(pool.shape[0], dtype=np.int64)
+    for i in range(first, last + 1):
+        # units fail from the first tick on and are back ``dur`` ticks later
+        active += fails[i]
+        if i - dur >= first:
+            active -= fails[i - dur]
+        out[i - first] = best_goal(
+            demand[i], slow[i], pool - active, value, mu, slo, ups, tick_seconds
+        )
+    return out
 
 
 def oracle_goal(params: ScenarioParams, sim: Simulator, row: int = 0) -> np.ndarray:
@@ -62,18 +92,11 @@ def oracle_goal(params: ScenarioParams, sim: Simulator, row: int = 0) -> np.ndar
     """
     h, n = params.history_ticks, params.episode_ticks
     dur = params.config.faults.unit_failure.duration_ticks
-    fails = sim.exo_fail[row]
-    out = np.empty(n)
-    for t in range(1, n + 1):
-        i = h + t
-        # units fail from tick 1 on (never before the episode) and are back after ``dur``
-        active = fails[max(h + 1, i - dur + 1) : i + 1].sum(axis=0)
-        out[t - 1] = best_goal(
-            sim.exo_demand[row, i], sim.exo_slow[row, i], params.pool_units - active,
-            params.value, params.service_rate, params.slo_seconds, params.units_per_server,
-            params.tick_seconds,
-        )  # fmt: skip
-    return out
+    return _episode_bound(
+        sim.exo_demand[row], sim.exo_slow[row], sim.exo_fail[row], h + 1, h + n, dur,
+        params.pool_units, params.value, params.service_rate, params.slo_seconds,
+        params.units_per_server, params.tick_seconds,
+    )  # fmt: skip
 
 
 @numba.njit(cache=True)

@@ -53,9 +53,15 @@ def erlang_c(c: float, a: float) -> float:
     """Probability of waiting in M/M/c with real ``c > a >= 0`` servers (interpolated B)."""
     if a <= 0.0:
         return 0.0
+    return erlang_c_from_b(c, a, erlang_b_int(math.floor(c), a))
+
+
+@numba.njit(cache=True, inline="always")
+def erlang_c_from_b(c: float, a: float, b_lo: float) -> float:
+    """Erlang C given ``b_lo = B(floor(c), a)``: lets a caller sweeping ``c`` at a fixed load
+    carry the B recursion along instead of restarting it (same arithmetic, same result)."""
     n = math.floor(c)
     frac = c - n
-    b_lo = erlang_b_int(n, a)
     b = b_lo if frac == 0.0 else b_lo + frac * (a * b_lo / (n + 1 + a * b_lo) - b_lo)
     denom = c - a * (1.0 - b)
     if denom <= 0.0:
@@ -75,8 +81,13 @@ def tick_metrics(
     per_server = mu * tick_seconds
     served = min(lam, RHO_MAX * servers * per_server)
     a = served / per_server
+    return _metrics(lam, servers, mu, slo, served, a, erlang_c(servers, a))
+
+
+@numba.njit(cache=True, inline="always")
+def _metrics(lam, servers, mu, slo, served, a, wait_c):  # pragma: no cover - compiled
+    """The formulas of the module docstring, given the load served and Erlang C."""
     rho = a / servers
-    wait_c = erlang_c(servers, a)
     theta = mu * (servers - a)
     latency = 1.0 / mu + wait_c / theta
     es = math.exp(-mu * slo)
@@ -99,3 +110,31 @@ def attainment(
     for i in range(lam.shape[0]):
         out[i] = tick_metrics(lam[i], servers[i], mu[i], slo[i], tick_seconds)[3]
     return out
+
+
+@numba.njit(cache=True)
+def attainment_curve(lam, mu, slo, tick_seconds, units_per_server, out):  # pragma: no cover
+    """``out[u] = tick_metrics(lam, u / units_per_server, mu, slo, tick_seconds)[3]`` for
+    every ``u``, bit for bit, with one Erlang B recursion carried along the sweep (O(len)
+    instead of O(len^2): the oracle's hot loop)."""
+    per_server = mu * tick_seconds
+    n_done, b = 0, 1.0  # b = B(n_done, lam / per_server)
+    for u in range(out.shape[0]):
+        servers = u / units_per_server
+        if lam <= 0.0:
+            out[u] = 1.0
+            continue
+        if servers <= 1e-9:
+            out[u] = 0.0
+            continue
+        served = min(lam, RHO_MAX * servers * per_server)
+        a = served / per_server
+        if served < lam:  # shedding: the load depends on the servers, nothing to carry
+            out[u] = _metrics(lam, servers, mu, slo, served, a, erlang_c(servers, a))[3]
+            continue
+        n = math.floor(servers)
+        while n_done < n:
+            n_done += 1
+            b = a * b / (n_done + a * b)
+        wait_c = 0.0 if a <= 0.0 else erlang_c_from_b(servers, a, b)
+        out[u] = _metrics(lam, servers, mu, slo, served, a, wait_c)[3]
