@@ -105,8 +105,8 @@ def episode_plan(base_seed: int, episode: int, num_variants: int) -> tuple[int, 
 class TrainingEnv(gym.Env):
     """The env as training sees it: variants, reproducible episode seeds, regret reward.
 
-    Episode ``k`` of this env plays variant ``k % len(variants)`` (shuffled per env) with
-    seed ``hash(base seed, k)``; ``reset(seed=s)`` re-bases the seeds on ``s`` but keeps the
+    Episode ``k`` of this env plays the variant and seed that :func:`episode_plan` derives
+    from (base seed, k) alone; ``reset(seed=s)`` re-bases the seeds on ``s`` but keeps the
     episode count, so a resumed run replays the same episodes. With ``regret=True`` the reward
     is the env's reward minus the oracle bound of the same tick: it depends on the demand
     alone, not on the actions, so the best policy is unchanged and much of the noise of the

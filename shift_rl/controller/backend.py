@@ -13,6 +13,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from shift_rl.config import ScenarioConfig, load_scenario
+from shift_rl.plane import draw_episode_seed
 from shift_rl.sim.params import ScenarioParams
 from shift_rl.sim.simulator import Simulator
 from shift_rl.telemetry import Telemetry
@@ -52,7 +53,7 @@ class SimulatedBackend:
         self.params = ScenarioParams.from_config(load_scenario(scenario))
         self.sim = Simulator(self.params, 1)
         rng, _ = seeding.np_random(seed)
-        self.episode_seed = int(rng.integers(2**63 - 1))
+        self.episode_seed = draw_episode_seed(rng)  # as ResourceShiftEnv.reset(seed=seed)
         self.sim.reset([self.episode_seed])
         self._env = np.zeros(1, dtype=np.int64)
 
