@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from shift_rl.controller import CgroupBackend
 
-            backend = CgroupBackend(scenario)
+            backend = CgroupBackend(scenario, seed=args.seed)
         if policy is None:
             policy = make_policy(args.policy, backend.params)
         elif policy.spec["scenario"]["fingerprint"] != backend.params.fingerprint():
@@ -82,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     started = time.perf_counter()
-    records = ctl.run(args.ticks, on_tick=status)
-    ctl.close()
+    try:
+        records = ctl.run(args.ticks, on_tick=status)
+    finally:
+        ctl.close()
+        if hasattr(backend, "close"):
+            backend.close()  # real backends stop their workers and remove their cgroups
     print()
     wall = time.perf_counter() - started
     goals = [r.goal_attainment for r in records if r.goal_attainment is not None]

@@ -510,6 +510,13 @@ def _git_revision() -> str:
         return "unknown"
 
 
+def _command() -> str:
+    """How this run was started, as a user would type it (the CLI's arguments)."""
+    if sys.argv and sys.argv[0].endswith("train.py"):
+        return " ".join(["python scripts/train.py", *sys.argv[1:]])
+    return "python scripts/train.py --config <this config as YAML>"
+
+
 def _machine() -> str:
     cpu = platform.machine()
     try:
@@ -657,9 +664,7 @@ def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:
         f"| machine | {_machine()} |",
         f"| git | {_git_revision()} |",
         "",
-        "Reproduce: `python scripts/train.py"
-        + (f" --config {cfg.run_name}" if cfg.run_name != "ppo-default" else "")
-        + "` (config below).",
+        f"Reproduce: `{_command()}` (resolved config below).",
         "",
     ]
     if result.report is not None:

@@ -1,0 +1,1001 @@
+"""CgroupBackend: the controller drives real processes whose CPU is capped by Linux cgroups.
+
+One backend is one small control plane on this machine:
+
+- **accelerated clock**: one tick (the scenario's ``tick_seconds``, e.g. 60 s) lasts
+  ``tick_wall_seconds`` of wall time (default 1 s). Every time in the scenario is compressed by
+  the same factor ``scale = tick_seconds / tick_wall_seconds``: a request that one unit serves
+  at ``service_rate`` per scenario second is served at ``service_rate * scale`` per wall
+  second, the SLO lasts ``slo_seconds / scale`` wall seconds, and telemetry reports latencies
+  back in scenario seconds. Requests per tick, utilizations and goal attainment do not change,
+  so the simulator of the same scenario models the accelerated system;
+- **workers**: one process per module, a single-threaded server. It takes requests from a pipe
+  in arrival order and serves each with a fixed amount of CPU work (chained SHA-256, calibrated
+  in the worker at start so that one request costs ``unit_cpu * units_per_server /
+  (service_rate * scale)`` CPU-seconds: one server's worth of units then serves exactly the
+  scenario's ``service_rate``);
+- **load generator**: one process that replays the episode's demand schedule (the scenario's
+  trace or synthetic demand, drawn from ``seed`` exactly as :class:`SimulatedBackend` draws it):
+  tick ``k`` carries ``round(demand[k])`` requests at uniformly random instants (a Poisson
+  process given the count; the instants come from ``seed``, so every policy replays the same
+  arrivals);
+- **cgroups**: a parent group with a raised CPU weight (so a busy machine cannot starve the
+  workers below their caps: the caps, not the neighbours, are what the policy controls) and one
+  leaf per worker whose CPU is capped to ``units * unit_cpu`` of one CPU: cgroup v2 ``cpu.max``
+  where the v2 hierarchy has the cpu controller, else v1 ``cpu.cfs_quota_us`` /
+  ``cpu.cfs_period_us``. One *unit* is ``unit_cpu`` of a CPU, e.g. 0.1 = 2 ms per 20 ms period.
+
+Time: interval ``k`` is ``[t0 + k D, t0 + (k + 1) D)`` on the monotonic clock (``D`` =
+``tick_wall_seconds``). The constructor runs interval 0 and measures it (telemetry tick 0, the
+state before control starts, as the simulator's tick 0); :meth:`advance` lets the next interval
+run to its end and measures it. Intervals are fixed on the wall clock: a late controller loses
+time, never shifts the load. Use ``ShiftController(..., interval=0)``: ``advance`` waits.
+
+Shifts mirror the simulator (``shift_rl.sim.dynamics``): ``move`` takes the units from the
+source's cap at once and puts them in transit; they raise the target's cap at the start of the
+``warmup_ticks + 1``-th interval after, so ``warmup_ticks`` intervals of their capacity are lost.
+Moving more units than the source holds moves what it holds (clipped, as the simulator does).
+
+Telemetry, measured per module from the real requests (workers keep per-interval buckets by
+timestamp, so a late stats reply does not blur intervals):
+
+- ``demand``: requests that arrived in the interval (by their scheduled arrival time);
+- ``attainment``: share of the requests *resolved* in the interval (completed or dropped) that
+  completed within the SLO, response time measured from the scheduled arrival to completion
+  (so queueing, throttling and any delivery lag all count); 1 when nothing arrived or waited;
+- ``error_rate``: share of the resolved requests dropped: a request that has waited longer than
+  ``request_timeout`` when it reaches the head of the queue is dropped unserved. The default,
+  the SLO itself, is deadline-aware load shedding (a request that cannot meet its SLO any more
+  is not worth CPU), which keeps an overloaded worker serving what its capacity allows within
+  the SLO and dropping the rest, as the model's ``RHO_MAX`` shedding does; a longer timeout
+  gives a plain FIFO server that collapses under overload (nearly every request late);
+- ``latency``: mean response time of the completed requests, in scenario seconds;
+- ``utilization``: CPU-seconds spent serving requests (per-thread CPU time measured by the
+  worker) over the CPU-seconds the cap allowed in the interval, clipped to [0, 1];
+- ``reported_need`` (the module's own estimate, no look-ahead): servers the demand of the
+  interval needs at the target utilization, at the *measured* CPU cost per request:
+  ``demand * servers_per_request * measured_cost / nominal_cost`` (a slower machine shows);
+- ``confidence``: the module's declared confidence, ``exp(-claimed_noise)`` as in the simulator;
+- ``missing``: True (metrics NaN) when a worker's stats did not arrive in time or it died (it
+  is restarted, at most ``MAX_RESTARTS`` times).
+
+Sim versus real: the simulator's module is an M/M/c queue per tick in steady state; a worker
+is one FIFO server of speed ``units`` with a fixed CPU cost per request, throttled in
+``period_us`` slices, whose backlog carries over between intervals. Both agree on capacity
+(measured utilization follows offered load; the worker's own overhead outside the calibrated
+work costs a few per cent of its cap) and on when a module falls behind. Near saturation the
+model is pessimistic: exponential service times on ``c`` slow servers queue far more than a
+fixed cost on one fast server, so at 95 % load it predicts about two thirds of the requests
+within the SLO where the worker keeps nearly all (``benchmarks/cgroup_results.md``).
+
+Cleanup: :meth:`close` (also on ``with`` exit and, through ``atexit``, at interpreter exit)
+stops the children and removes the cgroups, errors or not. Children also exit by themselves
+when the parent dies (their stdin reaches EOF), and empty groups that a killed parent left
+behind are removed by the next backend that starts.
+
+Linux only; needs write access to a cgroup hierarchy with the cpu controller (root, or a
+delegated v2 subtree): :func:`cgroup_support` says why not.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import select
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_CHILD_MODULE = "_shift_rl_cgroup_child"
+"""Module name under which the worker and load-generator processes load this file by path.
+
+Children need only the standard library; loading the file alone (not the ``shift_rl`` package)
+keeps their start-up at a few tens of milliseconds and their memory small.
+"""
+
+if __name__ != _CHILD_MODULE:  # the parent side (children skip the heavy imports)
+    import subprocess
+
+    import numpy as np
+    from gymnasium.utils import seeding
+
+    from shift_rl.config import ScenarioConfig, load_scenario
+    from shift_rl.controller.backend import BackendError
+    from shift_rl.sim.exogenous import draw_exogenous
+    from shift_rl.sim.params import ScenarioParams
+    from shift_rl.telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+GROUP_PREFIX = "shift_rl-"
+_GROUP_RE = re.compile(r"^shift_rl-(\d+)-[0-9a-f]+$")
+MIN_QUOTA_US = 1000  # the kernel's smallest quota (v1 and v2)
+MAX_RESTARTS = 3
+_REQUEST = struct.Struct("<d")  # one request on a worker's pipe: its scheduled arrival time
+_PIPE_BYTES = 1 << 20  # pipe buffer asked for (fits ~130k waiting requests)
+# bucket fields kept by a worker per interval
+_FIELDS = ("arrived", "ok", "late", "dropped", "latency_sum", "busy")
+
+
+class CgroupUnavailableError(OSError):
+    """This host cannot run the cgroup backend; the message says what is missing."""
+
+
+# =============================================================================================
+# Children: worker and load generator (standard library only)
+# =============================================================================================
+def _work(iterations: int) -> bytes:
+    """The CPU cost of one request: chained SHA-256 (pure CPU, no memory traffic, no I/O)."""
+    h = b"shift_rl"
+    for _ in range(iterations):
+        h = hashlib.sha256(h).digest()
+    return h
+
+
+def _calibrate(cost_seconds: float) -> int:
+    """Iterations of :func:`_work` that cost ``cost_seconds`` of CPU in this process.
+
+    Measured with the thread's CPU clock, so neither CPU contention nor a cgroup cap distorts
+    it; the best of three runs of >= 20 ms each (the least disturbed by cache misses).
+    """
+    n = 64
+    while True:
+        c0 = time.thread_time()
+        _work(n)
+        if time.thread_time() - c0 >= 0.02 or n >= 1 << 24:
+            break
+        n *= 2
+    best = math.inf
+    for _ in range(3):
+        c0 = time.thread_time()
+        _work(n)
+        best = min(best, (time.thread_time() - c0) / n)
+    return max(1, round(cost_seconds / max(best, 1e-9)))
+
+
+class _LineReader:
+    """Newline-delimited JSON from a file descriptor, without blocking."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf = fd, b""
+
+    def read(self) -> list[dict] | None:
+        """Complete messages available now; None at end of file."""
+        try:
+            data = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return []
+        if not data:
+            return None
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def _send(msg: dict) -> None:
+    os.write(1, (json.dumps(msg) + "\n").encode())
+
+
+def _worker_main(cfg: dict) -> None:
+    """Serve requests from the pipe ``cfg['fd']`` in arrival order until told to quit.
+
+    Commands (one JSON object per line on stdin): ``start`` (the interval clock), ``stats``
+    (report and forget the buckets up to interval ``k``), ``quit``. End of stdin = the parent
+    is gone: exit. While requests wait it serves them; otherwise it sleeps in ``select``.
+    """
+    fd = int(cfg["fd"])
+    os.set_blocking(fd, False)
+    os.set_blocking(0, False)
+    slo, timeout = float(cfg["slo"]), float(cfg["timeout"])
+    iterations = _calibrate(float(cfg["cost"]))
+    c0 = time.thread_time()
+    _work(iterations)
+    _send({"ready": True, "iterations": iterations, "cost": time.thread_time() - c0})
+    ctl = _LineReader(0)
+    pending: collections.deque[float] = collections.deque()
+    buckets: dict[int, list[float]] = {}
+    t0: float | None = None
+    tick = 1.0
+    partial = b""
+    sources = [0, fd]
+
+    def bucket(t: float) -> list[float]:
+        k = max(0, int((t - t0) // tick)) if t0 is not None else 0
+        b = buckets.get(k)
+        if b is None:
+            b = buckets[k] = [0.0] * len(_FIELDS)
+        return b
+
+    while True:
+        wait = 0.0 if pending and t0 is not None else 1.0
+        ready, _, _ = select.select(sources, [], [], wait)
+        if 0 in ready:
+            msgs = ctl.read()
+            if msgs is None:
+                return
+            for msg in msgs:
+                cmd = msg.get("cmd")
+                if cmd == "quit":
+                    return
+                if cmd == "start":
+                    t0, tick = float(msg["t0"]), float(msg["tick"])
+                elif cmd == "stats":
+                    k = int(msg["k"])
+                    out = [0.0] * len(_FIELDS)
+                    for key in [key for key in buckets if key <= k]:
+                        out = [a + b for a, b in zip(out, buckets.pop(key), strict=True)]
+                    _send({"k": k, "backlog": len(pending), **dict(zip(_FIELDS, out, strict=True))})
+        if fd in ready:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                data = None
+            if data == b"":  # the load generator finished
+                sources.remove(fd)
+            elif data:
+                partial += data
+                n = len(partial) // _REQUEST.size
+                for (t,) in _REQUEST.iter_unpack(partial[: n * _REQUEST.size]):
+                    pending.append(t)
+                    bucket(t)[0] += 1
+                partial = partial[n * _REQUEST.size :]
+        if pending and t0 is not None:
+            arrived = pending.popleft()
+            now = time.monotonic()
+            if now - arrived > timeout:  # shed: it waited too long to be worth serving
+                bucket(now)[3] += 1
+                continue
+            c0 = time.thread_time()
+            _work(iterations)
+            busy = time.thread_time() - c0
+            done = time.monotonic()
+            b = bucket(done)
+            b[1 if done - arrived <= slo else 2] += 1
+            b[4] += done - arrived
+            b[5] += busy
+
+
+def _loadgen_main(cfg: dict) -> None:
+    """Send each scheduled request to its module's pipe at its arrival instant, then exit.
+
+    Sleeps in ``select`` on stdin between arrivals (so it notices the parent's end at once). A
+    full pipe (a worker far behind) drops the request here and logs it.
+    """
+    fds = [int(f) for f in cfg["fds"]]
+    for f in fds:
+        os.set_blocking(f, False)
+    t0, tick = float(cfg["t0"]), float(cfg["tick"])
+    rng = random.Random(int(cfg["seed"]))
+    lost = [0] * len(fds)
+    for k, row in enumerate(cfg["counts"]):
+        events = sorted(
+            (t0 + (k + rng.random()) * tick, m) for m, n in enumerate(row) for _ in range(int(n))
+        )
+        for t, m in events:
+            delay = t - time.monotonic()
+            if delay > 0.0005:
+                ready, _, _ = select.select([0], [], [], delay)
+                if ready:  # a line (quit) or end of file (parent gone): stop either way
+                    return
+            try:
+                os.write(fds[m], _REQUEST.pack(t))
+            except (BlockingIOError, BrokenPipeError):
+                lost[m] += 1
+        if any(lost):
+            print(f"shift_rl loadgen: tick {k}: pipe full, lost {lost}", file=sys.stderr)
+            lost = [0] * len(fds)
+
+
+def _child_main(argv: list[str]) -> None:
+    """Entry point of a child process: ``<role> <json config>``."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children end
+    role, cfg = argv[0], json.loads(argv[1])
+    {"worker": _worker_main, "loadgen": _loadgen_main}[role](cfg)
+
+
+_BOOT = (
+    "import importlib.util as u, sys; "
+    f"s = u.spec_from_file_location({_CHILD_MODULE!r}, sys.argv[1]); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); m._child_main(sys.argv[2:])"
+)
+
+
+# =============================================================================================
+# cgroups
+# =============================================================================================
+def _mounts() -> list[tuple[str, str, list[str]]]:
+    """(mount point, fs type, options) of the cgroup file systems."""
+    out = []
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 4 and parts[2] in ("cgroup", "cgroup2"):
+                out.append((parts[1].replace("\\040", " "), parts[2], parts[3].split(",")))
+    return out
+
+
+def detect_cgroup() -> tuple[str, Path]:
+    """``("v2", mount)`` when cgroup v2 has the cpu controller, else ``("v1", cpu mount)``.
+
+    Raises :class:`CgroupUnavailableError` naming what is missing (not Linux, no cpu
+    controller in either hierarchy, or no write access).
+    """
+    if not sys.platform.startswith("linux"):
+        raise CgroupUnavailableError(f"cgroups need Linux; this is {sys.platform}")
+    try:
+        mounts = _mounts()
+    except OSError as err:
+        raise CgroupUnavailableError(f"cannot read /proc/mounts: {err}") from None
+    seen = []
+    for point, fstype, _opts in mounts:
+        if fstype != "cgroup2":
+            continue
+        try:
+            controllers = (Path(point) / "cgroup.controllers").read_text().split()
+        except OSError:
+            controllers = []
+        seen.append(f"cgroup v2 at {point} has controllers {controllers or '(none)'}")
+        if "cpu" in controllers:
+            if not os.access(point, os.W_OK):
+                raise CgroupUnavailableError(
+                    f"cgroup v2 at {point} has the cpu controller but is not writable "
+                    "(run as root or delegate a subtree)"
+                )
+            return "v2", Path(point)
+    for point, fstype, opts in mounts:
+        if fstype == "cgroup" and "cpu" in opts:
+            if not os.access(point, os.W_OK) or not os.access(
+                Path(point) / "cgroup.procs", os.W_OK
+            ):
+                raise CgroupUnavailableError(
+                    f"cgroup v1 cpu hierarchy at {point} is not writable (run as root)"
+                )
+            return "v1", Path(point)
+    seen.append("no cgroup v1 hierarchy with the cpu controller is mounted")
+    raise CgroupUnavailableError("no writable cgroup with the cpu controller: " + "; ".join(seen))
+
+
+def cgroup_support() -> str | None:
+    """None when this host can run :class:`CgroupBackend`, else the reason it cannot."""
+    try:
+        detect_cgroup()
+    except CgroupUnavailableError as err:
+        return str(err)
+    return None
+
+
+class CgroupTree:
+    """Our groups: ``<mount>/shift_rl-<pid>-<id>/`` (raised CPU weight) with one leaf each."""
+
+    def __init__(self, version: str, mount: Path, leaves: list[str], weight_factor: float) -> None:
+        self.version, self.mount = version, mount
+        self.root = mount / f"{GROUP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+        remove_stale_groups(mount)
+        if version == "v2":
+            self._enable_cpu(mount)
+        self.root.mkdir()
+        self.leaves: dict[str, Path] = {}
+        try:
+            if version == "v2":
+                self._enable_cpu(self.root)
+                weight = int(min(10000, max(1, round(100 * weight_factor))))
+                (self.root / "cpu.weight").write_text(f"{weight}\n")
+            else:
+                shares = int(min(262144, max(2, round(1024 * weight_factor))))
+                (self.root / "cpu.shares").write_text(f"{shares}\n")
+            for name in leaves:
+                path = self.root / name
+                path.mkdir()
+                self.leaves[name] = path
+        except OSError:
+            self.remove()
+            raise
+
+    @staticmethod
+    def _enable_cpu(group: Path) -> None:
+        control = group / "cgroup.subtree_control"
+        if "cpu" not in control.read_text().split():
+            control.write_text("+cpu\n")
+
+    def set_cap(self, leaf: str, cpus: float, period_us: int) -> int:
+        """Cap a leaf to ``cpus`` CPUs (at least the kernel's minimum quota); returns quota."""
+        quota = max(MIN_QUOTA_US, round(cpus * period_us))
+        path = self.leaves[leaf]
+        if self.version == "v2":
+            (path / "cpu.max").write_text(f"{quota} {period_us}\n")
+        else:
+            period = path / "cpu.cfs_period_us"
+            if int(period.read_text()) != period_us:
+                period.write_text(f"{period_us}\n")
+            (path / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+        return quota
+
+    def add(self, leaf: str, pid: int) -> None:
+        (self.leaves[leaf] / "cgroup.procs").write_text(f"{pid}\n")
+
+    def cpu_stat(self, leaf: str) -> dict[str, int]:
+        """The leaf's ``cpu.stat`` (throttling counters; v2 also usage)."""
+        out = {}
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.leaves[leaf] / "cpu.stat").read_text().splitlines():
+                key, value = line.split()
+                out[key] = int(value)
+        return out
+
+    def remove(self) -> bool:
+        """Remove the leaves and the group (they must hold no process); True when gone."""
+        return _remove_group(self.root)
+
+
+def _group_pids(group: Path) -> list[int]:
+    pids = []
+    for procs in group.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids += [int(p) for p in procs.read_text().split()]
+    return pids
+
+
+def _remove_group(group: Path, attempts: int = 20) -> bool:
+    """rmdir a group and its children, retrying briefly while exiting tasks leave."""
+    for attempt in range(attempts):
+        try:
+            for child in sorted((p for p in group.rglob("*") if p.is_dir()), reverse=True):
+                child.rmdir()
+            group.rmdir()
+            return True
+        except FileNotFoundError:
+            if not group.exists():
+                return True
+        except OSError as err:
+            if attempt == attempts - 1:
+                logger.warning("could not remove cgroup %s: %s", group, err)
+                return False
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_groups(mount: Path) -> list[Path]:
+    """Remove groups left by backends whose process is gone (killed before ``close``).
+
+    Their children exit on their own when the parent dies (end of stdin); any still inside
+    are ours and are killed. Returns the groups removed.
+    """
+    import signal
+
+    removed = []
+    with contextlib.suppress(OSError):
+        for group in mount.iterdir():
+            match = _GROUP_RE.match(group.name)
+            if not match or _alive(int(match.group(1))) or not group.is_dir():
+                continue
+            for pid in _group_pids(group):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            if _remove_group(group):
+                logger.info("removed stale cgroup %s", group)
+                removed.append(group)
+    return removed
+
+
+# =============================================================================================
+# The backend
+# =============================================================================================
+class _Child:
+    """A child process with a JSON-lines control channel on its stdin / stdout."""
+
+    def __init__(self, role: str, cfg: dict, pass_fds: tuple[int, ...]) -> None:
+        self.role = role
+        self.proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", _BOOT, str(Path(__file__).resolve()), role,
+             json.dumps(cfg)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=pass_fds,
+            start_new_session=True,  # no terminal signals: the backend ends its children
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.reader = _LineReader(self.fd)
+        self.inbox: list[dict] = []
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, msg: dict) -> bool:
+        """Write a command; False when the child is gone."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def poll_lines(self) -> bool:
+        """Move available replies to ``inbox``; False at end of file (the child is gone)."""
+        msgs = self.reader.read()
+        if msgs is None:
+            return False
+        self.inbox += msgs
+        return True
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the child to quit (close its stdin), then terminate / kill if it lingers."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(1.0)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5.0)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                if stream is not None:
+                    stream.close()
+
+
+def _wait_replies(
+    children: list[_Child], want: Any, deadline: float
+) -> tuple[dict[int, dict], set[int]]:
+    """Wait until every child has a reply matching ``want`` (or the deadline passes).
+
+    Returns (reply per child index, indices whose child is gone). Non-matching replies (e.g.
+    a stale stats reply that missed an earlier deadline) are discarded.
+    """
+    got: dict[int, dict] = {}
+    gone: set[int] = set()
+    while True:
+        for i, child in enumerate(children):
+            if i in got or i in gone:
+                continue
+            while child.inbox:
+                msg = child.inbox.pop(0)
+                if want(msg):
+                    got[i] = msg
+                    break
+        waiting = {c.fd: i for i, c in enumerate(children) if i not in got and i not in gone}
+        left = deadline - time.monotonic()
+        if not waiting or left <= 0:
+            return got, gone
+        ready, _, _ = select.select(list(waiting), [], [], left)
+        for fd in ready:
+            i = waiting[fd]
+            if not children[i].poll_lines():
+                gone.add(i)
+
+
+class CgroupBackend:
+    """Worker processes under cgroup CPU caps, fed by a replayed trace (see module docstring).
+
+    ``scenario`` and ``seed`` pick the demand exactly as ``SimulatedBackend(scenario, seed)``
+    does; the other settings shape the real system:
+
+    - ``tick_wall_seconds``: wall time of one tick (the clock runs ``tick_seconds /
+      tick_wall_seconds`` times faster than the scenario's; every rate follows);
+    - ``unit_cpu``: share of one CPU that one unit is; ``period_us``: the cap's period (short
+      periods throttle in small slices, so latency is smoother);
+    - ``request_timeout``: scenario seconds after which a waiting request is dropped
+      (default the module's SLO: deadline-aware shedding);
+    - ``weight_factor``: CPU weight of our group relative to a default process or group;
+    - ``stats_timeout``: seconds to wait for a worker's interval stats before marking the
+      module's telemetry missing.
+    """
+
+    def __init__(
+        self,
+        scenario: str | ScenarioConfig = "cgroup",
+        seed: int = 0,
+        *,
+        tick_wall_seconds: float = 1.0,
+        unit_cpu: float = 0.1,
+        period_us: int = 20_000,
+        request_timeout: float | None = None,
+        weight_factor: float = 16.0,
+        stats_timeout: float = 2.0,
+        start_delay: float = 0.3,
+    ) -> None:
+        self.params = p = ScenarioParams.from_config(load_scenario(scenario))
+        if p.num_resources != 1:
+            raise ValueError(
+                f"CgroupBackend caps one resource kind (cpu); scenario {p.config.name!r} has "
+                f"{p.num_resources}: {p.config.resource_names}"
+            )
+        if not 0.0 < unit_cpu <= 1.0:
+            raise ValueError(f"unit_cpu must be in (0, 1] of a CPU, got {unit_cpu}")
+        if not MIN_QUOTA_US <= period_us <= 1_000_000:
+            raise ValueError(f"period_us must be in [{MIN_QUOTA_US}, 1000000], got {period_us}")
+        cpus = int(p.pool_units[0]) * unit_cpu
+        if cpus > (os.cpu_count() or 1):
+            raise ValueError(
+                f"the pool of {int(p.pool_units[0])} units x {unit_cpu:g} CPU = {cpus:g} CPUs is "
+                f"more than this machine's {os.cpu_count()} CPUs: lower unit_cpu"
+            )
+        self.tick_wall = float(tick_wall_seconds)
+        if not 0.05 <= self.tick_wall <= 3600:
+            raise ValueError(f"tick_wall_seconds must be in [0.05, 3600], got {self.tick_wall}")
+        self.scale = p.tick_seconds / self.tick_wall  # scenario seconds per wall second
+        self.unit_cpu, self.period_us = float(unit_cpu), int(period_us)
+        self.stats_timeout = float(stats_timeout)
+        self.weight_factor = float(weight_factor)
+        m = p.num_modules
+        # wall CPU-seconds per request so that one server (units_per_server units) serves
+        # service_rate requests per scenario second
+        self.cost = unit_cpu * p.units_per_server[:, 0] / (p.service_rate * self.scale)
+        self.request_timeout = (  # scenario seconds
+            np.full(m, float(request_timeout))
+            if request_timeout is not None
+            else p.slo_seconds.copy()
+        )
+        for j, c in enumerate(self.cost):
+            if c < 2e-4 or c > self.tick_wall / 5:
+                logger.warning(
+                    "module %s: %.2g CPU-s per request is outside [0.2 ms, tick / 5]: per-request "
+                    "overhead or interval granularity will distort its measurements",
+                    p.config.modules[j].name, c,
+                )  # fmt: skip
+
+        # the episode's demand, drawn as the simulator draws it
+        rng, _ = seeding.np_random(seed)
+        self.episode_seed = int(rng.integers(2**63 - 1))
+        exo = draw_exogenous(p, self.episode_seed)
+        h = p.history_ticks
+        self.start_hour = exo.start_hour
+        self.schedule = np.rint(exo.demand[h : h + p.episode_ticks + 1]).astype(np.int64)
+        self._history = np.rint(exo.demand[:h]).astype(np.float64)
+        self.confidence = np.exp(-p.claimed_noise)
+
+        # state: allocation, transit pipeline (slot 0 arrives next), telemetry
+        self.alloc = p.initial_alloc[:, 0].astype(np.int64).copy()
+        self.transit = np.zeros((p.warmup_ticks + 1, m), dtype=np.int64)
+        self.t = 0
+        self.units_moved = 0
+        self.moves = 0
+        self.records: list[dict[str, Any]] = []
+        names = ("demand", "utilization", "latency", "error_rate", "attainment", "reported_need")
+        self._metrics = {k: np.full(m, np.nan) for k in names}
+        self._missing = np.ones(m, dtype=bool)
+        self._cost_seen = self.cost.copy()
+        self._quota_log: list[list[tuple[float, float]]] = [[] for _ in range(m)]
+        self.restarts = 0
+        self.workers: list[_Child] = []
+        self.loadgen: _Child | None = None
+        self._pipes: list[tuple[int, int]] = []
+        self.tree: CgroupTree | None = None
+        self._closed = False
+        self._owner = os.getpid()
+
+        import atexit
+
+        atexit.register(self.close)
+        try:
+            self._start(seed, start_delay)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- start --------------------------------------------------------------------------------
+    def _start(self, seed: int, start_delay: float) -> None:
+        import fcntl
+
+        p = self.params
+        version, mount = detect_cgroup()
+        leaves = [f"m{j}" for j in range(p.num_modules)] + ["loadgen"]
+        self.tree = CgroupTree(version, mount, leaves, self.weight_factor)
+        logger.info("cgroup %s tree at %s", version, self.tree.root)
+        for _ in range(p.num_modules):
+            r, w = os.pipe()
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+            self._pipes.append((r, w))
+        for j in range(p.num_modules):
+            self._set_cap(j, time.monotonic())
+            self.workers.append(self._spawn_worker(j))
+        ready, _ = _wait_replies(self.workers, lambda msg: "ready" in msg, time.monotonic() + 30)
+        if len(ready) < p.num_modules:
+            raise BackendError(f"workers {sorted(set(range(p.num_modules)) - set(ready))} did "
+                               "not start (calibration) within 30 s")  # fmt: skip
+        self.calibration = [ready[j] for j in range(p.num_modules)]
+        self.t0 = time.monotonic() + start_delay
+        for w in self.workers:
+            w.send({"cmd": "start", "t0": self.t0, "tick": self.tick_wall})
+        cfg = {
+            "fds": [w for _, w in self._pipes], "t0": self.t0, "tick": self.tick_wall,
+            "counts": self.schedule.tolist(), "seed": int(seed),
+        }  # fmt: skip
+        self.loadgen = _Child("loadgen", cfg, tuple(w for _, w in self._pipes))
+        self.tree.add("loadgen", self.loadgen.pid)
+        for _, w in self._pipes:  # only the load generator writes; EOF reaches workers at its end
+            os.close(w)
+        self._pipes = [(r, -1) for r, _ in self._pipes]
+        self._measure(0)
+
+    def _spawn_worker(self, j: int) -> _Child:
+        p = self.params
+        cfg = {
+            "fd": self._pipes[j][0], "cost": float(self.cost[j]),
+            "slo": float(p.slo_seconds[j] / self.scale),
+            "timeout": float(self.request_timeout[j] / self.scale),
+        }  # fmt: skip
+        child = _Child("worker", cfg, (self._pipes[j][0],))
+        assert self.tree is not None
+        self.tree.add(f"m{j}", child.pid)
+        return child
+
+    # -- caps ---------------------------------------------------------------------------------
+    def _set_cap(self, j: int, now: float) -> None:
+        assert self.tree is not None
+        units = int(self.alloc[j])
+        if units == 0:
+            logger.warning("module %d has 0 units: it keeps the kernel's minimum quota", j)
+        cpus = units * self.unit_cpu
+        self.tree.set_cap(f"m{j}", cpus, self.period_us)
+        self._quota_log[j].append((now, cpus))
+
+    def _cap_seconds(self, j: int, start: float, end: float) -> float:
+        """CPU-seconds module ``j``'s cap allowed in ``[start, end)``."""
+        log = self._quota_log[j]
+        total = 0.0
+        for i, (t, cpus) in enumerate(log):
+            nxt = log[i + 1][0] if i + 1 < len(log) else math.inf
+            lo, hi = max(t, start), min(nxt, end)
+            if hi > lo:
+                total += cpus * (hi - lo)
+        keep = [i for i, (t, _) in enumerate(log) if t <= start]  # drop what ended before start
+        if len(keep) > 1:
+            del log[: keep[-1]]
+        return total
+
+    # -- measurement --------------------------------------------------------------------------
+    def _measure(self, k: int) -> None:
+        """Wait for the end of interval ``k``, then collect and publish its telemetry."""
+        p = self.params
+        end = self.t0 + (k + 1) * self.tick_wall
+        late = time.monotonic() - end
+        if late > 0.5 * self.tick_wall:
+            logger.warning("interval %d measured %.2f s late: the controller is too slow", k, late)
+        time.sleep(max(0.0, end - time.monotonic()))
+        if self.loadgen is not None and self.loadgen.proc.poll() not in (None, 0):
+            raise BackendError(
+                f"the load generator exited with code {self.loadgen.proc.returncode}"
+            )
+        for w in self.workers:
+            w.send({"cmd": "stats", "k": k})
+        replies, gone = _wait_replies(
+            self.workers, lambda msg: msg.get("k") == k, time.monotonic() + self.stats_timeout
+        )
+        start = self.t0 + k * self.tick_wall
+        met = {key: np.full(p.num_modules, np.nan) for key in self._metrics}
+        missing = np.ones(p.num_modules, dtype=bool)
+        rows = []
+        for j in range(p.num_modules):
+            rep = replies.get(j)
+            if rep is None:
+                dead = j in gone or self.workers[j].proc.poll() is not None
+                logger.warning("interval %d: no stats from worker %d (%s)", k, j,
+                               "exited" if dead else "timeout")  # fmt: skip
+                if dead:
+                    self._restart(j)
+                rows.append(None)
+                continue
+            missing[j] = False
+            arrived, ok, late_n, dropped = (rep[f] for f in _FIELDS[:4])
+            completed, resolved = ok + late_n, ok + late_n + dropped
+            cap = self._cap_seconds(j, start, end)
+            met["demand"][j] = arrived
+            met["attainment"][j] = (
+                ok / resolved
+                if resolved
+                else (1.0 if arrived == 0 and rep["backlog"] == 0 else 0.0)
+            )
+            met["error_rate"][j] = dropped / resolved if resolved else 0.0
+            if completed:
+                met["latency"][j] = rep["latency_sum"] / completed * self.scale
+                self._cost_seen[j] = 0.7 * self._cost_seen[j] + 0.3 * rep["busy"] / completed
+            elif dropped or arrived:
+                met["latency"][j] = float(self.request_timeout[j])
+            else:
+                met["latency"][j] = 1.0 / float(p.service_rate[j])
+            met["utilization"][j] = min(1.0, rep["busy"] / cap) if cap > 0 else 1.0
+            met["reported_need"][j] = (
+                arrived * p.servers_per_request[j] * self._cost_seen[j] / self.cost[j]
+            )
+            rows.append({key: rep[key] for key in ("arrived", "ok", "late", "dropped",
+                                                   "latency_sum", "busy", "backlog")})  # fmt: skip
+        self._metrics, self._missing = met, missing
+        self.records.append({
+            "tick": k, "alloc": self.alloc.tolist(), "incoming": self.transit.sum(axis=0).tolist(),
+            "modules": rows, "attainment": met["attainment"].tolist(),
+        })  # fmt: skip
+
+    def _restart(self, j: int) -> None:
+        if self.restarts >= MAX_RESTARTS:
+            raise BackendError(f"worker {j} died and {MAX_RESTARTS} restarts are used up")
+        self.restarts += 1
+        old = self.workers[j]
+        old.stop(0.5)
+        child = self._spawn_worker(j)
+        self.workers[j] = child
+        ready, _ = _wait_replies([child], lambda msg: "ready" in msg, time.monotonic() + 10)
+        if not ready:
+            raise BackendError(f"worker {j} could not be restarted")
+        child.send({"cmd": "start", "t0": self.t0, "tick": self.tick_wall})
+        logger.warning("worker %d restarted (exit code %s)", j, old.proc.returncode)
+
+    # -- ResourceBackend ----------------------------------------------------------------------
+    def telemetry(self) -> Telemetry:
+        """Metrics of the last measured interval; allocations as they are now (fresh arrays)."""
+        p = self.params
+        incoming = self.transit.sum(axis=0)
+        pool = int(p.pool_units[0])
+        return Telemetry(
+            tick=np.array([self.t], dtype=np.int64),
+            hour=np.array([(self.start_hour + self.t * p.tick_seconds / 3600.0) % 24.0]),
+            demand=self._metrics["demand"][None].copy(),
+            utilization=self._metrics["utilization"][None].copy(),
+            latency=self._metrics["latency"][None].copy(),
+            error_rate=self._metrics["error_rate"][None].copy(),
+            attainment=self._metrics["attainment"][None].copy(),
+            reported_need=self._metrics["reported_need"][None].copy(),
+            confidence=np.where(self._missing, np.nan, self.confidence)[None],
+            missing=self._missing[None].copy(),
+            alloc=self.alloc[None, :, None].copy(),
+            incoming=incoming[None, :, None].astype(np.int64),
+            capacity=np.array([[pool]], dtype=np.int64),
+            free=np.array([[pool - int(self.alloc.sum()) - int(incoming.sum())]], dtype=np.int64),
+        )
+
+    def move(self, src: int, dst: int, kind: int, units: int) -> int:
+        """Take up to ``units`` from ``src``'s cap now; they reach ``dst`` after the warm-up."""
+        self._check_open()
+        m = self.params.num_modules
+        if not (0 <= src < m and 0 <= dst < m and kind == 0):
+            raise ValueError(f"move({src}, {dst}, {kind}, {units}): modules are 0..{m - 1}, "
+                             "kind must be 0 (cpu)")  # fmt: skip
+        u = min(int(units), int(self.alloc[src]))
+        if u <= 0 or src == dst:
+            return 0
+        self.alloc[src] -= u
+        try:
+            self._set_cap(src, time.monotonic())
+        except OSError as err:
+            self.alloc[src] += u
+            raise BackendError(f"could not lower the cap of module {src}: {err}") from err
+        self.transit[-1, dst] += u
+        self.units_moved += u
+        self.moves += 1
+        logger.debug("tick %d: moved %d units %d -> %d", self.t, u, src, dst)
+        return u
+
+    def advance(self) -> None:
+        """Land units whose warm-up ended, let the next interval run to its end, measure it."""
+        self._check_open()
+        if self.done:
+            raise BackendError(f"the replayed episode is over ({self.params.episode_ticks} ticks)")
+        arriving = self.transit[0].copy()
+        self.transit[:-1] = self.transit[1:]
+        self.transit[-1] = 0
+        now = time.monotonic()
+        for j in np.flatnonzero(arriving):
+            self.alloc[j] += arriving[j]
+            try:
+                self._set_cap(int(j), now)
+            except OSError as err:  # the units are counted as serving; retry at next advance
+                logger.error("could not raise the cap of module %d: %s", j, err)
+        self._measure(self.t + 1)
+        self.t += 1
+
+    def history(self) -> np.ndarray:
+        """The schedule's demand before the episode, (history_ticks, modules)."""
+        return self._history.copy()
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.params.episode_ticks
+
+    # -- results ------------------------------------------------------------------------------
+    def summary(self, since_tick: int = 1) -> dict[str, Any]:
+        """Totals over the measured intervals from ``since_tick`` (1: those under control)."""
+        p = self.params
+        totals = {f: np.zeros(p.num_modules) for f in _FIELDS}
+        goals = []
+        for rec in self.records:
+            if rec["tick"] < since_tick:
+                continue
+            for j, row in enumerate(rec["modules"]):
+                if row is not None:
+                    for f in _FIELDS:
+                        totals[f][j] += row[f]
+            goals.append(float(np.nansum(np.array(rec["attainment"]) * p.value)))
+        resolved = totals["ok"] + totals["late"] + totals["dropped"]
+        completed = totals["ok"] + totals["late"]
+        return {
+            "ticks": len(goals),
+            "requests": int(totals["arrived"].sum()),
+            "resolved": int(resolved.sum()),
+            "within_slo": int(totals["ok"].sum()),
+            "late": int(totals["late"].sum()),
+            "dropped": int(totals["dropped"].sum()),
+            "share_within_slo": float(totals["ok"].sum() / max(resolved.sum(), 1)),
+            "goal_attainment": float(np.mean(goals)) if goals else math.nan,
+            "mean_latency_wall_ms": float(
+                1e3 * totals["latency_sum"].sum() / max(completed.sum(), 1)
+            ),
+            "units_moved": self.units_moved,
+            "moves": self.moves,
+            "cpu_seconds": float(totals["busy"].sum()),
+            "cost_per_request_ms": (1e3 * totals["busy"] / np.maximum(completed, 1)).tolist(),
+            "per_module_within_slo": totals["ok"].astype(int).tolist(),
+            "per_module_requests": totals["arrived"].astype(int).tolist(),
+            "restarts": self.restarts,
+        }
+
+    def throttling(self) -> list[dict[str, int]]:
+        """Each worker group's ``cpu.stat`` (periods, throttled periods, throttled time)."""
+        if self.tree is None:
+            return []
+        return [self.tree.cpu_stat(f"m{j}") for j in range(self.params.num_modules)]
+
+    # -- cleanup ------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("the cgroup backend is closed")
+
+    def close(self) -> None:
+        """Stop the children and remove the cgroups (idempotent; safe after errors)."""
+        if self._closed or os.getpid() != self._owner:  # a forked child must not clean up
+            return
+        self._closed = True
+        import atexit
+
+        atexit.unregister(self.close)
+        children = [c for c in (self.loadgen, *self.workers) if c is not None]
+        for c in children:  # ask all first, then wait: they exit in parallel
+            with contextlib.suppress(OSError, ValueError):
+                if c.proc.poll() is None and c.proc.stdin is not None:
+                    c.proc.stdin.close()
+        for c in children:
+            try:
+                c.stop()
+            except Exception as err:  # keep cleaning up
+                logger.error("could not stop %s %d: %s", c.role, c.pid, err)
+        for r, w in self._pipes:
+            for fd in (r, w):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+        self._pipes = []
+        if self.tree is not None:
+            self.tree.remove()
+
+    def __enter__(self) -> CgroupBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
