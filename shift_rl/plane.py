@@ -40,10 +40,10 @@ def row_info(info: dict[str, Any], row: int) -> dict[str, Any]:
     row (a view of a fresh array), nested dicts likewise."""
     out: dict[str, Any] = {}
     for key, value in info.items():
-        if isinstance(value, dict):
+        if type(value) is dict:
             out[key] = row_info(value, row)
         elif value.ndim == 1:
-            out[key] = value[row].item()
+            out[key] = value.item(row)
         else:
             out[key] = value[row]
     return out
@@ -213,7 +213,7 @@ class PlaneBatch:
             rollbacks=rollbacks,
             invalid=status == INVALID,
             clipped=status == CLIPPED,
-            shift=np.column_stack((src, dst, kind, moved)),
+            shift=np.stack((src, dst, kind, moved), axis=1),
             units_failed=sim.lost.copy(),
             truncated=tel.tick >= p.episode_ticks,
         )
