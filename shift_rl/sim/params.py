@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,8 +89,16 @@ class ScenarioParams:
         return 1.0 / (self.service_rate * self.tick_seconds * self.target_utilization)
 
     def fingerprint(self) -> str:
-        """Stable hash of everything that shapes observations and actions."""
-        blob = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+        """Stable hash of everything that shapes observations and actions.
+
+        A replayed trace counts by file name, not by where the checkout lies, so the same
+        scenario has the same fingerprint on every machine.
+        """
+        data = self.config.model_dump(mode="json")
+        trace = data["demand"].get("trace")
+        if trace is not None:
+            trace["path"] = Path(trace["path"]).name
+        blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
