@@ -32,6 +32,7 @@ from shift_rl.config import ScenarioConfig, load_scenario
 from shift_rl.controller import ShiftController, SimulatedBackend
 from shift_rl.controller.cgroup import CgroupBackend, cgroup_support, detect_cgroup
 from shift_rl.export import load_policy
+from shift_rl.machine import cpu_model
 from shift_rl.sim.params import ScenarioParams
 from shift_rl.sim.queueing import tick_metrics
 
@@ -140,14 +141,7 @@ def calibrate(scenario: str, levels: list[float], ticks: int, units: int = 4) ->
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
-            )
-    except OSError:
-        pass
+    cpu = cpu_model()
     version, mount = detect_cgroup()
     return (
         f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, cgroup {version} "

@@ -11,8 +11,6 @@ alternate between the envs so machine noise hits both alike; the median round is
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
@@ -20,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 import shift_rl
+from shift_rl.machine import describe
 
 
 def _time_steps(env: gym.Env, actions: list, masked: bool, rng: np.random.Generator) -> float:
@@ -70,10 +69,7 @@ def main() -> None:
             results[key].append(_time_steps(env, acts, masked, rng))
 
     cart_us = statistics.median(results["CartPole-v1"]) * 1e6
-    with open("/proc/cpuinfo") as f:
-        models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-    cpu = models[0] if models else platform.machine()
-    print(f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"machine: {describe()}")
     print(f"numpy {np.__version__}, gymnasium {gym.__version__}")
     print(f"{args.rounds} rounds x {args.steps} steps, median round\n")
     print("| env | us / step | steps / s | x CartPole |")

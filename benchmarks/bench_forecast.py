@@ -24,21 +24,11 @@ import numba
 import numpy as np
 
 from shift_rl.forecast import FORECASTERS, make_forecaster
+from shift_rl.machine import cpu_model
 
 SEASON = 1440
 HORIZON = 3
 BLOCK = 20
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def demand_at(t: int, base: np.ndarray, phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -41,6 +41,7 @@ import numpy as np
 
 import shift_rl
 from shift_rl.config import load_scenario, load_train_config
+from shift_rl.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,9 +238,7 @@ def main() -> None:
     import stable_baselines3
     import torch
 
-    with open("/proc/cpuinfo") as f:
-        models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-    cpu = models[0] if models else platform.machine()
+    cpu = cpu_model()
     print(f"machine: {cpu}, nproc {os.cpu_count()}, load average at start "
           f"{os.getloadavg()[0]:.2f}; python {platform.python_version()}, numpy "
           f"{np.__version__}, numba {numba.__version__}, gymnasium {gym.__version__}, "

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -52,6 +51,7 @@ from shift_rl.config import (
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import EvaluationReport, evaluate, run_episode
 from shift_rl.export import export_model
+from shift_rl.machine import describe
 from shift_rl.plane import PlaneBatch, draw_episode_seed, row_info
 from shift_rl.safety import GuardSettings
 from shift_rl.tuning import TRAIN_SEED_BASE
@@ -518,16 +518,7 @@ def _command() -> str:
 
 
 def _machine() -> str:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
-            )
-    except OSError:
-        pass
-    py = platform.python_version()
-    return f"{cpu}, {os.cpu_count()} cores, python {py}, torch {torch.__version__}"
+    return f"{describe()}, torch {torch.__version__}"
 
 
 def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:

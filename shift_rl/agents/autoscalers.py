@@ -20,21 +20,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from shift_rl.agents.base import HeuristicPolicy
+from shift_rl.agents.base import HeuristicPolicy, parse_params
 from shift_rl.observation import ObservedState
 from shift_rl.sim.params import ScenarioParams
-
-
-def _params(cls: type, name: str, overrides: dict) -> object:
-    try:
-        return cls(**overrides)
-    except TypeError as err:
-        allowed = sorted(asdict(cls()))
-        raise ValueError(f"{name}: bad parameter ({err}); allowed: {allowed}") from None
 
 
 @dataclass(frozen=True)
@@ -53,7 +45,7 @@ class HPAPolicy(HeuristicPolicy):
 
     def __init__(self, params: ScenarioParams, **overrides: float) -> None:
         super().__init__(params)
-        self.p: HPAParams = _params(HPAParams, self.name, overrides)  # type: ignore[assignment]
+        self.p: HPAParams = parse_params(HPAParams, self.name, overrides)
         window = max(1, math.ceil(self.p.downscale_window_s / params.tick_seconds))
         self.history: deque[np.ndarray] = deque(maxlen=window)
 
@@ -92,7 +84,7 @@ class VPAPolicy(HeuristicPolicy):
 
     def __init__(self, params: ScenarioParams, **overrides: float) -> None:
         super().__init__(params)
-        self.p: VPAParams = _params(VPAParams, self.name, overrides)  # type: ignore[assignment]
+        self.p: VPAParams = parse_params(VPAParams, self.name, overrides)
         top = float(np.max(params.pool_units / params.units_per_server.min(axis=1)[:, None]))
         n = math.ceil(math.log(top / 0.1) / math.log1p(self.p.bucket_growth)) + 2
         self.edges = 0.1 * (1.0 + self.p.bucket_growth) ** np.arange(n)
@@ -133,7 +125,7 @@ class ProportionalPolicy(HeuristicPolicy):
 
     def __init__(self, params: ScenarioParams, **overrides: float) -> None:
         super().__init__(params)
-        self.p: ProportionalParams = _params(ProportionalParams, self.name, overrides)  # type: ignore[assignment]
+        self.p: ProportionalParams = parse_params(ProportionalParams, self.name, overrides)
 
     def decide(self, state: ObservedState) -> np.ndarray:
         p = self.params

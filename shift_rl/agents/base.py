@@ -10,7 +10,8 @@ So every policy runs unchanged in the env and in the runtime controller.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Protocol, runtime_checkable
+from dataclasses import fields
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -18,6 +19,18 @@ from shift_rl.observation import ObservationBuilder, ObservedState
 from shift_rl.sim.params import ScenarioParams
 
 NOOP_ACTION = np.zeros(3, dtype=np.int64)
+
+
+P = TypeVar("P")
+
+
+def parse_params(cls: type[P], name: str, overrides: dict[str, Any]) -> P:
+    """A heuristic's parameter dataclass from keyword overrides, with a clear error."""
+    try:
+        return cls(**overrides)
+    except TypeError as err:
+        allowed = sorted(f.name for f in fields(cls))  # type: ignore[arg-type]
+        raise ValueError(f"{name}: bad parameter ({err}); allowed: {allowed}") from None
 
 
 def masked_noop(action_mask: np.ndarray, num_modules: int) -> np.ndarray:

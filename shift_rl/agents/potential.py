@@ -25,11 +25,11 @@ keeps it inside the limits. One shift per tick (the env's action), the best pair
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from shift_rl.agents.base import NOOP_ACTION, HeuristicPolicy
+from shift_rl.agents.base import NOOP_ACTION, HeuristicPolicy, parse_params
 from shift_rl.observation import ObservedState
 from shift_rl.sim.params import ScenarioParams
 from shift_rl.sim.queueing import attainment
@@ -53,11 +53,7 @@ class PotentialPolicy(HeuristicPolicy):
 
     def __init__(self, params: ScenarioParams, **overrides: float) -> None:
         super().__init__(params)
-        try:
-            self.p = PotentialParams(**overrides)
-        except TypeError as err:
-            allowed = sorted(asdict(PotentialParams()))
-            raise ValueError(f"potential: bad parameter ({err}); allowed: {allowed}") from None
+        self.p = parse_params(PotentialParams, self.name, overrides)
         self.mu_ratio = np.ones(params.num_modules)
 
     def reset(self) -> None:
