@@ -29,6 +29,7 @@ if they are ever non-finite, so ``predict`` returns finite, non-negative arrays.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 import numba
@@ -199,7 +200,7 @@ def _check_share(owner: str, name: str, value: Any, low_open: bool = True) -> fl
     return v
 
 
-class TrackedForecaster:
+class TrackedForecaster(ABC):
     """Base of every model: row clocks, stored forecasts and per-horizon residuals.
 
     Subclasses allocate their state in ``_alloc``, clear it in ``_reset_state(sel)``, advance
@@ -275,14 +276,17 @@ class TrackedForecaster:
 
     # -- for subclasses ---------------------------------------------------------------------
 
-    def _reset_state(self, sel: Any) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _reset_state(self, sel: Any) -> None:
+        """Clear the model's own state of the selected rows."""
 
+    @abstractmethod
     def _update(self, demand: np.ndarray, mode: int, active: np.ndarray) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Fold one tick into the model's state (and record its forecasts)."""
 
-    def _forecast_far(self, horizon: int) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _forecast_far(self, horizon: int) -> np.ndarray:
+        """Mean forecast beyond the tracked horizons."""
 
     def _last_ticks(self) -> np.ndarray:
         """(B, 1) index of the last observed tick of each row (-1 before the first)."""
