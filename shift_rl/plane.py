@@ -145,15 +145,17 @@ class PlaneBatch:
         tel = self.sim.telemetry()
         return self.guard.mask(tel.tick, tel.alloc, tel.incoming)
 
-    def metrics(self) -> dict[str, np.ndarray]:
+    def metrics(self, goal: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """What every reset and step reports per env (fresh (B, ...) arrays): the tick and the
-        true goal attainment, utilization, latency and errors, gaps and allocation."""
+        true goal attainment (``goal`` when a step already summed it), utilization, latency
+        and errors, gaps and allocation."""
         sim = self.sim
         tel = sim.telemetry()
+        if goal is None:  # row by row (see step): the same sum a batch of one computes
+            goal = (sim.true_attainment * self.params.value).sum(axis=1)
         return {
             "tick": tel.tick.copy(),
-            # row by row (see step): the same sum a batch of one computes
-            "goal_attainment": (sim.true_attainment * self.params.value).sum(axis=1),
+            "goal_attainment": goal.copy(),
             "attainment": sim.true_attainment.copy(),
             "utilization": sim.truth[:, :, 0].copy(),
             "latency": sim.truth[:, :, 1].copy(),
@@ -177,7 +179,7 @@ class PlaneBatch:
             "invalid_action": res.invalid,
             "clipped": res.clipped,
             "units_failed": res.units_failed,
-            **self.metrics(),
+            **self.metrics(res.goal_attainment),
         }
 
     def step(self, actions: np.ndarray) -> StepResult:

@@ -26,7 +26,8 @@ limits; one that cannot move a single unit is *invalid* and becomes a no-op.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numba
 import numpy as np
@@ -63,6 +64,15 @@ class GuardSettings:
             stabilization_ticks=max(s.stabilization_ticks, p.warmup_ticks + 1),
             rollback_threshold=s.rollback_threshold,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values, for the exported policy's record of the rails it was made for."""
+        return {
+            f.name: getattr(self, f.name).tolist()
+            if isinstance(getattr(self, f.name), np.ndarray)
+            else getattr(self, f.name)
+            for f in fields(self)
+        }
 
 
 @numba.njit(cache=True)

@@ -333,22 +333,12 @@ def algo_class(cfg: TrainConfig) -> type:
 
 
 def build_model(cfg: TrainConfig, venv: VecEnv, tb_dir: Path) -> Any:
-    p = cfg.ppo
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.network.activation]
     arch = list(cfg.network.net_arch)
     return algo_class(cfg)(
         "MlpPolicy",
         venv,
-        learning_rate=p.learning_rate,
-        n_steps=p.n_steps,
-        batch_size=p.batch_size,
-        n_epochs=p.n_epochs,
-        gamma=p.gamma,
-        gae_lambda=p.gae_lambda,
-        clip_range=p.clip_range,
-        ent_coef=p.ent_coef,
-        vf_coef=p.vf_coef,
-        max_grad_norm=p.max_grad_norm,
+        **cfg.ppo.model_dump(),  # PPOConfig's fields are SB3's keyword names
         policy_kwargs={"net_arch": {"pi": arch, "vf": arch}, "activation_fn": activation},
         tensorboard_log=str(tb_dir),
         seed=cfg.seed,
@@ -603,7 +593,6 @@ def train(
 def export_trained(model: Any, cfg: TrainConfig, scenario: ScenarioConfig, out: Path) -> Path:
     """Export a trained model with everything a controller needs to trust and run it."""
     env = ResourceShiftEnv(scenario)
-    guard = GuardSettings.from_params(env.params)
     return export_model(
         model,
         out,
@@ -616,15 +605,7 @@ def export_trained(model: Any, cfg: TrainConfig, scenario: ScenarioConfig, out: 
             "modules": env.module_names,
             "resources": scenario.resource_names,
         },
-        guard={
-            "floor": guard.floor.tolist(),
-            "share_cap": guard.share_cap.tolist(),
-            "amount_levels": guard.amount_levels.tolist(),
-            "max_units_per_shift": guard.max_units_per_shift,
-            "max_units_per_tick": guard.max_units_per_tick,
-            "stabilization_ticks": guard.stabilization_ticks,
-            "rollback_threshold": guard.rollback_threshold,
-        },
+        guard=GuardSettings.from_params(env.params).to_json(),
         training={
             "run_name": cfg.run_name,
             "algo": cfg.algo,

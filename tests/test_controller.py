@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -80,7 +78,10 @@ def test_killed_at_any_journal_step_loses_nothing_and_repeats_nothing(tmp_path, 
     # the backend moved exactly the applied shifts: replay them from the initial allocation
     applied = [e for e in outcomes if e["event"] == "applied"]
     assert applied, "the run made shifts"
-    assert all(e.get("recovered") is None or e["event"] in ("applied", "aborted") for e in outcomes)
+    # a kill between intent and outcome is resolved on restart from the backend's allocation
+    recovered = {e["event"] for e in outcomes if e.get("recovered")}
+    expected = {"intent": {"aborted"}, "moved": {"applied"}}.get(stage, set())
+    assert recovered == expected
 
 
 def test_backend_failing_mid_move_is_resolved_and_backs_off(tmp_path) -> None:
@@ -221,4 +222,3 @@ def test_state_of_another_scenario_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="another scenario"):
         ShiftController(make_policy("static", other.params), other, interval=0,
                         state_dir=tmp_path)  # fmt: skip
-    assert json.dumps({}) == "{}"

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shift_rl.agents import make_policy
 from shift_rl.controller import ShiftController, SimulatedBackend
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import EvaluationError, evaluate
@@ -136,7 +135,6 @@ def test_a_policy_for_another_module_count_is_refused(exported) -> None:
     be = SimulatedBackend("multi_resource")
     with pytest.raises(ValueError, match="5 modules"):
         ShiftController(load_policy(folder), be, interval=0)
-    assert make_policy("static", be.params) is not None
 
 
 def test_runtime_path_needs_neither_torch_nor_sb3(exported) -> None:
