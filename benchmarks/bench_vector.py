@@ -166,7 +166,8 @@ def bench_training(args: argparse.Namespace) -> None:
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from shift_rl.train import build_model, make_variants, make_vec_env
+    from shift_rl.train import build_model
+    from shift_rl.training_envs import make_variants, make_vec_env
 
     class Timer(BaseCallback):
         def __init__(self) -> None:

@@ -26,7 +26,7 @@ from shift_rl.config import RandomizationConfig, load_scenario
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.plane import PlaneBatch
 from shift_rl.sim import exogenous
-from shift_rl.train import BatchedTrainingEnv, TrainingEnv, make_variants
+from shift_rl.training_envs import BatchedTrainingEnv, TrainingEnv, make_variants
 from shift_rl.vector import ResourceShiftVectorEnv
 
 from .conftest import SCENARIOS
@@ -200,7 +200,10 @@ def test_sb3_adapter_trains_the_same_model(algo: str) -> None:
     from sb3_contrib import MaskablePPO
     from stable_baselines3 import PPO
 
+    from shift_rl.torch_policy import ShiftActorCriticPolicy
+
     cls = MaskablePPO if algo == "maskable_ppo" else PPO
+    policy = "MlpPolicy" if algo == "maskable_ppo" else ShiftActorCriticPolicy  # as training
     base = load_scenario("default").model_copy(update={"episode_ticks": 40})
     variants = make_variants(base, RandomizationConfig(variants=2), seed=0)
     seeds = [0, 1]
@@ -210,7 +213,7 @@ def test_sb3_adapter_trains_the_same_model(algo: str) -> None:
     }
     params = {}
     for key, venv in envs.items():
-        model = cls("MlpPolicy", venv, n_steps=40, batch_size=40, n_epochs=2, seed=3,
+        model = cls(policy, venv, n_steps=40, batch_size=40, n_epochs=2, seed=3,
                     policy_kwargs={"net_arch": [16]}, device="cpu")  # fmt: skip
         model.learn(160)
         params[key] = model.policy.state_dict()
