@@ -37,6 +37,19 @@ MASKED_LOGIT = -1e8  # what sb3-contrib's masking gives forbidden actions
 _ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
+def mlp_forward(
+    x: np.ndarray, hidden: list[tuple[np.ndarray, np.ndarray]], activation: str,
+    head: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:  # fmt: skip
+    """SB3's MLP in numpy: ``act(x @ w + b)`` per hidden layer (``w`` is (in, out)), then the
+    linear head. ``x`` is one observation or a batch (rows)."""
+    act = _ACTIVATIONS[activation]
+    for w, b in hidden:
+        x = act(x @ w + b)
+    w, b = head
+    return x @ w + b
+
+
 class PolicyFileError(ValueError):
     """A policy folder that cannot be trusted or used; the message says what is wrong."""
 
@@ -76,11 +89,7 @@ class ExportedPolicy:
                 f"policy {self.name!r} expects an observation of shape "
                 f"{self.observation_shape}, got {x.shape}"
             )
-        act = _ACTIVATIONS[self.activation]
-        for w, b in self.hidden:
-            x = act(x @ w + b)
-        w, b = self.head
-        return x @ w + b
+        return mlp_forward(x, self.hidden, self.activation, self.head)
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
         logits = self.logits(observation)
@@ -131,20 +140,15 @@ def export_model(
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Export an SB3 PPO / MaskablePPO actor (MLP, MultiDiscrete) as a policy folder."""
-    import torch
+    from shift_rl.torch_policy import linear_numpy, mlp_numpy
 
     policy = model.policy
-    layers = [m for m in policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
-    acts = {type(m).__name__ for m in policy.mlp_extractor.policy_net} - {"Linear"}
-    activation = {"Tanh": "tanh", "ReLU": "relu"}.get(next(iter(acts), "Tanh"))
-    if activation is None or len(acts) > 1:
-        raise ValueError(f"cannot export activation {sorted(acts)}; supported: Tanh, ReLU")
+    hidden, activation = mlp_numpy(policy.mlp_extractor.policy_net)
     arrays: dict[str, np.ndarray] = {}
-    for i, layer in enumerate(layers):
-        arrays[f"hidden{i}_w"] = layer.weight.detach().cpu().numpy().T.astype(np.float32)
-        arrays[f"hidden{i}_b"] = layer.bias.detach().cpu().numpy().astype(np.float32)
-    arrays["head_w"] = policy.action_net.weight.detach().cpu().numpy().T.astype(np.float32)
-    arrays["head_b"] = policy.action_net.bias.detach().cpu().numpy().astype(np.float32)
+    for i, (w, b) in enumerate([*hidden, linear_numpy(policy.action_net)]):
+        key = f"hidden{i}" if i < len(hidden) else "head"
+        arrays[f"{key}_w"] = w.astype(np.float32)  # copies: the views share the model's memory
+        arrays[f"{key}_b"] = b.astype(np.float32)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     weights = buf.getvalue()
@@ -166,7 +170,7 @@ def export_model(
             "layout": "(source, target, kind * K + level); source == target is no shift",
             "uses_masks": type(model).__name__ == "MaskablePPO",
         },
-        "network": {"hidden": len(layers), "activation": activation},
+        "network": {"hidden": len(hidden), "activation": activation},
         "normalization": None,
         "scenario": scenario,
         "guard": guard,

@@ -9,6 +9,13 @@ rollout once the env is batched. :class:`PaddedMultiCategorical` is the same dis
 one ``(batch, dims, max_choices)`` tensor: one ``log_softmax``, one ``multinomial``, one
 ``gather``. Same parameters, same layers (``action_net`` is SB3's), so exports and the
 runtime controller do not change; only the draws of the training samples differ from SB3's.
+
+Collecting a rollout needs no gradient, and at a few envs torch's per-operation dispatch costs
+more than the arithmetic: without gradients :class:`ShiftActorCriticPolicy` runs its forward
+pass in numpy on views of its own parameters (the MLP of :func:`shift_rl.export.mlp_forward`,
+the runtime's), drawing its uniforms from torch's generator so seeding and checkpoints cover
+it. With gradients (PPO's update) it is SB3's torch forward; both give the same values and
+log-probabilities to float32 rounding (tested).
 """
 
 from __future__ import annotations
@@ -20,6 +27,27 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+
+from shift_rl.export import mlp_forward
+
+NumpyLayer = tuple[np.ndarray, np.ndarray]
+
+
+def linear_numpy(layer: torch.nn.Linear) -> NumpyLayer:
+    """``(w, b)`` of a CPU linear layer as numpy views of its parameters, ``w`` as (in, out):
+    they follow the parameters through optimizer steps and ``load_state_dict``."""
+    return layer.weight.detach().cpu().numpy().T, layer.bias.detach().cpu().numpy()
+
+
+def mlp_numpy(net: torch.nn.Module) -> tuple[list[NumpyLayer], str]:
+    """The linear layers of an SB3 MLP (``Linear``, activation, ...) and its activation name."""
+    layers = [linear_numpy(m) for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    acts = {type(m).__name__ for m in net.children()} - {"Linear"}
+    activation = {"Tanh": "tanh", "ReLU": "relu"}.get(next(iter(acts), "Tanh"))
+    if activation is None or len(acts) > 1:
+        raise ValueError(f"MLP activations {sorted(acts)} not supported; one of Tanh, ReLU")
+    return layers, activation
 
 
 class PaddedMultiCategorical(MultiCategoricalDistribution):
@@ -69,11 +97,57 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
 
 class ShiftActorCriticPolicy(ActorCriticPolicy):
     """SB3's ``ActorCriticPolicy`` (use it as ``MlpPolicy``) with :class:`PaddedMultiCategorical`
-    for ``MultiDiscrete`` actions; any other action space keeps SB3's distribution."""
+    for ``MultiDiscrete`` actions and a numpy forward pass without gradients; any other action
+    space or network keeps SB3's distribution and forward."""
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, *args: Any,
                  **kwargs: Any) -> None:  # fmt: skip
         super().__init__(observation_space, action_space, *args, **kwargs)
+        self._numpy: tuple[int, Any] | None = None  # (address of the weights, layers)
+        self._numpy_ok = False
         if isinstance(action_space, spaces.MultiDiscrete):
             # the action head SB3 built has the same shape: only the distribution changes
             self.action_dist = PaddedMultiCategorical(list(action_space.nvec))
+            self._numpy_ok = (
+                self.share_features_extractor
+                and isinstance(self.features_extractor, FlattenExtractor)
+                and isinstance(observation_space, spaces.Box)
+            )
+
+    def forward(
+        self, obs: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Actions, values and log-probabilities: in numpy when no gradient is wanted."""
+        if torch.is_grad_enabled() or not self._numpy_ok or obs.device.type != "cpu":
+            return super().forward(obs, deterministic)
+        (pi, vf, head, value_head), activation = self._numpy_layers()
+        x = obs.numpy().reshape(obs.shape[0], -1).astype(np.float32, copy=False)
+        logits = mlp_forward(x, pi, activation, head)
+        values = mlp_forward(x, vf, activation, value_head)
+        dist = self.action_dist
+        assert isinstance(dist, PaddedMultiCategorical)
+        b = x.shape[0]
+        padded = np.concatenate([logits, np.full((b, 1), -np.inf, np.float32)], 1)
+        z = padded[:, dist._index.numpy()]  # (B, D, K), as proba_distribution
+        z = z - z.max(axis=2, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+        nvec = np.asarray(dist.action_dims, dtype=np.int64)
+        if deterministic:
+            actions = log_p.argmax(axis=2)
+        else:  # inverse CDF of a uniform; the clip guards rounding of the last cumulative sum
+            u = torch.rand(b, len(nvec)).numpy()
+            cdf = np.cumsum(np.exp(log_p), axis=2)
+            actions = np.minimum((cdf < u[:, :, None]).sum(axis=2), nvec - 1)
+        log_prob = np.take_along_axis(log_p, actions[:, :, None], axis=2)[:, :, 0].sum(axis=1)
+        return torch.from_numpy(actions), torch.from_numpy(values), torch.from_numpy(log_prob)
+
+    def _numpy_layers(self) -> tuple[tuple[Any, ...], str]:
+        """Numpy views of the networks, rebuilt if the parameters moved (e.g. ``to()``)."""
+        address = self.action_net.weight.data_ptr()
+        if self._numpy is None or self._numpy[0] != address:
+            pi, activation = mlp_numpy(self.mlp_extractor.policy_net)
+            vf, vf_activation = mlp_numpy(self.mlp_extractor.value_net)
+            assert activation == vf_activation
+            layers = (pi, vf, linear_numpy(self.action_net), linear_numpy(self.value_net))
+            self._numpy = (address, (layers, activation))
+        return self._numpy[1]

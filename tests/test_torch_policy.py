@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3 import PPO
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from shift_rl.config import load_scenario
 from shift_rl.env import ResourceShiftEnv
@@ -73,7 +74,13 @@ def test_gradients_are_finite_with_padding() -> None:
 
 def test_policy_evaluates_as_sb3_mlp_policy() -> None:
     env = ResourceShiftEnv(load_scenario("default"))
-    kwargs = {"policy_kwargs": {"net_arch": [32]}, "seed": 0, "device": "cpu", "n_steps": 8}
+    kwargs = {
+        "policy_kwargs": {"net_arch": [32]},
+        "seed": 0,
+        "device": "cpu",
+        "n_steps": 8,
+        "batch_size": 8,
+    }
     ref = PPO("MlpPolicy", env, **kwargs).policy
     new = PPO(ShiftActorCriticPolicy, env, **kwargs).policy
     assert isinstance(new.action_dist, PaddedMultiCategorical)
@@ -93,7 +100,7 @@ def test_other_action_spaces_keep_sb3_distribution() -> None:
     import gymnasium as gym
 
     env = gym.make("CartPole-v1")
-    policy = PPO(ShiftActorCriticPolicy, env, n_steps=8, device="cpu").policy
+    policy = PPO(ShiftActorCriticPolicy, env, n_steps=8, batch_size=8, device="cpu").policy
     assert not isinstance(policy.action_dist, PaddedMultiCategorical)
 
 
@@ -107,3 +114,78 @@ def test_single_choice_dimensions(dims: list[int]) -> None:
         torch.testing.assert_close(new.log_prob(zero), torch.zeros(3))
         torch.testing.assert_close(new.entropy(), torch.zeros(3))
     assert torch.isfinite(new.entropy()).all()
+
+
+def _policies(net_arch: list[int], activation: type[torch.nn.Module] = torch.nn.Tanh):
+    env = ResourceShiftEnv(load_scenario("default"))
+    kwargs = {"net_arch": {"pi": net_arch, "vf": net_arch}, "activation_fn": activation}
+    model = PPO(
+        ShiftActorCriticPolicy,
+        env,
+        policy_kwargs=kwargs,
+        seed=1,
+        device="cpu",
+        n_steps=8,
+        batch_size=8,
+    )
+    obs = torch.as_tensor(np.stack([env.reset(seed=s)[0] for s in range(32)]))
+    return model.policy, obs
+
+
+@pytest.mark.parametrize("activation", [torch.nn.Tanh, torch.nn.ReLU])
+def test_numpy_rollout_forward_matches_torch(activation: type[torch.nn.Module]) -> None:
+    """Without gradients the forward runs in numpy: same values, log-probabilities and
+    deterministic actions as the torch forward PPO's update uses."""
+    policy, obs = _policies([64, 32], activation)
+    with torch.no_grad():
+        actions, values, log_prob = policy(obs)
+        det = policy(obs, deterministic=True)[0]
+    assert actions.dtype == torch.int64 and actions.shape == (32, 3)
+    assert values.shape == (32, 1) and log_prob.shape == (32,)
+    ref_values, ref_log_prob, _ = policy.evaluate_actions(obs, actions)  # torch, with grad
+    torch.testing.assert_close(values, ref_values.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log_prob, ref_log_prob.detach(), rtol=1e-5, atol=1e-5)
+    ref_det = ActorCriticPolicy.forward(policy, obs, deterministic=True)[0]
+    assert torch.equal(det, ref_det)
+
+
+def test_numpy_rollout_forward_samples_the_distribution() -> None:
+    policy, obs = _policies([16])
+    torch.manual_seed(0)
+    one = obs[:1].repeat(20_000, 1)
+    with torch.no_grad():
+        actions = policy(one)[0].numpy()
+    probs = torch.softmax(policy.action_net(policy.mlp_extractor.forward_actor(obs[:1])), 1)
+    start = 0
+    for d, n in enumerate([6, 6, 3]):
+        p = probs[0, start : start + n].detach().numpy()
+        p = p / p.sum()
+        freq = np.bincount(actions[:, d], minlength=n) / actions.shape[0]
+        assert np.abs(freq - p).max() < 0.015, (d, freq, p)
+        start += n
+
+
+def test_numpy_rollout_forward_follows_parameter_updates() -> None:
+    """The numpy views share the parameters' memory: optimizer steps and loaded weights show."""
+    policy, obs = _policies([16])
+    other, _ = _policies([16])
+    with torch.no_grad():
+        other.value_net.bias.add_(3.0)
+        before = policy(obs, deterministic=True)[1]
+        policy.load_state_dict(other.state_dict())
+        after = policy(obs, deterministic=True)[1]
+    torch.testing.assert_close(after, other(obs, deterministic=True)[1])
+    assert not torch.allclose(before, after)
+    loss = policy.evaluate_actions(obs, torch.zeros(32, 3, dtype=torch.long))[0].sum()
+    loss.backward()
+    policy.optimizer.step()
+    with torch.no_grad():
+        stepped = policy(obs, deterministic=True)[1]
+    torch.testing.assert_close(stepped, ActorCriticPolicy.forward(policy, obs, True)[1])
+    assert not torch.allclose(after, stepped)
+
+
+def test_forward_with_gradients_is_torch() -> None:
+    policy, obs = _policies([16])
+    _, values, log_prob = policy(obs)
+    assert values.requires_grad and log_prob.requires_grad
