@@ -1,21 +1,23 @@
-"""The actor-critic policy PPO trains: SB3's ``MlpPolicy`` with a faster action distribution.
+"""The actor-critic policies PPO and MaskablePPO train: SB3's ``MlpPolicy``, made faster.
 
 A shift is a ``MultiDiscrete`` action (source, destination, kind). SB3 models it as one
 ``torch.distributions.Categorical`` per dimension, so every forward pass builds three
 distribution objects, validates them and samples three times: about 0.5 ms of Python per
 call against 0.1 ms for the network itself at 8 envs, the largest cost of collecting a
 rollout once the env is batched. :class:`PaddedMultiCategorical` is the same distribution
-(a product of independent categoricals over the logits of SB3's action head) computed on
-one ``(batch, dims, max_choices)`` tensor: one ``log_softmax``, one ``multinomial``, one
-``gather``. Same parameters, same layers (``action_net`` is SB3's), so exports and the
-runtime controller do not change; only the draws of the training samples differ from SB3's.
+(a product of independent categoricals over the logits of SB3's action head, masked as
+sb3-contrib masks) computed on one ``(batch, dims, max_choices)`` tensor: one
+``log_softmax``, one ``multinomial``, one ``gather``. Same parameters, same layers
+(``action_net`` is SB3's), so exports and the runtime controller do not change; only the
+draws of the training samples differ from SB3's.
 
 Collecting a rollout needs no gradient, and at a few envs torch's per-operation dispatch costs
-more than the arithmetic: without gradients :class:`ShiftActorCriticPolicy` runs its forward
-pass in numpy on views of its own parameters (the MLP of :func:`shift_rl.export.mlp_forward`,
-the runtime's), drawing its uniforms from torch's generator so seeding and checkpoints cover
-it. With gradients (PPO's update) it is SB3's torch forward; both give the same values and
-log-probabilities to float32 rounding (tested).
+more than the arithmetic: without gradients both policies (:class:`ShiftActorCriticPolicy`,
+:class:`ShiftMaskablePolicy`) run their forward pass in numpy on views of their own
+parameters (the MLP of :func:`shift_rl.export.mlp_forward`, the runtime's), drawing uniforms
+from torch's generator so seeding and checkpoints cover them. With gradients (the update) it
+is the torch forward; both give the same values and log-probabilities to float32 rounding
+(tested).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
-from shift_rl.export import mlp_forward
+from shift_rl.export import MASKED_LOGIT, mlp_forward
 
 NumpyLayer = tuple[np.ndarray, np.ndarray]
 
@@ -55,28 +58,47 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
 
     The flat logits ``(B, sum(action_dims))`` are gathered into ``(B, D, K)``, ``K`` the
     largest choice count; padding slots get ``-inf`` so they have probability 0 and never
-    get sampled. Log-probabilities and entropies equal those of SB3's list of
-    ``Categorical`` up to float rounding (tested).
+    get sampled. :meth:`apply_masking` masks as sb3-contrib does (a forbidden choice's logit
+    becomes ``-1e8``; it adds nothing to the entropy), so one class serves PPO and
+    MaskablePPO. Log-probabilities and entropies equal those of SB3's and sb3-contrib's lists
+    of categoricals up to float rounding (tested).
     """
 
     def __init__(self, action_dims: list[int]) -> None:
         super().__init__(action_dims)
         dims = [int(d) for d in action_dims]
-        pad = sum(dims)  # index of the -inf column appended to the logits
+        pad = sum(dims)  # index of the column appended to the logits (and to the masks)
         index = np.full((len(dims), max(dims)), pad, dtype=np.int64)
         start = 0
         for d, n in enumerate(dims):
             index[d, :n] = np.arange(start, start + n)
             start += n
+        self.index = index
         self._index = torch.as_tensor(index)
+        self._raw = torch.empty(0)
+        self.masks: torch.Tensor | None = None
         self.log_p = torch.empty(0)
 
     def proba_distribution(self, action_logits: torch.Tensor) -> PaddedMultiCategorical:  # type: ignore[override]
         b = action_logits.shape[0]
         pad = action_logits.new_full((b, 1), -torch.inf)
-        padded = torch.cat([action_logits, pad], dim=1)[:, self._index]  # (B, D, K)
-        self.log_p = torch.log_softmax(padded, dim=-1)
+        self._raw = torch.cat([action_logits, pad], dim=1)[:, self._index]  # (B, D, K)
+        self.masks = None
+        self.log_p = torch.log_softmax(self._raw, dim=-1)
         return self
+
+    def apply_masking(self, masks: Any) -> None:
+        """Forbid choices where ``masks`` (``(B, sum(action_dims))``, True = allowed) is
+        False; None lifts the masks."""
+        if masks is None:
+            self.masks = None
+            self.log_p = torch.log_softmax(self._raw, dim=-1)
+            return
+        flat = torch.as_tensor(masks, dtype=torch.bool).reshape(self._raw.shape[0], -1)
+        closed = flat.new_zeros((flat.shape[0], 1))
+        self.masks = torch.cat([flat, closed], dim=1)[:, self._index]  # padding: forbidden
+        masked = torch.where(self.masks, self._raw, torch.tensor(MASKED_LOGIT))
+        self.log_p = torch.log_softmax(masked, dim=-1)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
         picked = self.log_p.gather(2, actions.long().reshape(-1, self.log_p.shape[1], 1))
@@ -85,7 +107,10 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
     def entropy(self) -> torch.Tensor:
         # as torch's Categorical: clamp -inf to the lowest float so 0 * log 0 is 0, not nan
         log_p = self.log_p.clamp(min=torch.finfo(self.log_p.dtype).min)
-        return -(log_p.exp() * log_p).sum(dim=(1, 2))
+        p_log_p = log_p.exp() * log_p
+        if self.masks is not None:  # as sb3-contrib: forbidden choices carry no uncertainty
+            p_log_p = torch.where(self.masks, p_log_p, torch.zeros(()))
+        return -p_log_p.sum(dim=(1, 2))
 
     def sample(self) -> torch.Tensor:
         b, d, k = self.log_p.shape
@@ -95,31 +120,34 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
         return self.log_p.argmax(dim=2)
 
 
-class ShiftActorCriticPolicy(ActorCriticPolicy):
-    """SB3's ``ActorCriticPolicy`` (use it as ``MlpPolicy``) with :class:`PaddedMultiCategorical`
-    for ``MultiDiscrete`` actions and a numpy forward pass without gradients; any other action
-    space or network keeps SB3's distribution and forward."""
+class _NumpyRollouts:
+    """Policy mixin (before the SB3 policy class): :class:`PaddedMultiCategorical` for
+    ``MultiDiscrete`` actions, and a forward pass in numpy when no gradient is wanted."""
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, *args: Any,
-                 **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(observation_space, action_space, *args, **kwargs)
+    action_net: torch.nn.Linear
+    value_net: torch.nn.Linear
+    mlp_extractor: Any
+
+    def _use_padded(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         self._numpy: tuple[int, Any] | None = None  # (address of the weights, layers)
         self._numpy_ok = False
         if isinstance(action_space, spaces.MultiDiscrete):
             # the action head SB3 built has the same shape: only the distribution changes
             self.action_dist = PaddedMultiCategorical(list(action_space.nvec))
             self._numpy_ok = (
-                self.share_features_extractor
-                and isinstance(self.features_extractor, FlattenExtractor)
+                self.share_features_extractor  # type: ignore[attr-defined]
+                and isinstance(self.features_extractor, FlattenExtractor)  # type: ignore[attr-defined]
                 and isinstance(observation_space, spaces.Box)
             )
 
     def forward(
-        self, obs: torch.Tensor, deterministic: bool = False
+        self, obs: torch.Tensor, deterministic: bool = False, action_masks: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Actions, values and log-probabilities: in numpy when no gradient is wanted."""
         if torch.is_grad_enabled() or not self._numpy_ok or obs.device.type != "cpu":
-            return super().forward(obs, deterministic)
+            if action_masks is None:
+                return super().forward(obs, deterministic)  # type: ignore[misc]
+            return super().forward(obs, deterministic, action_masks=action_masks)  # type: ignore[misc]
         (pi, vf, head, value_head), activation = self._numpy_layers()
         x = obs.numpy().reshape(obs.shape[0], -1).astype(np.float32, copy=False)
         logits = mlp_forward(x, pi, activation, head)
@@ -127,8 +155,11 @@ class ShiftActorCriticPolicy(ActorCriticPolicy):
         dist = self.action_dist
         assert isinstance(dist, PaddedMultiCategorical)
         b = x.shape[0]
-        padded = np.concatenate([logits, np.full((b, 1), -np.inf, np.float32)], 1)
-        z = padded[:, dist._index.numpy()]  # (B, D, K), as proba_distribution
+        z = np.concatenate([logits, np.full((b, 1), -np.inf, np.float32)], 1)[:, dist.index]
+        if action_masks is not None:  # as PaddedMultiCategorical.apply_masking
+            allowed = np.asarray(action_masks, dtype=bool).reshape(b, -1)
+            allowed = np.concatenate([allowed, np.zeros((b, 1), bool)], 1)[:, dist.index]
+            z = np.where(allowed, z, np.float32(MASKED_LOGIT))
         z = z - z.max(axis=2, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
         nvec = np.asarray(dist.action_dims, dtype=np.int64)
@@ -151,3 +182,24 @@ class ShiftActorCriticPolicy(ActorCriticPolicy):
             layers = (pi, vf, linear_numpy(self.action_net), linear_numpy(self.value_net))
             self._numpy = (address, (layers, activation))
         return self._numpy[1]
+
+
+class ShiftActorCriticPolicy(_NumpyRollouts, ActorCriticPolicy):
+    """PPO's policy: SB3's ``ActorCriticPolicy`` (``MlpPolicy``) with
+    :class:`PaddedMultiCategorical` and numpy rollouts; any other action space or network
+    keeps SB3's distribution and forward."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, *args: Any,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(observation_space, action_space, *args, **kwargs)
+        self._use_padded(observation_space, action_space)
+
+
+class ShiftMaskablePolicy(_NumpyRollouts, MaskableActorCriticPolicy):
+    """MaskablePPO's policy: sb3-contrib's ``MaskableActorCriticPolicy`` with the same
+    changes (masks applied as sb3-contrib applies them)."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, *args: Any,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(observation_space, action_space, *args, **kwargs)
+        self._use_padded(observation_space, action_space)

@@ -49,7 +49,7 @@ from shift_rl.evaluate import EvaluationReport, evaluate, run_episode
 from shift_rl.export import export_model
 from shift_rl.machine import describe
 from shift_rl.safety import GuardSettings
-from shift_rl.torch_policy import ShiftActorCriticPolicy
+from shift_rl.torch_policy import ShiftActorCriticPolicy, ShiftMaskablePolicy
 from shift_rl.training_envs import make_variants, make_vec_env
 
 logger = logging.getLogger(__name__)
@@ -70,9 +70,8 @@ def algo_class(cfg: TrainConfig) -> type:
 def build_model(cfg: TrainConfig, venv: VecEnv, tb_dir: Path) -> Any:
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.network.activation]
     arch = list(cfg.network.net_arch)
-    # PPO gets SB3's MlpPolicy with a faster MultiDiscrete distribution (shift_rl.torch_policy);
-    # MaskablePPO keeps sb3-contrib's, which applies the masks.
-    policy = ShiftActorCriticPolicy if cfg.algo == "ppo" else "MlpPolicy"
+    # SB3's / sb3-contrib's MlpPolicy with a faster distribution and rollouts (torch_policy)
+    policy = ShiftActorCriticPolicy if cfg.algo == "ppo" else ShiftMaskablePolicy
     return algo_class(cfg)(
         policy,
         venv,

@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import PPO
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -189,3 +190,69 @@ def test_forward_with_gradients_is_torch() -> None:
     policy, obs = _policies([16])
     _, values, log_prob = policy(obs)
     assert values.requires_grad and log_prob.requires_grad
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    dims=st.lists(st.integers(1, 7), min_size=1, max_size=4),
+    batch=st.integers(1, 9),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_masking_matches_sb3_contrib(dims: list[int], batch: int, seed: int) -> None:
+    from sb3_contrib.common.maskable.distributions import MaskableMultiCategoricalDistribution
+
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, sum(dims), generator=gen) * 3
+    masks = torch.rand(batch, sum(dims), generator=gen) < 0.6
+    start = 0
+    for n in dims:  # at least one allowed choice per dimension, as the guard's masks have
+        masks[:, start] = True
+        start += n
+    actions = torch.stack([torch.randint(0, d, (batch,), generator=gen) for d in dims], dim=1)
+    ref = MaskableMultiCategoricalDistribution(dims).proba_distribution(logits)
+    new = PaddedMultiCategorical(dims).proba_distribution(logits)
+    ref.apply_masking(masks)
+    new.apply_masking(masks.numpy())
+    torch.testing.assert_close(new.log_prob(actions), ref.log_prob(actions), rtol=1e-5, atol=1e-2)
+    torch.testing.assert_close(new.entropy(), ref.entropy(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(new.mode(), ref.mode())
+    sample = new.sample()
+    start = 0
+    for d, n in enumerate(dims):  # never a forbidden choice
+        assert masks[torch.arange(batch), start + sample[:, d]].all()
+        start += n
+    new.apply_masking(None)  # lifting the masks restores the plain distribution
+    plain = PaddedMultiCategorical(dims).proba_distribution(logits)
+    torch.testing.assert_close(new.entropy(), plain.entropy())
+
+
+def test_maskable_numpy_rollout_forward_matches_torch() -> None:
+    from sb3_contrib import MaskablePPO
+
+    from shift_rl.torch_policy import ShiftMaskablePolicy
+
+    env = ResourceShiftEnv(load_scenario("default"))
+    kwargs = {"net_arch": {"pi": [32], "vf": [32]}}
+    model = MaskablePPO(ShiftMaskablePolicy, env, policy_kwargs=kwargs, seed=2, device="cpu",
+                        n_steps=8, batch_size=8)  # fmt: skip
+    policy = model.policy
+    obs, masks = [], []
+    for s in range(16):
+        o, _ = env.reset(seed=s)
+        for _ in range(s % 5):  # some steps in, so locks and limits close some choices
+            o, *_ = env.step(env.action_space.sample())
+        obs.append(o)
+        masks.append(env.action_masks())
+    obs_t, masks_np = torch.as_tensor(np.stack(obs)), np.stack(masks)
+    assert not masks_np.all()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        actions, values, log_prob = policy(obs_t, action_masks=masks_np)
+        det = policy(obs_t, deterministic=True, action_masks=masks_np)[0]
+    ref_values, ref_log_prob, _ = policy.evaluate_actions(obs_t, actions, torch.as_tensor(masks_np))
+    torch.testing.assert_close(values, ref_values.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log_prob, ref_log_prob.detach(), rtol=1e-5, atol=1e-4)
+    offsets = np.cumsum([0, 6, 6])
+    assert masks_np[np.arange(16)[:, None], offsets + actions.numpy()].all()  # allowed only
+    ref_det = MaskableActorCriticPolicy.forward(policy, obs_t, True, action_masks=masks_np)[0]
+    assert torch.equal(det, ref_det)

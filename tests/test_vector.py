@@ -200,10 +200,10 @@ def test_sb3_adapter_trains_the_same_model(algo: str) -> None:
     from sb3_contrib import MaskablePPO
     from stable_baselines3 import PPO
 
-    from shift_rl.torch_policy import ShiftActorCriticPolicy
+    from shift_rl.torch_policy import ShiftActorCriticPolicy, ShiftMaskablePolicy
 
     cls = MaskablePPO if algo == "maskable_ppo" else PPO
-    policy = "MlpPolicy" if algo == "maskable_ppo" else ShiftActorCriticPolicy  # as training
+    policy = ShiftMaskablePolicy if algo == "maskable_ppo" else ShiftActorCriticPolicy
     base = load_scenario("default").model_copy(update={"episode_ticks": 40})
     variants = make_variants(base, RandomizationConfig(variants=2), seed=0)
     seeds = [0, 1]
