@@ -74,7 +74,9 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
             index[d, :n] = np.arange(start, start + n)
             start += n
         self.index = index
+        self.padding = index == pad  # (D, K) slots that are no choice at all
         self._index = torch.as_tensor(index)
+        self._padding = torch.as_tensor(self.padding)
         self._raw = torch.empty(0)
         self.masks: torch.Tensor | None = None
         self.log_p = torch.empty(0)
@@ -97,7 +99,9 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
         flat = torch.as_tensor(masks, dtype=torch.bool).reshape(self._raw.shape[0], -1)
         closed = flat.new_zeros((flat.shape[0], 1))
         self.masks = torch.cat([flat, closed], dim=1)[:, self._index]  # padding: forbidden
-        masked = torch.where(self.masks, self._raw, torch.tensor(MASKED_LOGIT))
+        # padding keeps -inf: a dimension with every choice forbidden is uniform over its
+        # own choices (as in sb3-contrib), never a padding slot
+        masked = torch.where(self.masks | self._padding, self._raw, torch.tensor(MASKED_LOGIT))
         self.log_p = torch.log_softmax(masked, dim=-1)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
@@ -159,7 +163,7 @@ class _NumpyRollouts:
         if action_masks is not None:  # as PaddedMultiCategorical.apply_masking
             allowed = np.asarray(action_masks, dtype=bool).reshape(b, -1)
             allowed = np.concatenate([allowed, np.zeros((b, 1), bool)], 1)[:, dist.index]
-            z = np.where(allowed, z, np.float32(MASKED_LOGIT))
+            z = np.where(allowed | dist.padding, z, np.float32(MASKED_LOGIT))
         z = z - z.max(axis=2, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
         nvec = np.asarray(dist.action_dims, dtype=np.int64)

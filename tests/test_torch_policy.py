@@ -256,3 +256,19 @@ def test_maskable_numpy_rollout_forward_matches_torch() -> None:
     assert masks_np[np.arange(16)[:, None], offsets + actions.numpy()].all()  # allowed only
     ref_det = MaskableActorCriticPolicy.forward(policy, obs_t, True, action_masks=masks_np)[0]
     assert torch.equal(det, ref_det)
+
+
+def test_a_fully_masked_dimension_is_uniform_over_its_own_choices() -> None:
+    """Every choice forbidden: uniform over the dimension's own choices (sb3-contrib's intent;
+    its float32 normalisation of two -1e8 logits rounds log(1/2) to 0), never padding."""
+    dims = [2, 5]
+    logits = torch.randn(4000, 7)
+    masks = torch.ones(4000, 7, dtype=torch.bool)
+    masks[:, :2] = False  # nothing allowed in the 2-choice dimension
+    new = PaddedMultiCategorical(dims).proba_distribution(logits)
+    new.apply_masking(masks)
+    actions = torch.zeros(4000, 2, dtype=torch.long)
+    want = -np.log(2.0) + torch.log_softmax(logits[:, 2:], dim=1)[:, 0]
+    torch.testing.assert_close(new.log_prob(actions), want, rtol=1e-5, atol=1e-5)
+    sample = new.sample()
+    assert (sample[:, 0] < 2).all() and 0.45 < sample[:, 0].float().mean() < 0.55
