@@ -16,9 +16,10 @@ machine noise hits all alike.
 
 **Training.** ``configs/train/ppo_default.yaml`` (n_envs 8, n_steps 720, batch 720, 10
 epochs, MLP 128x128, 8 variants, regret reward) with ``vec_env`` dummy, subproc (fork) or
-batched, PPO and MaskablePPO: one rollout of warm-up (numba caches, first resets), then
-``--train-rollouts`` rollouts timed; reported as env-steps per second, with the share of the
-time spent collecting rollouts (env + policy inference) versus updating the network.
+batched, PPO and MaskablePPO, built by ``shift_rl.train.build_model`` for every vec_env (the
+same policy classes, so the ratios compare the envs): one rollout of warm-up (numba caches,
+first resets), then ``--train-rollouts`` rollouts timed; reported as env-steps per second,
+with the time spent collecting rollouts (env + policy inference) and updating the network.
 ``--train-n-envs 8,64`` adds runs with more envs (other hyperparameters unchanged; subproc
 only up to 8 envs); ``--train-set key=value`` overrides more of the config (e.g.
 ``reward=env``: no oracle bound per episode).
