@@ -75,8 +75,8 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
             start += n
         self.index = index
         self.padding = index == pad  # (D, K) slots that are no choice at all
+        self.nvec = np.asarray(dims, dtype=np.int64)
         self._index = torch.as_tensor(index)
-        self._padding = torch.as_tensor(self.padding)
         self._raw = torch.empty(0)
         self.masks: torch.Tensor | None = None
         self.log_p = torch.empty(0)
@@ -89,6 +89,15 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
         self.log_p = torch.log_softmax(self._raw, dim=-1)
         return self
 
+    def unmasked(self, masks: Any) -> np.ndarray:
+        """``(B, D, K)``: the slots whose logits stay, for flat ``masks`` ``(B, sum(dims))``
+        (True = allowed): allowed choices and the padding, which keeps its ``-inf`` so that a
+        dimension with every choice forbidden is uniform over its own choices (as in
+        sb3-contrib), never a padding slot. The others get ``MASKED_LOGIT``."""
+        flat = np.asarray(masks, dtype=bool).reshape(-1, int(self.nvec.sum()))
+        closed = np.zeros((flat.shape[0], 1), dtype=bool)
+        return np.concatenate([flat, closed], axis=1)[:, self.index] | self.padding
+
     def apply_masking(self, masks: Any) -> None:
         """Forbid choices where ``masks`` (``(B, sum(action_dims))``, True = allowed) is
         False; None lifts the masks."""
@@ -96,12 +105,8 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
             self.masks = None
             self.log_p = torch.log_softmax(self._raw, dim=-1)
             return
-        flat = torch.as_tensor(masks, dtype=torch.bool).reshape(self._raw.shape[0], -1)
-        closed = flat.new_zeros((flat.shape[0], 1))
-        self.masks = torch.cat([flat, closed], dim=1)[:, self._index]  # padding: forbidden
-        # padding keeps -inf: a dimension with every choice forbidden is uniform over its
-        # own choices (as in sb3-contrib), never a padding slot
-        masked = torch.where(self.masks | self._padding, self._raw, torch.tensor(MASKED_LOGIT))
+        self.masks = torch.from_numpy(self.unmasked(masks))
+        masked = torch.where(self.masks, self._raw, torch.tensor(MASKED_LOGIT))
         self.log_p = torch.log_softmax(masked, dim=-1)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
@@ -113,6 +118,7 @@ class PaddedMultiCategorical(MultiCategoricalDistribution):
         log_p = self.log_p.clamp(min=torch.finfo(self.log_p.dtype).min)
         p_log_p = log_p.exp() * log_p
         if self.masks is not None:  # as sb3-contrib: forbidden choices carry no uncertainty
+            # (padding slots count as kept but have probability 0: they add 0 either way)
             p_log_p = torch.where(self.masks, p_log_p, torch.zeros(()))
         return -p_log_p.sum(dim=(1, 2))
 
@@ -161,12 +167,10 @@ class _NumpyRollouts:
         b = x.shape[0]
         z = np.concatenate([logits, np.full((b, 1), -np.inf, np.float32)], 1)[:, dist.index]
         if action_masks is not None:  # as PaddedMultiCategorical.apply_masking
-            allowed = np.asarray(action_masks, dtype=bool).reshape(b, -1)
-            allowed = np.concatenate([allowed, np.zeros((b, 1), bool)], 1)[:, dist.index]
-            z = np.where(allowed | dist.padding, z, np.float32(MASKED_LOGIT))
+            z = np.where(dist.unmasked(action_masks), z, np.float32(MASKED_LOGIT))
         z = z - z.max(axis=2, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
-        nvec = np.asarray(dist.action_dims, dtype=np.int64)
+        nvec = dist.nvec
         if deterministic:
             actions = log_p.argmax(axis=2)
         else:  # inverse CDF of a uniform; the clip guards rounding of the last cumulative sum
