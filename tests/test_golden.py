@@ -1,0 +1,178 @@
+"""Behaviour pinned across refactors: recorded trajectories replay bit for bit.
+
+``tests/data/golden_trajectories.json`` holds, for every shipped scenario, an episode under
+seeded random valid actions (observations, rewards and every ``info`` array, per tick), and
+a controller run on the simulated backend (its tick records and observations), recorded
+before the control-plane core was extracted from the env's tick and the controller's.
+Refactors of the tick must replay them exactly.
+
+Each tick is stored as a SHA-256 digest of its bytes, plus float summaries (reward, goal,
+sum of the observation). Digests are compared where numpy dispatches its transcendental
+functions as on the recording machine (numpy's AVX-512 and AVX2 code paths may differ in
+the last bit of ``exp`` / ``log``): there the replay must be exact. Elsewhere the summaries
+must agree to 1e-9, so a machine with other SIMD paths still checks the dynamics.
+
+Record again (only when a change of behaviour is intended, and say so in the commit):
+``SHIFT_RL_RECORD_GOLDEN=1 python -m pytest tests/test_golden.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shift_rl.config import load_scenario, scenario_from_dict
+from shift_rl.controller import ShiftController, SimulatedBackend
+from shift_rl.env import ResourceShiftEnv
+
+from .conftest import SCENARIOS
+
+GOLDEN = Path(__file__).parent / "data" / "golden_trajectories.json"
+TICKS = 80
+RECORD = os.environ.get("SHIFT_RL_RECORD_GOLDEN") == "1"
+_SIMD = ("AVX512F", "AVX512_SKX", "AVX512_CLX", "AVX512_CNL", "AVX512_ICL", "AVX2", "FMA3")
+
+
+def machine_signature() -> dict[str, Any]:
+    """What decides the last bit of numpy's float64 transcendental functions here."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as feats
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as feats
+    return {"numpy": np.__version__, "simd": sorted(f for f in _SIMD if feats.get(f))}
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, dict):
+            for key in sorted(part):
+                h.update(key.encode())
+                h.update(_digest(part[key]).encode())
+        elif isinstance(part, np.ndarray):
+            h.update(str(part.dtype).encode() + str(part.shape).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(repr(part).encode())
+    return h.hexdigest()[:20]
+
+
+class RandomMasked:
+    """A seeded policy proposing a random action inside the per-dimension masks."""
+
+    name = "random-masked"
+
+    def __init__(self, num_modules: int, seed: int) -> None:
+        self.m = num_modules
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        m = self.m
+        src = self.rng.choice(np.flatnonzero(mask[:m]))
+        dsts = np.flatnonzero(mask[m : 2 * m])
+        if (dsts != src).any():
+            dsts = dsts[dsts != src]
+        lvl = self.rng.choice(np.flatnonzero(mask[2 * m :]))
+        return np.array([src, self.rng.choice(dsts), lvl], dtype=np.int64)
+
+    def reset(self) -> None:
+        pass
+
+
+def _short(path: Path, ticks: int) -> Any:
+    data = load_scenario(path).model_dump(mode="python")
+    data["episode_ticks"] = ticks
+    return scenario_from_dict(data, source=f"{path.stem} (golden)")
+
+
+def env_trajectory(path: Path) -> list[dict[str, Any]]:
+    """Per tick: digest of (obs, reward, truncated, info) and float summaries."""
+    env = ResourceShiftEnv(_short(path, TICKS))
+    policy = RandomMasked(len(env.module_names), seed=7)
+    obs, info = env.reset(seed=2024)
+    out = [{"digest": _digest(obs, info), "obs_sum": float(obs.astype(np.float64).sum())}]
+    truncated = False
+    while not truncated:
+        action = policy.act(obs, env.action_masks())
+        obs, reward, _, truncated, info = env.step(action)
+        out.append(
+            {
+                "digest": _digest(obs, reward, truncated, info),
+                "reward": float(reward),
+                "goal": float(info["goal_attainment"]),
+                "obs_sum": float(obs.astype(np.float64).sum()),
+            }
+        )
+    return out
+
+
+def controller_trajectory(tmp: Path) -> list[dict[str, Any]]:
+    """A controller run (active, journal on) with the simulated backend."""
+    be = SimulatedBackend(_short(SCENARIOS_BY_NAME["default"], 160), seed=5)
+    policy = RandomMasked(be.params.num_modules, seed=3)
+    ctl = ShiftController(policy, be, interval=0, state_dir=tmp)
+    out = []
+    for rec in ctl.run(150):
+        assert ctl.obs is not None
+        record = {k: v for k, v in vars(rec).items()}
+        out.append(
+            {
+                "digest": _digest(json.dumps(record, sort_keys=True), ctl.obs),
+                "reward": float(rec.reward),
+                "goal": float(rec.goal_attainment),
+                "obs_sum": float(ctl.obs.astype(np.float64).sum()),
+            }
+        )
+    ctl.close()
+    return out
+
+
+SCENARIOS_BY_NAME = {p.stem: p for p in SCENARIOS}
+
+
+def _compare(name: str, got: list[dict], want: list[dict], exact: bool) -> None:
+    assert len(got) == len(want), f"{name}: {len(got)} ticks, recorded {len(want)}"
+    for t, (g, w) in enumerate(zip(got, want, strict=True)):
+        if exact:
+            assert g["digest"] == w["digest"], f"{name}: tick {t} differs from the recording"
+        for key in ("reward", "goal", "obs_sum"):
+            if key in w:
+                assert g[key] == pytest.approx(w[key], rel=1e-9, abs=1e-9), (
+                    f"{name}: tick {t} {key} {g[key]!r} != recorded {w[key]!r}"
+                )
+
+
+def _recorded() -> dict[str, Any]:
+    return json.loads(GOLDEN.read_text())
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_env_replays_the_recording(path: Path) -> None:
+    got = env_trajectory(path)
+    if RECORD:
+        data = _recorded() if GOLDEN.exists() else {}
+        data.setdefault("env", {})[path.stem] = got
+        data["machine"] = machine_signature()
+        GOLDEN.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
+        return
+    data = _recorded()
+    assert sum(t.get("reward", 0.0) != 0.0 for t in got) > 0
+    _compare(path.stem, got, data["env"][path.stem], data["machine"] == machine_signature())
+
+
+def test_controller_replays_the_recording(tmp_path: Path) -> None:
+    got = controller_trajectory(tmp_path)
+    if RECORD:
+        data = _recorded() if GOLDEN.exists() else {}
+        data["controller"] = got
+        data["machine"] = machine_signature()
+        GOLDEN.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
+        return
+    data = _recorded()
+    _compare("controller", got, data["controller"], data["machine"] == machine_signature())
