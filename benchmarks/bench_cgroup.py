@@ -31,9 +31,9 @@ from shift_rl.agents import POLICIES, Policy, make_policy, tuned_params
 from shift_rl.config import ScenarioConfig, load_scenario
 from shift_rl.controller import ShiftController, SimulatedBackend
 from shift_rl.controller.cgroup import CgroupBackend, cgroup_support, detect_cgroup
-from shift_rl.export import load_policy
 from shift_rl.machine import cpu_model
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.runtime import load_policy
+from shift_rl.scenario import ScenarioParams
 from shift_rl.sim.queueing import tick_metrics
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ import numpy as np
 
 from shift_rl.agents import make_policy
 from shift_rl.controller import ShiftController, SimulatedBackend
-from shift_rl.export import load_policy
+from shift_rl.runtime import load_policy
 
 
 class ReplayBackend:
@@ -91,7 +91,7 @@ def main() -> None:
         print(f"| {name} | {statistics.median(runs):.0f} |")
     bare = _import_seconds("pass")
     runtime = _import_seconds(
-        "import shift_rl.controller, shift_rl.export, sys; assert 'torch' not in sys.modules"
+        "import shift_rl.controller, shift_rl.runtime, sys; assert 'torch' not in sys.modules"
     )
     print(f"\nimport of the runtime path (no torch): {runtime - bare:.2f} s "
           f"(interpreter start {bare:.2f} s excluded)")  # fmt: skip

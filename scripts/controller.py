@@ -11,15 +11,16 @@ computes and logs what it would shift (next to potential) and moves nothing. Whi
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
 from pathlib import Path
 
-from shift_rl.agents import POLICIES, make_policy
+from shift_rl.agents import policy_scenario, resolve_policy
 from shift_rl.config import ConfigError
 from shift_rl.controller import BACKENDS, ShiftController, SimulatedBackend, TickRecord
-from shift_rl.export import PolicyFileError, load_policy
+from shift_rl.runtime import PolicyFileError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,31 +36,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", type=Path, help="journal, audit log, state, HOLD file")
     ap.add_argument("--seed", type=int, default=0, help="simulated backend's episode seed")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if args.ticks < 1 or args.interval < 0:
         ap.error("--ticks must be >= 1 and --interval >= 0")
 
     try:
-        policy = None
-        scenario = args.scenario
-        if args.policy not in POLICIES:
-            policy = load_policy(args.policy)
-            scenario = scenario or policy.spec["scenario"]["name"]
-        scenario = scenario or "default"
+        scenario = args.scenario or policy_scenario(args.policy)
         if args.backend == "sim":
             backend = SimulatedBackend(scenario, seed=args.seed)
         else:
             from shift_rl.controller import CgroupBackend
 
             backend = CgroupBackend(scenario, seed=args.seed)
-        if policy is None:
-            policy = make_policy(args.policy, backend.params)
-        elif policy.spec["scenario"]["fingerprint"] != backend.params.fingerprint():
-            print(
-                f"warning: {args.policy} was trained for scenario fingerprint "
-                f"{policy.spec['scenario']['fingerprint']}, the backend runs "
-                f"{backend.params.fingerprint()}",
-                file=sys.stderr,
-            )
+        policy = resolve_policy(args.policy, backend.params)
         ctl = ShiftController(
             policy, backend, interval=args.interval, mode=args.mode, state_dir=args.state_dir
         )

@@ -3,7 +3,7 @@
     python scripts/export.py --model runs/ppo-default --out agents/ppo-default
     python scripts/export.py --model runs/ppo-default/checkpoints/step_000576000 --out /tmp/p
 
-RUN picks its newest checkpoint. The folder loads with shift_rl.export.load_policy (numpy
+RUN picks its newest checkpoint. The folder loads with shift_rl.runtime.load_policy (numpy
 only) and runs in scripts/evaluate.py and scripts/controller.py.
 """
 

@@ -9,7 +9,8 @@ import gymnasium as gym
 import numpy as np
 
 from shift_rl.config import ScenarioConfig, load_scenario
-from shift_rl.plane import PlaneBatch, StepResult, draw_episode_seed, row_info
+from shift_rl.plane import PlaneBatch, StepResult, row_info
+from shift_rl.seeds import draw_episode_seed
 
 _ENV0 = np.zeros(1, dtype=np.int64)
 

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from shift_rl.agents import POLICIES, REFERENCES, Policy, make_policy, oracle_goal
+from shift_rl.agents import Policy, oracle_goal, resolve_policy
 from shift_rl.config import ScenarioConfig, load_scenario, with_trace
 from shift_rl.env import ResourceShiftEnv
+from shift_rl.runtime import PolicyFileError
 
 logger = logging.getLogger(__name__)
 
@@ -65,33 +66,14 @@ class EpisodeResult:
 
 
 def load_any_policy(name: str, env: ResourceShiftEnv) -> Policy:
-    """A built-in policy by name, or an exported policy folder, checked against the env."""
-    if name in POLICIES:
-        policy = make_policy(name, env.params)
-        if hasattr(policy, "bind"):
-            policy.bind(env)  # type: ignore[attr-defined]
-        return policy
-    path = Path(name)
-    if not path.exists():
-        allowed = sorted(POLICIES) + list(REFERENCES)
-        raise EvaluationError(
-            f"unknown policy {name!r}: expected a built-in name {allowed} "
-            "or the path of an exported policy folder"
-        )
-    from shift_rl.export import PolicyFileError, load_policy
-
+    """:func:`~shift_rl.agents.resolve_policy` for this env, bound to it when it plans on the
+    true future; an unusable name or folder is an :class:`EvaluationError`."""
     try:
-        policy = load_policy(path)
+        policy = resolve_policy(name, env.params)
     except PolicyFileError as err:
-        raise EvaluationError(f"cannot load policy {name!r}: {err}") from None
-    expected = env.observation_space.shape
-    got = getattr(policy, "observation_shape", None)
-    if got is not None and tuple(got) != tuple(expected):
-        raise EvaluationError(
-            f"policy {name!r} expects observations of shape {tuple(got)} but scenario "
-            f"{env.scenario.name!r} gives {tuple(expected)} "
-            f"({len(env.module_names)} modules): train or export it for this scenario"
-        )
+        raise EvaluationError(str(err)) from None
+    if hasattr(policy, "bind"):
+        policy.bind(env)  # type: ignore[attr-defined]
     return policy
 
 

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from shift_rl.safety import SafetyGuard
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
 from shift_rl.telemetry import Telemetry
 
 SHARE_MAX = 2.0

@@ -19,20 +19,8 @@ from shift_rl.forecast import Forecaster, make_forecaster
 from shift_rl.observation import ObservationBuilder
 from shift_rl.reputation import Reputation
 from shift_rl.safety import CLIPPED, INVALID, SafetyGuard
-from shift_rl.sim.params import ScenarioParams, layout_differences
+from shift_rl.scenario import ScenarioParams, layout_differences
 from shift_rl.sim.simulator import Simulator
-
-EPISODE_SEED_HIGH = 2**63 - 1
-"""Episode seeds are drawn uniformly from ``[0, EPISODE_SEED_HIGH)``."""
-
-
-def draw_episode_seed(rng: np.random.Generator) -> int:
-    """The seed of an env's next episode, drawn from the env's ``np_random``.
-
-    The single env and every row of the batched env draw it here, so row ``i`` of a batch
-    seeded ``s + i`` plays exactly the episodes of a single env seeded ``s + i``.
-    """
-    return int(rng.integers(EPISODE_SEED_HIGH))
 
 
 def row_info(info: dict[str, Any], row: int) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
 
 NOOP, OK, CLIPPED, INVALID = 0, 1, 2, -1
 """Status of a proposed shift after :meth:`SafetyGuard.clip`."""

@@ -14,7 +14,7 @@ draws of the training samples differ from SB3's.
 Collecting a rollout needs no gradient, and at a few envs torch's per-operation dispatch costs
 more than the arithmetic: without gradients both policies (:class:`ShiftActorCriticPolicy`,
 :class:`ShiftMaskablePolicy`) run their forward pass in numpy on views of their own
-parameters (the MLP of :func:`shift_rl.export.mlp_forward`, the runtime's), drawing uniforms
+parameters (the MLP of :func:`shift_rl.runtime.mlp_forward`, the runtime's), drawing uniforms
 from torch's generator so seeding and checkpoints cover them. With gradients (the update) it
 is the torch forward; both give the same values and log-probabilities to float32 rounding
 (tested).
@@ -32,7 +32,7 @@ from stable_baselines3.common.distributions import MultiCategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
-from shift_rl.export import MASKED_LOGIT, mlp_forward
+from shift_rl.runtime import MASKED_LOGIT, mlp_forward
 
 NumpyLayer = tuple[np.ndarray, np.ndarray]
 

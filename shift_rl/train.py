@@ -49,12 +49,12 @@ from shift_rl.evaluate import EvaluationReport, evaluate, run_episode
 from shift_rl.export import export_model
 from shift_rl.machine import describe
 from shift_rl.safety import GuardSettings
+from shift_rl.seeds import VALIDATION_SEED_BASE
 from shift_rl.torch_policy import ShiftActorCriticPolicy, ShiftMaskablePolicy
 from shift_rl.training_envs import make_variants, make_vec_env
 
 logger = logging.getLogger(__name__)
 
-VALIDATION_SEED_BASE = 500_000
 RUNS_DIR = PROJECT_ROOT / "runs"
 AGENTS_DIR = PROJECT_ROOT / "agents"
 
@@ -367,7 +367,7 @@ def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:
         "",
         f"A {cfg.algo} policy for the `{cfg.scenario}` scenario, exported as the shift "
         "algorithm (`policy.json` + `weights.npz`, loaded with "
-        "`shift_rl.export.load_policy`, numpy only).",
+        "`shift_rl.runtime.load_policy`, numpy only).",
         "",
         "| | |",
         "|---|---|",

@@ -18,8 +18,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvS
 from shift_rl.agents import oracle_goal
 from shift_rl.config import RandomizationConfig, ScenarioConfig, TrainConfig
 from shift_rl.env import ResourceShiftEnv
-from shift_rl.plane import PlaneBatch, draw_episode_seed, row_info
-from shift_rl.tuning import TRAIN_SEED_BASE
+from shift_rl.plane import PlaneBatch, row_info
+from shift_rl.seeds import TRAIN_SEED_BASE, draw_episode_seed
 
 
 def make_variants(base: ScenarioConfig, rc: RandomizationConfig, seed: int) -> list[ScenarioConfig]:

@@ -29,11 +29,9 @@ from shift_rl.agents.potential import PotentialParams
 from shift_rl.config import load_scenario
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import run_episode
+from shift_rl.seeds import TRAIN_SEED_BASE
 
 logger = logging.getLogger(__name__)
-
-TRAIN_SEED_BASE = 1_000_000
-"""Tuning and training use seeds from here on; reported evaluations use small seeds."""
 
 SEARCH_SPACES: dict[str, dict[str, tuple]] = {
     "potential": {

@@ -17,7 +17,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from shift_rl.config import ScenarioConfig, load_scenario
-from shift_rl.plane import PlaneBatch, draw_episode_seed
+from shift_rl.plane import PlaneBatch
+from shift_rl.seeds import draw_episode_seed
 
 
 def with_masks(info: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:

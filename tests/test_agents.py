@@ -15,7 +15,7 @@ from shift_rl.agents.potential import PotentialPolicy
 from shift_rl.config import load_scenario
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.observation import ObservedState
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
 from shift_rl.sim.queueing import attainment, tick_metrics
 
 

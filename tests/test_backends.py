@@ -28,7 +28,7 @@ from shift_rl.controller.cgroup import (
     detect_cgroup,
     remove_stale_groups,
 )
-from shift_rl.export import load_policy
+from shift_rl.runtime import load_policy
 
 REASON = cgroup_support()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"cgroups unavailable: {REASON}")

@@ -14,7 +14,7 @@ import pytest
 from shift_rl.controller import ShiftController, SimulatedBackend
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import EvaluationError, evaluate
-from shift_rl.export import POLICY_JSON, WEIGHTS, PolicyFileError, load_policy
+from shift_rl.runtime import POLICY_JSON, WEIGHTS, PolicyFileError, load_policy
 from shift_rl.train import SB3Policy, export_trained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_runtime_path_needs_neither_torch_nor_sb3(exported) -> None:
     folder, _ = exported
     code = (
         "import sys, numpy as np\n"
-        "from shift_rl.export import load_policy\n"
+        "from shift_rl.runtime import load_policy\n"
         "from shift_rl.controller import ShiftController, SimulatedBackend\n"
         f"p = load_policy({str(folder)!r})\n"
         "be = SimulatedBackend('default', seed=0)\n"

@@ -16,7 +16,7 @@ import torch
 
 from shift_rl.config import ConfigError, load_train_config
 from shift_rl.env import ResourceShiftEnv
-from shift_rl.export import PolicyFileError, load_policy
+from shift_rl.runtime import PolicyFileError, load_policy
 from shift_rl.train import algo_class, check_alignment, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,8 @@
 """Shift policies behind one protocol, and a registry by name.
 
-``make_policy(name, params)`` builds a built-in policy (``potential``, ``hpa``, ``vpa``,
+``resolve_policy(name, params)`` is what every script calls: a built-in name or the path of an
+exported policy folder (checked against the scenario). ``make_policy(name, params)`` builds a
+built-in policy (``potential``, ``hpa``, ``vpa``,
 ``static``, ``proportional``, ``oracle-mpc``). ``potential`` and ``hpa`` use the tuned
 parameters saved in ``agents/<name>/params.json`` when present (see
 ``scripts/tune_baseline.py``); keyword overrides win. ``oracle`` is not a policy but the
@@ -10,6 +12,7 @@ per-tick upper bound (:func:`~shift_rl.agents.oracle.oracle_goal`) the evaluatio
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,11 @@ from shift_rl.agents.base import HeuristicPolicy, Policy, StaticPolicy
 from shift_rl.agents.oracle import OracleMPCPolicy, oracle_goal
 from shift_rl.agents.potential import PotentialPolicy
 from shift_rl.config import PROJECT_ROOT
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.observation import ObservationBuilder
+from shift_rl.runtime import PolicyFileError, load_policy
+from shift_rl.scenario import ScenarioParams
+
+logger = logging.getLogger(__name__)
 
 POLICIES: dict[str, Callable[..., Policy]] = {
     "potential": PotentialPolicy,
@@ -56,6 +63,55 @@ def make_policy(name: str, params: ScenarioParams, **overrides: Any) -> Policy:
     return POLICIES[name](params, **{**tuned_params(name), **overrides})
 
 
+def _unknown(name: str) -> PolicyFileError:
+    allowed = sorted(POLICIES) + list(REFERENCES)
+    return PolicyFileError(
+        f"unknown policy {name!r}: expected a built-in name {allowed} "
+        "or the path of an exported policy folder"
+    )
+
+
+def resolve_policy(name: str, params: ScenarioParams) -> Policy:
+    """A built-in policy by name, or an exported policy folder checked against the scenario.
+
+    The one place scripts turn ``--policies`` / ``--policy`` into a policy: an unknown name,
+    an untrustworthy folder or one made for another observation layout raises
+    :class:`~shift_rl.runtime.PolicyFileError` with the reason; a folder exported for another
+    scenario fingerprint of the same layout is used with a warning. Policies that plan on the
+    true future (``oracle-mpc``) still need ``policy.bind(env)``.
+    """
+    if name in POLICIES:
+        return make_policy(name, params)
+    if not Path(name).exists():
+        raise _unknown(name)
+    policy = load_policy(name)
+    expected = ObservationBuilder(params, 1).space.shape
+    got = policy.observation_shape
+    if tuple(got) != tuple(expected):
+        raise PolicyFileError(
+            f"policy {name!r} expects observations of shape {tuple(got)} but scenario "
+            f"{params.config.name!r} gives {tuple(expected)} ({params.num_modules} modules): "
+            "train or export it for this scenario"
+        )
+    trained_for = policy.spec.get("scenario", {}).get("fingerprint")
+    if trained_for != params.fingerprint():
+        logger.warning(
+            "%s was trained for scenario fingerprint %s, this scenario is %s",
+            name, trained_for, params.fingerprint(),
+        )  # fmt: skip
+    return policy
+
+
+def policy_scenario(name: str) -> str:
+    """The scenario a policy runs on when none is given: an exported folder's own, else
+    ``default``."""
+    if name in POLICIES:
+        return "default"
+    if not Path(name).exists():
+        raise _unknown(name)
+    return str(load_policy(name).spec["scenario"]["name"])
+
+
 __all__ = [
     "POLICIES",
     "REFERENCES",
@@ -69,5 +125,7 @@ __all__ = [
     "VPAPolicy",
     "make_policy",
     "oracle_goal",
+    "policy_scenario",
+    "resolve_policy",
     "tuned_params",
 ]

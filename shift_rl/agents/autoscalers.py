@@ -26,7 +26,7 @@ import numpy as np
 
 from shift_rl.agents.base import HeuristicPolicy, parse_params
 from shift_rl.observation import ObservedState
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
 
 
 @dataclass(frozen=True)

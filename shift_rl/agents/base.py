@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from shift_rl.observation import ObservationBuilder, ObservedState
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
 
 NOOP_ACTION = np.zeros(3, dtype=np.int64)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from shift_rl.agents.base import NOOP_ACTION, HeuristicPolicy
 from shift_rl.observation import ObservedState
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
 from shift_rl.sim.queueing import attainment_curve, tick_metrics
 from shift_rl.sim.simulator import Simulator
 

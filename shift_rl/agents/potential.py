@@ -31,7 +31,7 @@ import numpy as np
 
 from shift_rl.agents.base import NOOP_ACTION, HeuristicPolicy, parse_params
 from shift_rl.observation import ObservedState
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
 from shift_rl.sim.queueing import attainment
 
 

@@ -13,8 +13,8 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from shift_rl.config import ScenarioConfig, load_scenario
-from shift_rl.plane import draw_episode_seed
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
+from shift_rl.seeds import draw_episode_seed
 from shift_rl.sim.simulator import Simulator
 from shift_rl.telemetry import Telemetry
 

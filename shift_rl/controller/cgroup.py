@@ -110,8 +110,8 @@ if __name__ != _CHILD_MODULE:  # the parent side (children skip the heavy import
 
     from shift_rl.config import ScenarioConfig, load_scenario
     from shift_rl.controller.backend import BackendError
+    from shift_rl.scenario import ScenarioParams
     from shift_rl.sim.exogenous import draw_exogenous
-    from shift_rl.sim.params import ScenarioParams
     from shift_rl.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from shift_rl.config import DemandShape
-from shift_rl.sim.params import ScenarioParams
+from shift_rl.scenario import ScenarioParams
 
 TICKS_PER_DAY_SECONDS = 86_400.0
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from shift_rl.scenario import FORECAST_HORIZON_MAX, ScenarioParams
 from shift_rl.sim.dynamics import advance, apply_shifts, compute_metrics
 from shift_rl.sim.exogenous import draw_exogenous
-from shift_rl.sim.params import FORECAST_HORIZON_MAX, ScenarioParams
 from shift_rl.telemetry import Telemetry
 
 
@@ -65,7 +65,7 @@ class Simulator:
         """Start new episodes in ``rows`` (all when None), one exogenous seed per row.
 
         ``params[k]`` (default: the simulator's) draws row ``rows[k]``'s demand and faults: a
-        scenario variant of the same layout (see :func:`~shift_rl.sim.params.layout_differences`).
+        scenario variant of the same layout (see :func:`~shift_rl.scenario.layout_differences`).
         """
         idx = np.arange(self.num_envs) if rows is None else np.asarray(rows)
         p = self.params

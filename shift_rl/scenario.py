@@ -1,4 +1,11 @@
-"""A scenario compiled to frozen arrays: what the compiled simulator kernels read."""
+"""A scenario's derived, frozen settings: the arrays every part of a control plane reads.
+
+The simulator's kernels, the SafetyGuard, the observation builder, the control-plane core and
+the controller all read a scenario through :class:`ScenarioParams` (per-module and per-kind
+constants as numpy arrays, compiled once from a validated :class:`~shift_rl.config.ScenarioConfig`).
+It lives outside :mod:`shift_rl.sim` so that the parts a production controller runs do not
+depend on the simulator.
+"""
 
 from __future__ import annotations
 
