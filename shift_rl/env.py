@@ -124,9 +124,9 @@ class ResourceShiftEnv(gym.Env):
         self.render_mode = render_mode
         self.plane = PlaneBatch(self.scenario, num_envs=1)
         self.params = self.plane.params
-        self.observation_space = self.plane.builder.space
-        self.action_space = gym.spaces.MultiDiscrete(self.plane.guard.action_nvec)
-        self.observation_names = self.plane.builder.names
+        self.observation_space = self.plane.core.builder.space
+        self.action_space = gym.spaces.MultiDiscrete(self.plane.core.guard.action_nvec)
+        self.observation_names = self.plane.core.builder.names
         self.module_names = [m.name for m in self.scenario.modules]
         self._last: StepResult | None = None
 
@@ -161,7 +161,7 @@ class ResourceShiftEnv(gym.Env):
             f"{'module':<14}" + "".join(f"{k + ' (+in)':>12}" for k in kinds)
             + f"{'demand':>10}{'util':>7}{'lat/SLO':>9}{'attain':>8}{'lock':>6}",
         ]  # fmt: skip
-        lock = self.plane.guard.lock_remaining(tel.tick)[0]
+        lock = self.plane.core.guard.lock_remaining(tel.tick)[0]
         for m, name in enumerate(self.module_names):
             units = "".join(
                 f"{int(tel.alloc[0, m, r]):>7} (+{int(tel.incoming[0, m, r])})"

@@ -32,6 +32,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from shift_rl.arraystate import load_arrays, save_arrays
 from shift_rl.scenario import ScenarioParams
 
 NOOP, OK, CLIPPED, INVALID = 0, 1, 2, -1
@@ -73,6 +74,19 @@ class GuardSettings:
             else getattr(self, f.name)
             for f in fields(self)
         }
+
+
+@numba.njit(cache=True, inline="always")
+def pair_attainment(value, att_s, att_d, s, d):  # pragma: no cover - compiled
+    """Value-weighted goal attainment of a shift's two modules: what a judgement compares."""
+    return (value[s] * att_s + value[d] * att_d) / (value[s] + value[d])
+
+
+@numba.njit(cache=True)
+def _pairs(env, src, dst, attainment, value, out):  # pragma: no cover - compiled
+    for i in range(env.shape[0]):
+        b, s, d = env[i], src[i], dst[i]
+        out[i] = pair_attainment(value, attainment[b, s], attainment[b, d], s, d)
 
 
 @numba.njit(cache=True)
@@ -174,8 +188,7 @@ def _register(
     dst,
     kind,
     units,
-    attainment,
-    value,
+    pair,
     window,
     lock_until,
     partner,
@@ -195,13 +208,12 @@ def _register(
             budget_tick[b] = tick[b]
             used[b, :] = 0
         used[b, kind[i]] += u
-        pair = (value[s] * attainment[b, s] + value[d] * attainment[b, d]) / (value[s] + value[d])
         for m in (s, d):
             lock_until[b, m] = tick[b] + window
             p_kind[b, m] = kind[i]
             p_units[b, m] = u
             judge_at[b, m] = tick[b] + window
-            baseline[b, m] = pair
+            baseline[b, m] = pair[i]
         partner[b, s], partner[b, d] = d, s
         is_src[b, s], is_src[b, d] = True, False
 
@@ -236,9 +248,7 @@ def _judge(
             d = partner[b, s]
             if d < 0 or not is_src[b, s] or judge_at[b, s] > tick[b]:
                 continue
-            now = (value[s] * attainment[b, s] + value[d] * attainment[b, d]) / (
-                value[s] + value[d]
-            )
+            now = pair_attainment(value, attainment[b, s], attainment[b, d], s, d)
             r = p_kind[b, s]
             back = min(p_units[b, s], alloc[b, d, r] - floor[d, r])
             partner[b, s] = -1
@@ -321,6 +331,15 @@ class SafetyGuard:
               s.max_units_per_shift, s.max_units_per_tick, *out)  # fmt: skip
         return out[0], out[1], out[2], out[3], out[4]
 
+    def pair_attainment(
+        self, attainment: np.ndarray, env: np.ndarray, src: np.ndarray, dst: np.ndarray
+    ) -> np.ndarray:
+        """(n,) value-weighted attainment of each shift's pair: the baseline a judgement
+        compares with at the end of the window (NaN when either side's telemetry is missing)."""
+        out = np.empty(env.shape[0])
+        _pairs(env, src, dst, attainment, self.settings.value, out)
+        return out
+
     def register(
         self,
         tick: np.ndarray,
@@ -329,13 +348,32 @@ class SafetyGuard:
         dst: np.ndarray,
         kind: np.ndarray,
         units: np.ndarray,
-        attainment: np.ndarray,
+        baseline: np.ndarray,
     ) -> None:
-        """Record executed shifts: lock both modules, charge the tick budget, open a judgement."""
+        """Record executed shifts (parallel arrays, ``baseline`` from :meth:`pair_attainment`
+        at the tick of the shift): lock both modules, charge the tick budget, open a
+        judgement."""
         s = self.settings
-        _register(tick, env, src, dst, kind, units, attainment, s.value, s.stabilization_ticks,
+        _register(tick, env, src, dst, kind, units, baseline, s.stabilization_ticks,
                   self.lock_until, self.partner, self.is_src, self.kind, self.units,
                   self.judge_at, self.baseline, self.budget_tick, self.used)  # fmt: skip
+
+    def relock(self, tick: np.ndarray, env: int, src: int, dst: int) -> None:
+        """Lock a rolled-back pair for a window with nothing pending, as :meth:`judge` leaves
+        it: for a rollback replayed from a journal after a restart."""
+        for m in (src, dst):
+            self.lock_until[env, m] = tick[env] + self.settings.stabilization_ticks
+            self.partner[env, m] = -1
+
+    STATE = ("lock_until", "partner", "is_src", "kind", "units", "judge_at", "baseline",
+             "budget_tick", "used")  # fmt: skip
+    """The arrays that make up the guard's state (see :mod:`shift_rl.arraystate`)."""
+
+    def state(self, prefix: str = "guard.") -> dict[str, np.ndarray]:
+        return save_arrays(self, self.STATE, prefix)
+
+    def load_state(self, record: dict[str, np.ndarray], prefix: str = "guard.") -> None:
+        load_arrays(self, self.STATE, record, prefix, owner="guard")
 
     def judge(
         self, tick: np.ndarray, attainment: np.ndarray, alloc: np.ndarray

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numba
@@ -168,6 +169,17 @@ class EnsembleForecaster(TrackedForecaster):
         self._mpend = tuple(f.pend for f in self.members)
         self._mmae = tuple(f.mae for f in self.members)
         self._mnres = tuple(f.nres for f in self.members)
+
+    def state(self, prefix: str = "") -> dict[str, np.ndarray]:
+        out = super().state(prefix)
+        for i, f in enumerate(self.members):
+            out.update(f.state(f"{prefix}members.{i}.{f.name}."))
+        return out
+
+    def load_state(self, record: Mapping[str, np.ndarray], prefix: str = "") -> None:
+        super().load_state(record, prefix)
+        for i, f in enumerate(self.members):
+            f.load_state(record, f"{prefix}members.{i}.{f.name}.")
 
     def _reset_state(self, sel: Any) -> None:
         rows = None if isinstance(sel, slice) else sel
