@@ -75,32 +75,6 @@ def season_ticks_for(tick_seconds: float) -> int:
     return max(2, round(SECONDS_PER_DAY / tick))
 
 
-def make_forecaster(
-    name: str,
-    num_envs: int,
-    num_modules: int,
-    *,
-    tick_seconds: float | None = None,
-    **params: Any,
-) -> Forecaster:
-    """Build a registered forecaster by name, with a clear error for unknown names/params.
-
-    With ``tick_seconds`` given, a seasonal model (class attribute ``seasonal = True``) whose
-    ``params`` lack ``season_ticks`` gets one day: ``season_ticks_for(tick_seconds)``.
-    """
-    from shift_rl.forecast import FORECASTERS
-
-    if name not in FORECASTERS:
-        raise ValueError(f"unknown forecaster {name!r}; allowed: {sorted(FORECASTERS)}")
-    cls = FORECASTERS[name]
-    if tick_seconds is not None and getattr(cls, "seasonal", False):
-        params.setdefault("season_ticks", season_ticks_for(tick_seconds))
-    try:
-        return cls(num_envs, num_modules, **params)
-    except TypeError as err:
-        raise ValueError(f"forecaster {name!r}: bad parameters {params}: {err}") from None
-
-
 # --- compiled helpers shared by every model kernel -------------------------------------------
 
 

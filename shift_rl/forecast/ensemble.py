@@ -9,6 +9,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from shift_rl.forecast.ar import ARForecaster
 from shift_rl.forecast.base import (
     DEFAULT_HORIZONS,
     SPREAD_ALPHA,
@@ -20,7 +21,26 @@ from shift_rl.forecast.base import (
     score,
     store,
 )
-from shift_rl.forecast.simple import DEFAULT_SEASON_TICKS
+from shift_rl.forecast.simple import (
+    DEFAULT_SEASON_TICKS,
+    EMAForecaster,
+    LastValueForecaster,
+    SeasonalNaiveForecaster,
+)
+from shift_rl.forecast.smoothing import HoltForecaster, HoltWintersForecaster
+
+MEMBER_MODELS: dict[str, type[TrackedForecaster]] = {
+    cls.name: cls
+    for cls in (
+        LastValueForecaster,
+        SeasonalNaiveForecaster,
+        EMAForecaster,
+        HoltForecaster,
+        HoltWintersForecaster,
+        ARForecaster,
+    )
+}
+"""The models an ensemble may combine (every model but the ensemble itself)."""
 
 DEFAULT_MEMBERS = ("last", "seasonal_naive", "ema", "holt", "holt_winters", "ar")
 
@@ -140,8 +160,6 @@ class EnsembleForecaster(TrackedForecaster):
         horizons: int = DEFAULT_HORIZONS,
         spread_alpha: float = SPREAD_ALPHA,
     ) -> None:
-        from shift_rl.forecast import FORECASTERS
-
         self.season_ticks = _check_int(f"{self.name}: season_ticks", season_ticks, 2)
         self.power = float(power)
         if not (math.isfinite(self.power) and self.power > 0.0):
@@ -151,16 +169,15 @@ class EnsembleForecaster(TrackedForecaster):
         self.select = bool(select)
         self.error_alpha = _check_share(self.name, "error_alpha", error_alpha)
         names = tuple(members)
-        bad = [n for n in names if n not in FORECASTERS or n == self.name]
+        bad = [n for n in names if n not in MEMBER_MODELS]
         if not names or bad:
             raise ValueError(
-                f"{self.name}: members {list(names)}; expected names from "
-                f"{sorted(set(FORECASTERS) - {self.name})}"
+                f"{self.name}: members {list(names)}; expected names from {sorted(MEMBER_MODELS)}"
             )
         super().__init__(num_envs, num_modules, horizons=horizons, spread_alpha=spread_alpha)
         self.members: list[TrackedForecaster] = []
         for n in names:
-            cls = FORECASTERS[n]
+            cls = MEMBER_MODELS[n]
             kw: dict[str, Any] = {"horizons": self.horizons, "spread_alpha": self.error_alpha}
             if getattr(cls, "seasonal", False):
                 kw["season_ticks"] = self.season_ticks
