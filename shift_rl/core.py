@@ -17,13 +17,12 @@ each tick feature is written once. The order of one tick, for both::
     tel = <telemetry now>
     shifts = core.clip(tel, actions)          # proposals -> feasible shifts
     <move the units>                          # simulator or backend
-    core.register(tel.tick, env, *shifts, moved,
-                  core.pair_attainment(tel, ...))  # locks, budget, judgement baseline
+    core.register(tel, env, *shifts, moved)   # locks, budget, judgement baseline
     <one interval passes>; tel = <telemetry now>
     rollbacks = core.judge(tel)               # shifts whose window ended and that hurt
     <move the rollbacks back>
     obs = core.observe(tel)                   # reputation, forecaster, observation
-    reward = core.reward(core.goal(att), units_moved, rollbacks)
+    reward = core.reward(core.goal(truth) or core.observed_goal(tel), moved, rollbacks)
 
 The core's state is explicit: :meth:`ControlCore.state` is one record of named arrays
 (guard, reputation, forecaster, last forecast and observation, and ``core.version``), and
@@ -36,6 +35,7 @@ This module and the parts it holds import neither the simulator nor the env.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
 
 import numpy as np
 
@@ -54,6 +54,7 @@ MIN_TRACKED_HORIZONS = 4
 observation asks for, and a few beyond for planners."""
 
 Shifts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Num = TypeVar("Num", np.ndarray, float)
 
 
 class ControlCore:
@@ -78,6 +79,8 @@ class ControlCore:
             num_envs, p.num_modules, p.servers_per_request, rc.alpha, rc.attainment_weight
         )
         self.builder = ObservationBuilder(p, num_envs)
+        self._cost_per_unit = cfg.reward.cost_per_unit
+        self._cost_per_rollback = cfg.reward.cost_per_rollback
         self._all = np.ones(num_envs, dtype=bool)
         self._index = np.arange(num_envs, dtype=np.int64)
         self.forecast_mean = np.zeros((num_envs, p.num_modules))
@@ -112,20 +115,26 @@ class ControlCore:
         """Feasible shifts for proposals (B, 3): ``(src, dst, kind, units, status)``."""
         return self.guard.clip(tel.tick, actions, tel.alloc, tel.incoming)
 
-    def pair_attainment(
-        self, tel: Telemetry, env: np.ndarray, src: np.ndarray, dst: np.ndarray
-    ) -> np.ndarray:
-        """Each shift's judgement baseline: its pair's value-weighted attainment now."""
+    def pair_attainment(self, tel: Telemetry, env: int, src: int, dst: int) -> float:
+        """A shift's judgement baseline: its pair's value-weighted attainment now."""
         return self.guard.pair_attainment(tel.attainment, env, src, dst)
 
     def register(
-        self, tick: np.ndarray, env: np.ndarray, src: np.ndarray, dst: np.ndarray,
-        kind: np.ndarray, units: np.ndarray, baseline: np.ndarray,
+        self, tel: Telemetry, env: np.ndarray, src: np.ndarray, dst: np.ndarray,
+        kind: np.ndarray, units: np.ndarray,
     ) -> None:  # fmt: skip
-        """Record shifts that moved ``units`` (parallel arrays) at ``tick`` (B,): both modules
-        locked, the budget charged, a judgement opened against ``baseline``
-        (:meth:`pair_attainment` at the shift, or what a journal recorded of it)."""
-        self.guard.register(tick, env, src, dst, kind, units, baseline)
+        """Record shifts that moved ``units`` (parallel arrays) at ``tel``'s tick: both
+        modules locked, the budget charged, a judgement opened against the pair's attainment
+        in ``tel`` (:meth:`pair_attainment`)."""
+        self.guard.register(tel.tick, env, src, dst, kind, units, tel.attainment)
+
+    def register_journaled(
+        self, tick: int, env: int, src: int, dst: int, kind: int, units: int, baseline: float
+    ) -> None:
+        """Record one shift replayed from a journal, judged against the baseline it recorded."""
+        arr = [np.array([v], dtype=np.int64) for v in (tick, env, src, dst, kind, units)]
+        att = np.zeros((self.num_envs, self.params.num_modules))  # unused: baseline given
+        self.guard.register(arr[0].repeat(self.num_envs), *arr[1:], att, np.array([baseline]))
 
     def relock(self, tick: np.ndarray, env: int, src: int, dst: int) -> None:
         """A rollback replayed after a restart: both modules locked, nothing pending."""
@@ -143,24 +152,25 @@ class ControlCore:
         return self._build(tel)
 
     def goal(self, attainment: np.ndarray) -> np.ndarray:
-        """(B,) value-weighted goal attainment; a module without telemetry (NaN) counts 0.
+        """(B,) value-weighted goal attainment of (B, M) per-module attainment (the truth, in
+        the simulator; see :meth:`observed_goal` for telemetry).
 
         Row by row, not a matrix product: BLAS may sum differently for another batch size,
         and a plane must not depend on the rest of its batch.
         """
-        weighted = attainment * self.params.value
-        if np.isnan(weighted).any():
-            weighted = np.nan_to_num(weighted, nan=0.0)
+        return (attainment * self.params.value).sum(axis=1)
+
+    def observed_goal(self, tel: Telemetry) -> np.ndarray:
+        """:meth:`goal` as telemetry shows it: a module without telemetry (NaN) counts 0."""
+        weighted = tel.attainment * self.params.value
+        np.copyto(weighted, 0.0, where=np.isnan(weighted))
         return weighted.sum(axis=1)
 
-    def reward(
-        self, goal: np.ndarray, units_moved: np.ndarray, rollbacks: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(reward, move_cost, rollback_cost)`` per plane: goal attainment minus a cost per
-        unit moved (rollbacks included) and per rollback."""
-        rc = self.params.config.reward
-        move_cost = rc.cost_per_unit * units_moved
-        rollback_cost = rc.cost_per_rollback * rollbacks
+    def reward(self, goal: Num, units_moved: Num, rollbacks: Num) -> tuple[Num, Num, Num]:
+        """``(reward, move_cost, rollback_cost)`` per plane (arrays, or floats for one plane):
+        goal attainment minus a cost per unit moved (rollbacks included) and per rollback."""
+        move_cost = self._cost_per_unit * units_moved
+        rollback_cost = self._cost_per_rollback * rollbacks
         return goal - move_cost - rollback_cost, move_cost, rollback_cost
 
     def _build(self, tel: Telemetry) -> np.ndarray:

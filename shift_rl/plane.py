@@ -147,9 +147,7 @@ class PlaneBatch:
         tel = sim.telemetry()  # live views: they show each stage's state as the tick runs
         src, dst, kind, units, status = core.clip(tel, actions)
         moved = sim.shift(env, src, dst, kind, units)
-        core.register(
-            tel.tick, env, src, dst, kind, moved, core.pair_attainment(tel, env, src, dst)
-        )
+        core.register(tel, env, src, dst, kind, moved)
         sim.step()
         rb_env, rb_src, rb_dst, rb_kind, rb_units = core.judge(tel)
         units_moved = moved.astype(np.float64)

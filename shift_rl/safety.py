@@ -37,6 +37,7 @@ from shift_rl.scenario import ScenarioParams
 
 NOOP, OK, CLIPPED, INVALID = 0, 1, 2, -1
 """Status of a proposed shift after :meth:`SafetyGuard.clip`."""
+_NO_BASELINE = np.zeros(0)
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,6 @@ class GuardSettings:
 def pair_attainment(value, att_s, att_d, s, d):  # pragma: no cover - compiled
     """Value-weighted goal attainment of a shift's two modules: what a judgement compares."""
     return (value[s] * att_s + value[d] * att_d) / (value[s] + value[d])
-
-
-@numba.njit(cache=True)
-def _pairs(env, src, dst, attainment, value, out):  # pragma: no cover - compiled
-    for i in range(env.shape[0]):
-        b, s, d = env[i], src[i], dst[i]
-        out[i] = pair_attainment(value, attainment[b, s], attainment[b, d], s, d)
 
 
 @numba.njit(cache=True)
@@ -188,7 +182,9 @@ def _register(
     dst,
     kind,
     units,
-    pair,
+    attainment,
+    value,
+    given,
     window,
     lock_until,
     partner,
@@ -208,12 +204,16 @@ def _register(
             budget_tick[b] = tick[b]
             used[b, :] = 0
         used[b, kind[i]] += u
+        if given.shape[0] > 0:  # a baseline recorded at the shift (a journal's)
+            pair = given[i]
+        else:
+            pair = pair_attainment(value, attainment[b, s], attainment[b, d], s, d)
         for m in (s, d):
             lock_until[b, m] = tick[b] + window
             p_kind[b, m] = kind[i]
             p_units[b, m] = u
             judge_at[b, m] = tick[b] + window
-            baseline[b, m] = pair[i]
+            baseline[b, m] = pair
         partner[b, s], partner[b, d] = d, s
         is_src[b, s], is_src[b, d] = True, False
 
@@ -331,14 +331,11 @@ class SafetyGuard:
               s.max_units_per_shift, s.max_units_per_tick, *out)  # fmt: skip
         return out[0], out[1], out[2], out[3], out[4]
 
-    def pair_attainment(
-        self, attainment: np.ndarray, env: np.ndarray, src: np.ndarray, dst: np.ndarray
-    ) -> np.ndarray:
-        """(n,) value-weighted attainment of each shift's pair: the baseline a judgement
-        compares with at the end of the window (NaN when either side's telemetry is missing)."""
-        out = np.empty(env.shape[0])
-        _pairs(env, src, dst, attainment, self.settings.value, out)
-        return out
+    def pair_attainment(self, attainment: np.ndarray, env: int, src: int, dst: int) -> float:
+        """Value-weighted attainment of a shift's pair: the baseline a judgement compares
+        with at the end of the window (NaN when either side's telemetry is missing)."""
+        return float(pair_attainment(self.settings.value, attainment[env, src],
+                                     attainment[env, dst], src, dst))  # fmt: skip
 
     def register(
         self,
@@ -348,15 +345,18 @@ class SafetyGuard:
         dst: np.ndarray,
         kind: np.ndarray,
         units: np.ndarray,
-        baseline: np.ndarray,
+        attainment: np.ndarray,
+        baseline: np.ndarray | None = None,
     ) -> None:
-        """Record executed shifts (parallel arrays, ``baseline`` from :meth:`pair_attainment`
-        at the tick of the shift): lock both modules, charge the tick budget, open a
-        judgement."""
+        """Record executed shifts (parallel arrays): lock both modules, charge the tick budget,
+        open a judgement against the pair's attainment in ``attainment`` (B, M) at the tick
+        of the shift, or against ``baseline`` (one per shift: what a journal recorded)."""
         s = self.settings
-        _register(tick, env, src, dst, kind, units, baseline, s.stabilization_ticks,
-                  self.lock_until, self.partner, self.is_src, self.kind, self.units,
-                  self.judge_at, self.baseline, self.budget_tick, self.used)  # fmt: skip
+        given = _NO_BASELINE if baseline is None else np.asarray(baseline, dtype=np.float64)
+        _register(tick, env, src, dst, kind, units, attainment, s.value, given,
+                  s.stabilization_ticks, self.lock_until, self.partner, self.is_src, self.kind,
+                  self.units, self.judge_at, self.baseline, self.budget_tick,
+                  self.used)  # fmt: skip
 
     def relock(self, tick: np.ndarray, env: int, src: int, dst: int) -> None:
         """Lock a rolled-back pair for a window with nothing pending, as :meth:`judge` leaves

@@ -129,7 +129,6 @@ class ShiftController:
         self.backoff = 1
         self._manual_hold = False
         self._nvec_list = list(self.core.guard.action_nvec)
-        self._env0 = np.zeros(1, dtype=np.int64)
         self.journal = self.audit = None
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -241,12 +240,10 @@ class ShiftController:
         if not self.holding:
             rb_units = self._judge(tel, rec)
         self.obs = self.core.observe(tel)[0]
-        goal = self.core.goal(tel.attainment)  # observed: a module without telemetry counts 0
-        reward, _, _ = self.core.reward(
-            goal, np.array([moved_before + rb_units], dtype=np.float64),
-            np.array([len(rec.rollbacks)], dtype=np.float64),
-        )  # fmt: skip
-        rec.goal_attainment, rec.reward = float(goal[0]), float(reward[0])
+        rec.goal_attainment = float(self.core.observed_goal(tel)[0])
+        rec.reward = float(
+            self.core.reward(rec.goal_attainment, moved_before + rb_units, len(rec.rollbacks))[0]
+        )
         self._save()
         self._audit(rec)
         return rec
@@ -269,7 +266,7 @@ class ShiftController:
         if self.mode == "shadow":
             rec.status = "shadow"
             return
-        pair = self.core.pair_attainment(tel, self._env0, src, dst)[0]
+        pair = self.core.pair_attainment(tel, 0, s, d)
         entry = self._move("shift", s, d, k, u, int(tel.alloc[0, s, k]), float(pair))
         if entry is None:
             rec.status, rec.shift = "failed", None
@@ -332,12 +329,12 @@ class ShiftController:
     def _register(self, e: dict) -> None:
         """Tell the core about a journaled move: a shift opens its judgement against the
         baseline the journal recorded; a rollback locks its pair again."""
-        tick = np.array([e["tick"]], dtype=np.int64)
         if e["reason"] == "shift":
-            arr = [np.array([e[key]], dtype=np.int64) for key in ("src", "dst", "kind", "units")]
-            self.core.register(tick, self._env0, *arr, np.array([e["baseline"]]))
+            self.core.register_journaled(
+                e["tick"], 0, e["src"], e["dst"], e["kind"], e["units"], e["baseline"]
+            )
         else:
-            self.core.relock(tick, 0, e["src"], e["dst"])
+            self.core.relock(np.array([e["tick"]], dtype=np.int64), 0, e["src"], e["dst"])
 
     def _judge(self, tel: Telemetry, rec: TickRecord) -> int:
         rb_env, rb_src, rb_dst, rb_kind, rb_units = self.core.judge(tel)
