@@ -79,40 +79,28 @@ delegated v2 subtree): :func:`cgroup_support` says why not.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
-import random
 import re
 import select
-import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-_CHILD_MODULE = "_shift_rl_cgroup_child"
-"""Module name under which the worker and load-generator processes load this file by path.
+import numpy as np
+from gymnasium.utils import seeding
 
-Children need only the standard library; loading the file alone (not the ``shift_rl`` package)
-keeps their start-up at a few tens of milliseconds and their memory small.
-"""
-
-if __name__ != _CHILD_MODULE:  # the parent side (children skip the heavy imports)
-    import subprocess
-
-    import numpy as np
-    from gymnasium.utils import seeding
-
-    from shift_rl.config import ScenarioConfig, load_scenario
-    from shift_rl.controller.backend import BackendError
-    from shift_rl.sim.exogenous import draw_exogenous
-    from shift_rl.sim.params import ScenarioParams
-    from shift_rl.telemetry import Telemetry
+from shift_rl.config import ScenarioConfig, load_scenario
+from shift_rl.controller.backend import BackendError
+from shift_rl.controller.cgroup_child import FIELDS, LineReader, child_argv
+from shift_rl.sim.exogenous import draw_exogenous
+from shift_rl.sim.params import ScenarioParams
+from shift_rl.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -120,195 +108,11 @@ GROUP_PREFIX = "shift_rl-"
 _GROUP_RE = re.compile(r"^shift_rl-(\d+)-[0-9a-f]+$")
 MIN_QUOTA_US = 1000  # the kernel's smallest quota (v1 and v2)
 MAX_RESTARTS = 3
-_REQUEST = struct.Struct("<d")  # one request on a worker's pipe: its scheduled arrival time
 _PIPE_BYTES = 1 << 20  # pipe buffer asked for (fits ~130k waiting requests)
-# bucket fields kept by a worker per interval
-_FIELDS = ("arrived", "ok", "late", "dropped", "latency_sum", "busy")
 
 
 class CgroupUnavailableError(OSError):
     """This host cannot run the cgroup backend; the message says what is missing."""
-
-
-# =============================================================================================
-# Children: worker and load generator (standard library only)
-# =============================================================================================
-def _work(iterations: int) -> bytes:
-    """The CPU cost of one request: chained SHA-256 (pure CPU, no memory traffic, no I/O)."""
-    h = b"shift_rl"
-    for _ in range(iterations):
-        h = hashlib.sha256(h).digest()
-    return h
-
-
-def _calibrate(cost_seconds: float) -> int:
-    """Iterations of :func:`_work` that cost ``cost_seconds`` of CPU in this process.
-
-    Measured with the thread's CPU clock, so neither CPU contention nor a cgroup cap distorts
-    it; the best of three runs of >= 20 ms each (the least disturbed by cache misses).
-    """
-    n = 64
-    while True:
-        c0 = time.thread_time()
-        _work(n)
-        if time.thread_time() - c0 >= 0.02 or n >= 1 << 24:
-            break
-        n *= 2
-    best = math.inf
-    for _ in range(3):
-        c0 = time.thread_time()
-        _work(n)
-        best = min(best, (time.thread_time() - c0) / n)
-    return max(1, round(cost_seconds / max(best, 1e-9)))
-
-
-class _LineReader:
-    """Newline-delimited JSON from a file descriptor, without blocking."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self.buf = fd, b""
-
-    def read(self) -> list[dict] | None:
-        """Complete messages available now; None at end of file."""
-        try:
-            data = os.read(self.fd, 1 << 16)
-        except BlockingIOError:
-            return []
-        if not data:
-            return None
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()]
-
-
-def _send(msg: dict) -> None:
-    os.write(1, (json.dumps(msg) + "\n").encode())
-
-
-def _worker_main(cfg: dict) -> None:
-    """Serve requests from the pipe ``cfg['fd']`` in arrival order until told to quit.
-
-    Commands (one JSON object per line on stdin): ``start`` (the interval clock), ``stats``
-    (report and forget the buckets up to interval ``k``), ``quit``. End of stdin = the parent
-    is gone: exit. While requests wait it serves them; otherwise it sleeps in ``select``.
-    """
-    fd = int(cfg["fd"])
-    os.set_blocking(fd, False)
-    os.set_blocking(0, False)
-    slo, timeout = float(cfg["slo"]), float(cfg["timeout"])
-    iterations = _calibrate(float(cfg["cost"]))
-    c0 = time.thread_time()
-    _work(iterations)
-    _send({"ready": True, "iterations": iterations, "cost": time.thread_time() - c0})
-    ctl = _LineReader(0)
-    pending: collections.deque[float] = collections.deque()
-    buckets: dict[int, list[float]] = {}
-    t0: float | None = None
-    tick = 1.0
-    partial = b""
-    sources = [0, fd]
-
-    def bucket(t: float) -> list[float]:
-        k = max(0, int((t - t0) // tick)) if t0 is not None else 0
-        b = buckets.get(k)
-        if b is None:
-            b = buckets[k] = [0.0] * len(_FIELDS)
-        return b
-
-    while True:
-        wait = 0.0 if pending and t0 is not None else 1.0
-        ready, _, _ = select.select(sources, [], [], wait)
-        if 0 in ready:
-            msgs = ctl.read()
-            if msgs is None:
-                return
-            for msg in msgs:
-                cmd = msg.get("cmd")
-                if cmd == "quit":
-                    return
-                if cmd == "start":
-                    t0, tick = float(msg["t0"]), float(msg["tick"])
-                elif cmd == "stats":
-                    k = int(msg["k"])
-                    out = [0.0] * len(_FIELDS)
-                    for key in [key for key in buckets if key <= k]:
-                        out = [a + b for a, b in zip(out, buckets.pop(key), strict=True)]
-                    _send({"k": k, "backlog": len(pending), **dict(zip(_FIELDS, out, strict=True))})
-        if fd in ready:
-            try:
-                data = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                data = None
-            if data == b"":  # the load generator finished
-                sources.remove(fd)
-            elif data:
-                partial += data
-                n = len(partial) // _REQUEST.size
-                for (t,) in _REQUEST.iter_unpack(partial[: n * _REQUEST.size]):
-                    pending.append(t)
-                    bucket(t)[0] += 1
-                partial = partial[n * _REQUEST.size :]
-        if pending and t0 is not None:
-            arrived = pending.popleft()
-            now = time.monotonic()
-            if now - arrived > timeout:  # shed: it waited too long to be worth serving
-                bucket(now)[3] += 1
-                continue
-            c0 = time.thread_time()
-            _work(iterations)
-            busy = time.thread_time() - c0
-            done = time.monotonic()
-            b = bucket(done)
-            b[1 if done - arrived <= slo else 2] += 1
-            b[4] += done - arrived
-            b[5] += busy
-
-
-def _loadgen_main(cfg: dict) -> None:
-    """Send each scheduled request to its module's pipe at its arrival instant, then exit.
-
-    Sleeps in ``select`` on stdin between arrivals (so it notices the parent's end at once). A
-    full pipe (a worker far behind) drops the request here and logs it.
-    """
-    fds = [int(f) for f in cfg["fds"]]
-    for f in fds:
-        os.set_blocking(f, False)
-    t0, tick = float(cfg["t0"]), float(cfg["tick"])
-    rng = random.Random(int(cfg["seed"]))
-    lost = [0] * len(fds)
-    for k, row in enumerate(cfg["counts"]):
-        events = sorted(
-            (t0 + (k + rng.random()) * tick, m) for m, n in enumerate(row) for _ in range(int(n))
-        )
-        for t, m in events:
-            delay = t - time.monotonic()
-            if delay > 0.0005:
-                ready, _, _ = select.select([0], [], [], delay)
-                if ready:  # a line (quit) or end of file (parent gone): stop either way
-                    return
-            try:
-                os.write(fds[m], _REQUEST.pack(t))
-            except (BlockingIOError, BrokenPipeError):
-                lost[m] += 1
-        if any(lost):
-            print(f"shift_rl loadgen: tick {k}: pipe full, lost {lost}", file=sys.stderr)
-            lost = [0] * len(fds)
-
-
-def _child_main(argv: list[str]) -> None:
-    """Entry point of a child process: ``<role> <json config>``."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children end
-    role, cfg = argv[0], json.loads(argv[1])
-    {"worker": _worker_main, "loadgen": _loadgen_main}[role](cfg)
-
-
-_BOOT = (
-    "import importlib.util as u, sys; "
-    f"s = u.spec_from_file_location({_CHILD_MODULE!r}, sys.argv[1]); "
-    "m = u.module_from_spec(s); s.loader.exec_module(m); m._child_main(sys.argv[2:])"
-)
 
 
 # =============================================================================================
@@ -507,15 +311,14 @@ class _Child:
     def __init__(self, role: str, cfg: dict, pass_fds: tuple[int, ...]) -> None:
         self.role = role
         self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-c", _BOOT, str(Path(__file__).resolve()), role,
-             json.dumps(cfg)],
+            child_argv(role, cfg),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=pass_fds,
             start_new_session=True,  # no terminal signals: the backend ends its children
         )  # fmt: skip
         assert self.proc.stdout is not None
         self.fd = self.proc.stdout.fileno()
         os.set_blocking(self.fd, False)
-        self.reader = _LineReader(self.fd)
+        self.reader = LineReader(self.fd)
         self.inbox: list[dict] = []
 
     @property
@@ -805,7 +608,7 @@ class CgroupBackend:
                 rows.append(None)
                 continue
             missing[j] = False
-            arrived, ok, late_n, dropped = (rep[f] for f in _FIELDS[:4])
+            arrived, ok, late_n, dropped = (rep[f] for f in FIELDS[:4])
             completed, resolved = ok + late_n, ok + late_n + dropped
             cap = self._cap_seconds(j, start, end)
             met["demand"][j] = arrived
@@ -923,14 +726,14 @@ class CgroupBackend:
     def summary(self, since_tick: int = 1) -> dict[str, Any]:
         """Totals over the measured intervals from ``since_tick`` (1: those under control)."""
         p = self.params
-        totals = {f: np.zeros(p.num_modules) for f in _FIELDS}
+        totals = {f: np.zeros(p.num_modules) for f in FIELDS}
         goals = []
         for rec in self.records:
             if rec["tick"] < since_tick:
                 continue
             for j, row in enumerate(rec["modules"]):
                 if row is not None:
-                    for f in _FIELDS:
+                    for f in FIELDS:
                         totals[f][j] += row[f]
             goals.append(float(np.nansum(np.array(rec["attainment"]) * p.value)))
         resolved = totals["ok"] + totals["late"] + totals["dropped"]
