@@ -2,9 +2,9 @@
 load generator. Standard library only.
 
 The backend starts each child with :func:`child_argv`: ``python -S`` loads this one file by
-path (not the ``shift_rl`` package, whose imports take seconds, nor site-packages), so a child
-starts in a few tens of milliseconds and stays small. Keep it that way: no import outside the
-standard library (``tests/test_cgroup_child.py`` checks).
+path, not the ``shift_rl`` package (whose imports take about a second and 100 MB) nor
+site-packages, so a child starts in a few tens of milliseconds and stays small. Keep it that
+way: no import outside the standard library (``tests/test_cgroup_modules.py`` checks).
 
 - **worker**: one process per module, a single-threaded server. It takes requests from a pipe
   in arrival order and serves each with a fixed amount of CPU work (chained SHA-256,
