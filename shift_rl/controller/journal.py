@@ -48,24 +48,28 @@ class JsonLines:
         return out
 
 
-def write_state(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Atomically replace ``path/state.npz``: the arrays plus the metadata as a JSON string.
+def write_state(
+    path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], name: str = "state.npz"
+) -> None:
+    """Atomically replace ``path/name``: the arrays plus the metadata as a JSON string.
 
     One file, written beside and renamed over the old one, so a crash leaves either the old
     state or the new one, never a mix. Read back without pickle.
     """
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "state.npz.tmp"
+    tmp = path / f"{name}.tmp"
     with open(tmp, "wb") as f:
         np.savez(f, __meta__=np.array(json.dumps(meta, sort_keys=True)), **arrays)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path / "state.npz")
+    os.replace(tmp, path / name)
 
 
-def read_state(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    """The last saved state, or ``None`` when there is none."""
-    file = path / "state.npz"
+def read_state(
+    path: Path, name: str = "state.npz"
+) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """The last saved state in ``path/name``, or ``None`` when there is none."""
+    file = path / name
     if not file.is_file():
         return None
     with np.load(file, allow_pickle=False) as z:
