@@ -3,6 +3,7 @@ dir's lock, untrusted state.npz, and fuzzing of both files (issue 14)."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -305,6 +306,13 @@ def test_a_second_controller_on_one_state_dir_fails_at_once(tmp_path) -> None:
     with pytest.raises(ValueError, match="closed"):
         first.write_state({"tick": 0, "seq": 0, "fingerprint": ""}, {})
     StateDir(tmp_path).close()  # free again
+
+
+def test_a_state_dir_dropped_without_close_frees_the_lock(tmp_path) -> None:
+    store = StateDir(tmp_path)
+    del store  # e.g. a controller whose start failed after opening its state dir
+    gc.collect()
+    StateDir(tmp_path).close()
 
 
 def test_the_lock_dies_with_its_holder(tmp_path) -> None:

@@ -292,6 +292,10 @@ class JsonLines:
             os.close(self._fd)
             self._fd = None
 
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            self.close()
+
     def __enter__(self) -> JsonLines:
         return self
 

@@ -138,6 +138,10 @@ class DirLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def __del__(self) -> None:  # a holder dropped without release() (e.g. a failed start)
+        if getattr(self, "_fd", None) is not None:
+            self.release()
+
 
 def _read_pid(fd: int) -> int | None:
     try:
