@@ -39,6 +39,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from shift_rl.controller.statefile import (  # read_state / write_state: their old home was here
+    StateFileError,
+    fsync_dir,
+    read_state,
+    write_state,
+)
+
 logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 1 << 16
@@ -48,22 +55,6 @@ TAIL_RECORDS = 4096
 """Records a :class:`Journal` keeps in memory for :meth:`Journal.records_after`."""
 
 _CHUNK = 1 << 16
-
-
-class StateFileError(ValueError):
-    """A controller state file (journal, audit log, ``state.npz``) that cannot be used.
-
-    ``path`` is the file, ``where`` the place in it (``line 17``, ``array 'rep.score'``,
-    ``__meta__ field 'seq'``; may be ``None``) and ``problem`` what is wrong and what was
-    expected. ``str(err)`` is ``"<path>: <where>: <problem>"``.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], where: str | None, problem: str) -> None:
-        self.path, self.where, self.problem = Path(path), where, problem
-        super().__init__(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.path, self.where, self.problem)
 
 
 class _Bad(Exception):
@@ -152,14 +143,6 @@ def _read(
     return pending[1] if pending is not None else None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _find_back(f: Any, end: int) -> int:
     """Offset of the last ``\\n`` before ``end``, or -1; reads backwards in chunks."""
     pos = end
@@ -217,7 +200,7 @@ def repair_tail(path: Path, max_line: int = MAX_LINE_BYTES) -> Path | None:
             dst.write(chunk)
         dst.flush()
         os.fsync(dst.fileno())
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     with open(path, "r+b") as f:
         size = f.seek(0, os.SEEK_END)
         f.truncate(offset)
@@ -562,10 +545,8 @@ class Journal(JsonLines):
                                  max_line_bytes=max_line_bytes))  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    # read_state / write_state moved to statedir.py; kept importable from here
-    if name in ("read_state", "write_state"):
-        from shift_rl.controller import statedir
-
-        return getattr(statedir, name)
-    raise AttributeError(name)
+__all__ = [
+    "EVENTS", "INTENT", "MAX_LINE_BYTES", "OUTCOMES", "TAIL_RECORDS", "Journal", "JournalScan",
+    "JsonLines", "StateFileError", "check_record", "read_state", "repair_tail", "torn_tail",
+    "write_state",
+]  # fmt: skip
