@@ -628,3 +628,13 @@ def test_fuzz_journals_end_in_success_or_a_state_file_error(tmp_path_factory, ki
         assert len(torn) <= 1
         kept = content[: -len(appended)] + (torn[0].read_bytes() if torn else b"")
         assert kept == data, "a repair moves the torn bytes aside, it loses none"
+
+
+def test_default_rules_cover_the_core_state_names() -> None:
+    specs = state_specs({
+        "core.obs": np.zeros((1, 4), np.float32), "reputation.score": np.ones((1, 2)),
+        "reputation.prev_need": np.ones((1, 2)), "forecaster.level": np.ones((1, 2)),
+    })  # fmt: skip
+    assert specs["core.obs"].finite and specs["reputation.score"].finite
+    assert (specs["reputation.score"].low, specs["reputation.score"].high) == (0.0, 1.0)
+    assert not specs["reputation.prev_need"].finite and not specs["forecaster.level"].finite

@@ -71,12 +71,18 @@ STATE_META_FIELDS: dict[str, str] = {"tick": "count", "seq": "count", "fingerpri
 """Fields ``__meta__`` must hold: ``count`` is an integer >= 0, ``str`` a string."""
 
 CONTROLLER_FINITE = (
-    "rep.attainment", "rep.accuracy", "rep.score", "rep.servers_per_request", "obs",
+    # the control-plane core's state (ControlCore.state())
+    "core.obs", "core.forecast_mean", "core.forecast_spread",
+    "reputation.attainment", "reputation.accuracy", "reputation.score",
+    # the controller's state before the core (prefixes rep., obs)
+    "obs", "rep.attainment", "rep.accuracy", "rep.score", "rep.servers_per_request",
 )  # fmt: skip
 """Arrays of the controller's state that must be finite (NaN elsewhere means 'none yet')."""
 CONTROLLER_BOUNDS: dict[str, tuple[float, float]] = {
-    "rep.attainment": (0.0, 1.0), "rep.accuracy": (0.0, 1.0), "rep.score": (0.0, 1.0),
+    f"{prefix}.{name}": (0.0, 1.0)
+    for prefix in ("reputation", "rep") for name in ("attainment", "accuracy", "score")
 }  # fmt: skip
+"""Arrays of the controller's state whose values lie in a range (reputation: [0, 1])."""
 
 
 class StateDirBusyError(StateFileError):
