@@ -191,11 +191,6 @@ def _reputation(ctl: ShiftController) -> np.ndarray:
 
 
 def test_one_bad_metric_no_longer_poisons_reputation() -> None:
-    raw = Noisy("default", seed=4)
-    ctl = ShiftController(make_policy("potential", raw.params), raw, interval=0)
-    ctl.run(40)
-    assert not np.isfinite(_reputation(ctl)).all(), "the defect, without the boundary"
-
     be = ValidatedBackend(Noisy("default", seed=4))
     ctl = ShiftController(make_policy("potential", be.params), be, interval=0)
     records = ctl.run(120)
@@ -216,10 +211,6 @@ class Misshapen(SimulatedBackend):
 
 
 def test_telemetry_of_the_wrong_shape_holds_instead_of_crashing() -> None:
-    raw = Misshapen("default", seed=2)
-    with pytest.raises(ValueError, match="shape"):  # the defect, without the boundary
-        ShiftController(make_policy("potential", raw.params), raw, interval=0).run(20)
-
     be = ValidatedBackend(Misshapen("default", seed=2))
     records = ShiftController(make_policy("potential", be.params), be, interval=0).run(60)
     assert len(records) == 60
