@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import time
@@ -23,6 +24,28 @@ from shift_rl.controller import BACKENDS, ShiftController, SimulatedBackend, Tic
 from shift_rl.runtime import PolicyFileError
 
 
+def _interval(text: str) -> float:
+    """--interval: a finite number of seconds >= 0 (not inf, nan or negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0.0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _ticks(text: str) -> int:
+    """--ticks: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -31,14 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=BACKENDS, default="sim")
     ap.add_argument("--scenario", default=None, help="scenario (default: the policy's own)")
     ap.add_argument("--mode", choices=("active", "shadow"), default="active")
-    ap.add_argument("--ticks", type=int, default=720, help="intervals to run (default 720)")
-    ap.add_argument("--interval", type=float, default=0.0, help="seconds per interval")
+    ap.add_argument("--ticks", type=_ticks, default=720, help="intervals to run (default 720)")
+    ap.add_argument("--interval", type=_interval, default=0.0, help="seconds per interval (>= 0)")
     ap.add_argument("--state-dir", type=Path, help="journal, audit log, state, HOLD file")
     ap.add_argument("--seed", type=int, default=0, help="simulated backend's episode seed")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    if args.ticks < 1 or args.interval < 0:
-        ap.error("--ticks must be >= 1 and --interval >= 0")
 
     try:
         scenario = args.scenario or policy_scenario(args.policy)

@@ -23,7 +23,7 @@ from gymnasium.utils import seeding
 
 from shift_rl.arraystate import StateError, load_arrays, save_arrays
 from shift_rl.config import ScenarioConfig, load_scenario
-from shift_rl.controller.journal import read_state, write_state
+from shift_rl.controller.statefile import STATE_FILE, StateFileError, read_state, write_state
 from shift_rl.scenario import ScenarioParams
 from shift_rl.seeds import draw_episode_seed
 from shift_rl.sim.simulator import Simulator
@@ -71,7 +71,6 @@ class SimulatedBackend:
     episode where it was (a simulated world does not restart with its controller).
     """
 
-    STATE_FILE = "simulated.npz"
     _SIM_STATE = ("t", "alloc", "transit", "failed", "free", "lost", "truth")
     _TEL_STATE = ("hour", "demand", "utilization", "latency", "error_rate", "attainment",
                   "reported_need", "confidence", "missing", "incoming", "capacity")  # fmt: skip
@@ -106,15 +105,15 @@ class SimulatedBackend:
             **save_arrays(self.sim, self._SIM_STATE, "sim."),
             **save_arrays(self.sim.telemetry(), self._TEL_STATE, "tel."),
         }
-        write_state(self.state_dir, self._meta(), arrays, name=self.STATE_FILE)
+        write_state(self.state_dir, self._meta(), arrays)
 
     def _load(self) -> bool:
         assert self.state_dir is not None
-        file = self.state_dir / self.STATE_FILE
+        file = self.state_dir / STATE_FILE
         try:
-            saved = read_state(self.state_dir, name=self.STATE_FILE)
-        except (ValueError, OSError) as err:
-            raise BackendStateError(f"{file}: cannot be read ({err})") from None
+            saved = read_state(self.state_dir, meta_fields={"backend": "str", "fingerprint": "str"})
+        except StateFileError as err:
+            raise BackendStateError(str(err)) from None
         if saved is None:
             return False
         meta, arrays = saved
