@@ -41,11 +41,11 @@ def rows(output: str) -> dict[str, float]:
     return out
 
 
-def run(tree: Path, command: list[str]) -> dict[str, float]:
+def run(tree: Path, command: list[str], script_tree: Path | None = None) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     script, *args = command
     proc = subprocess.run(
-        [sys.executable, str(tree / script), *args],
+        [sys.executable, str((script_tree or tree) / script), *args],
         cwd=tree, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -57,6 +57,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--base", required=True, help="git revision to compare against")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    ap.add_argument(
+        "--same-script",
+        action="store_true",
+        help="run the working tree's copy of the script in both (its options are new)",
+    )
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS...]")
     args = ap.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -70,7 +75,8 @@ def main() -> None:
             results: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
             for _ in range(args.rounds):
                 for label, tree in (("base", base), ("head", ROOT)):
-                    for key, value in run(tree, command).items():
+                    script_tree = ROOT if args.same_script else None
+                    for key, value in run(tree, command, script_tree).items():
                         results[label].setdefault(key, []).append(value)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
