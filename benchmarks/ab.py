@@ -1,14 +1,15 @@
 """Two revisions of the project, one benchmark, side by side in one run.
 
-    python benchmarks/ab.py --base REV [--rounds 5] -- benchmarks/bench_env.py --steps 5000
+    python benchmarks/ab.py --base REV [--head HEAD] [--rounds 5] -- benchmarks/bench_env.py
 
-Checks ``REV`` out into a temporary git worktree, then runs the benchmark command (each
-revision's own copy of the script, with its own package first on ``PYTHONPATH``) alternately
-in the base and in the working tree, ``--rounds`` times, so load on a shared machine hits both
-alike. Every Markdown table row the benchmark prints (``| name | number | ...``) is matched by
-its first cell; the table gives, per row, the median of its first numeric cell over the rounds
-for both revisions and their ratio (working tree / base: below 1 is faster when the number
-is a time). The temporary worktree is removed at the end.
+Checks both revisions out into temporary git worktrees (so editing the working tree meanwhile
+changes nothing), then runs the benchmark command (each revision's own copy of the script, or
+with ``--same-script`` the head's, with the revision's package first on ``PYTHONPATH``)
+alternately in both, ``--rounds`` times, so load on a shared machine hits both alike.
+Every Markdown table row the benchmark prints (``| name | number | ...``) is matched by its
+first cell; the table gives, per row, the median of its first numeric cell over the rounds
+for both revisions and their ratio (head / base: below 1 is faster when the number is a
+time). The temporary worktrees are removed at the end.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def run(tree: Path, command: list[str], script_tree: Path | None = None) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--base", required=True, help="git revision to compare against")
+    ap.add_argument("--head", default="HEAD", help="git revision to measure (default HEAD)")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     ap.add_argument(
         "--same-script",
@@ -68,21 +70,23 @@ def main() -> None:
     if not command or args.rounds < 1:
         ap.error("give a benchmark script after --, and --rounds >= 1")
     with tempfile.TemporaryDirectory(prefix="shift_rl-ab-") as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base),
-                        args.base], check=True)  # fmt: skip
+        trees = {"base": Path(tmp) / "base", "head": Path(tmp) / "head"}
+        for label, rev in (("base", args.base), ("head", args.head)):
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q",
+                            str(trees[label]), rev], check=True)  # fmt: skip
         try:
             results: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
             for _ in range(args.rounds):
-                for label, tree in (("base", base), ("head", ROOT)):
-                    script_tree = ROOT if args.same_script else None
+                for label, tree in trees.items():
+                    script_tree = trees["head"] if args.same_script else None
                     for key, value in run(tree, command, script_tree).items():
                         results[label].setdefault(key, []).append(value)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
-                           check=False)  # fmt: skip
-    print(f"{' '.join(command)}: base {args.base} vs working tree, {args.rounds} alternating "
-          "rounds, median of each row's first number")  # fmt: skip
+            for tree in trees.values():
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(tree)], check=False)  # fmt: skip
+    print(f"{' '.join(command)}: base {args.base} vs head {args.head}, {args.rounds} "
+          "alternating rounds, median of each row's first number")  # fmt: skip
     print("\n| row | base | head | head / base |\n|---|---:|---:|---:|")
     for key, values in results["head"].items():
         if key not in results["base"]:
