@@ -48,6 +48,10 @@ class ReplayBackend:
     def advance(self) -> None:
         self.i += 1
 
+    @property
+    def tick(self) -> int:
+        return self.i
+
     def history(self) -> np.ndarray:
         return self._history
 

@@ -56,19 +56,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=("active", "shadow"), default="active")
     ap.add_argument("--ticks", type=_ticks, default=720, help="intervals to run (default 720)")
     ap.add_argument("--interval", type=_interval, default=0.0, help="seconds per interval (>= 0)")
-    ap.add_argument("--state-dir", type=Path, help="journal, audit log, state, HOLD file")
+    ap.add_argument(
+        "--state-dir",
+        type=Path,
+        help="journal, audit log, state, HOLD file; the backend's own state in "
+        "<state-dir>/backend (a restarted controller continues the episode)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="simulated backend's episode seed")
+    ap.add_argument(
+        "--tick-wall-seconds",
+        type=_interval,
+        default=1.0,
+        help="cgroup backend: wall seconds one tick lasts (default 1)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     try:
         scenario = args.scenario or policy_scenario(args.policy)
+        backend_dir = args.state_dir / "backend" if args.state_dir is not None else None
         if args.backend == "sim":
-            backend = SimulatedBackend(scenario, seed=args.seed)
+            backend = SimulatedBackend(scenario, seed=args.seed, state_dir=backend_dir)
         else:
             from shift_rl.controller import CgroupBackend
 
-            backend = CgroupBackend(scenario, seed=args.seed)
+            backend = CgroupBackend(scenario, seed=args.seed, state_dir=backend_dir,
+                                    tick_wall_seconds=args.tick_wall_seconds)  # fmt: skip
         policy = resolve_policy(args.policy, backend.params)
         ctl = ShiftController(
             policy, backend, interval=args.interval, mode=args.mode, state_dir=args.state_dir

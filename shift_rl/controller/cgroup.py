@@ -91,13 +91,14 @@ import os
 import select
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium.utils import seeding
 
 from shift_rl.config import ScenarioConfig, load_scenario
-from shift_rl.controller.backend import BackendError
+from shift_rl.controller.backend import BackendError, BackendStateError
 from shift_rl.controller.cgroup_child import FIELDS, LineReader, child_argv
 from shift_rl.controller.cgroups import (
     GROUP_PREFIX,
@@ -108,6 +109,7 @@ from shift_rl.controller.cgroups import (
     detect_cgroup,
     remove_stale_groups,
 )
+from shift_rl.controller.statefile import STATE_FILE, StateFileError, read_state, write_state
 from shift_rl.scenario import ScenarioParams
 from shift_rl.sim.exogenous import draw_exogenous
 from shift_rl.telemetry import Telemetry
@@ -248,6 +250,7 @@ class CgroupBackend:
         weight_factor: float = 16.0,
         stats_timeout: float = 2.0,
         start_delay: float = 0.3,
+        state_dir: str | os.PathLike | None = None,
     ) -> None:
         self.params = p = ScenarioParams.from_config(load_scenario(scenario))
         if p.num_resources != 1:
@@ -318,6 +321,9 @@ class CgroupBackend:
         self.tree: CgroupTree | None = None
         self._closed = False
         self._owner = os.getpid()
+        self.seed = int(seed)
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.resumed = self._load() if self.state_dir is not None else False
 
         import atexit
 
@@ -350,19 +356,21 @@ class CgroupBackend:
             raise BackendError(f"workers {sorted(set(range(p.num_modules)) - set(ready))} did "
                                "not start (calibration) within 30 s")  # fmt: skip
         self.calibration = [ready[j] for j in range(p.num_modules)]
-        self.t0 = time.monotonic() + start_delay
+        # interval t starts after the delay; a resumed episode's earlier intervals lie before
+        self.t0 = time.monotonic() + start_delay - self.t * self.tick_wall
         for w in self.workers:
             w.send({"cmd": "start", "t0": self.t0, "tick": self.tick_wall})
         cfg = {
             "fds": [w for _, w in self._pipes], "t0": self.t0, "tick": self.tick_wall,
-            "counts": self.schedule.tolist(), "seed": int(seed),
+            "counts": self.schedule.tolist(), "seed": int(seed), "first": self.t,
         }  # fmt: skip
         self.loadgen = _Child("loadgen", cfg, tuple(w for _, w in self._pipes))
         self.tree.add("loadgen", self.loadgen.pid)
         for _, w in self._pipes:  # only the load generator writes; EOF reaches workers at its end
             os.close(w)
         self._pipes = [(r, -1) for r, _ in self._pipes]
-        self._measure(0)
+        self._measure(self.t)
+        self._save()
 
     def _spawn_worker(self, j: int) -> _Child:
         p = self.params
@@ -518,6 +526,7 @@ class CgroupBackend:
         self.transit[-1, dst] += u
         self.units_moved += u
         self.moves += 1
+        self._save()
         logger.debug("tick %d: moved %d units %d -> %d", self.t, u, src, dst)
         return u
 
@@ -538,6 +547,60 @@ class CgroupBackend:
                 logger.error("could not raise the cap of module %d: %s", j, err)
         self._measure(self.t + 1)
         self.t += 1
+        self._save()
+
+    # -- durable state ------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        return {"backend": "cgroup", "fingerprint": self.params.fingerprint(), "seed": self.seed,
+                "tick_wall": self.tick_wall, "unit_cpu": self.unit_cpu}  # fmt: skip
+
+    def _save(self) -> None:
+        """The allocation, units in transit and the clock, atomically (after every change)."""
+        if self.state_dir is None:
+            return
+        meta = {**self._meta(), "t": self.t, "units_moved": self.units_moved,
+                "moves": self.moves}  # fmt: skip
+        write_state(self.state_dir, meta, {"alloc": self.alloc, "transit": self.transit})
+
+    def _load(self) -> bool:
+        """Continue a saved episode: its allocation, transit and clock (the replayed episode
+        pauses while no controller runs: its processes are the controller's children)."""
+        assert self.state_dir is not None
+        file = self.state_dir / STATE_FILE
+        expect = {"alloc": self.alloc, "transit": self.transit}
+        fields = {"backend": "str", "fingerprint": "str", "t": "count", "units_moved": "count",
+                  "moves": "count"}  # fmt: skip
+        try:
+            saved = read_state(self.state_dir, expect, meta_fields=fields)
+        except StateFileError as err:
+            raise BackendStateError(str(err)) from None
+        if saved is None:
+            return False
+        meta, arrays = saved
+        if {k: meta.get(k) for k in self._meta()} != self._meta():
+            raise BackendStateError(
+                f"{file}: the saved cgroup backend ran {meta} but this one is {self._meta()}: "
+                "use the state folder of this scenario, seed and clock"
+            )
+        alloc, transit, p = arrays["alloc"], arrays["transit"], self.params
+        if (
+            (alloc < 0).any() or (transit < 0).any()
+            or int(alloc.sum() + transit.sum()) > int(p.pool_units[0])
+            or meta["t"] > p.episode_ticks
+        ):  # fmt: skip
+            raise BackendStateError(
+                f"{file}: allocation {alloc.tolist()} + transit {transit.sum(axis=0).tolist()} "
+                f"at tick {meta['t']} breaks the pool of {int(p.pool_units[0])} units"
+            )
+        self.alloc[...] = alloc
+        self.transit[...] = transit
+        self.t, self.units_moved, self.moves = meta["t"], meta["units_moved"], meta["moves"]
+        return True
+
+    @property
+    def tick(self) -> int:
+        """Intervals run since the episode started (the backend's clock)."""
+        return self.t
 
     def history(self) -> np.ndarray:
         """The schedule's demand before the episode, (history_ticks, modules)."""

@@ -216,12 +216,15 @@ def loadgen_main(cfg: dict) -> None:
     for f in fds:
         os.set_blocking(f, False)
     t0, tick = float(cfg["t0"]), float(cfg["tick"])
+    first = int(cfg.get("first", 0))  # a resumed episode starts here (earlier ticks are past)
     rng = random.Random(int(cfg["seed"]))
     lost = [0] * len(fds)
     for k, row in enumerate(cfg["counts"]):
         events = sorted(
             (t0 + (k + rng.random()) * tick, m) for m, n in enumerate(row) for _ in range(int(n))
-        )
+        )  # drawn for every tick, so tick k's instants do not depend on where a run started
+        if k < first:
+            continue
         for t, m in events:
             delay = t - time.monotonic()
             if delay > 0.0005:

@@ -32,6 +32,7 @@ Safe behaviour, never a crash of the loop:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +41,10 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from shift_rl.agents import Policy, make_policy
-from shift_rl.controller.backend import ResourceBackend
-from shift_rl.controller.journal import JsonLines, read_state, write_state
+from shift_rl.controller.backend import BackendStateError, ResourceBackend
+from shift_rl.controller.journal import Journal, JsonLines
+from shift_rl.controller.statedir import StateDir, state_specs
+from shift_rl.controller.validated import ValidatedBackend
 from shift_rl.core import ControlCore
 from shift_rl.safety import CLIPPED, INVALID, OK
 from shift_rl.telemetry import Telemetry
@@ -105,9 +108,9 @@ class ShiftController:
     ) -> None:
         if mode not in ("active", "shadow"):
             raise ValueError(f"mode must be 'active' or 'shadow', got {mode!r}")
-        if interval < 0:
-            raise ValueError(f"interval must be >= 0 seconds, got {interval}")
-        self.policy, self.backend = policy, backend
+        if not (math.isfinite(interval) and interval >= 0):
+            raise ValueError(f"interval must be a finite number >= 0 seconds, got {interval}")
+        self.policy, self.backend = policy, ValidatedBackend(backend)
         self.params = p = backend.params
         self.core = ControlCore(p, 1)
         space = self.core.builder.space
@@ -123,20 +126,26 @@ class ShiftController:
         self.clock = clock or SystemClock()
         self.hook = hook or (lambda stage: None)
         self.state_dir = Path(state_dir) if state_dir is not None else None
-        self.tick_no = 0
+        self.tick_no = int(backend.tick)  # the backend's clock is the episode's
         self.seq = 0
         self.backoff_until = -1
         self.backoff = 1
         self._manual_hold = False
         self._nvec_list = list(self.core.guard.action_nvec)
-        self.journal = self.audit = None
-        if self.state_dir is not None:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.journal = JsonLines(self.state_dir / "journal.jsonl")
-            self.audit = JsonLines(self.state_dir / "audit.jsonl")
+        self.store: StateDir | None = None
+        self.journal: Journal | None = None
+        self.audit: JsonLines | None = None
         self.obs: np.ndarray | None = None
-        if not self._recover():
-            self._start()
+        try:
+            if self.state_dir is not None:  # locked: a second controller on it fails at once
+                self.store = StateDir(self.state_dir, num_modules=p.num_modules,
+                                      num_kinds=p.num_resources)  # fmt: skip
+                self.journal, self.audit = self.store.journal, self.store.audit
+            if not self._recover():
+                self._start()
+        except BaseException:
+            self.close()
+            raise
 
     # -- start and recovery ------------------------------------------------------------------
     def _tel(self) -> Telemetry:
@@ -151,41 +160,62 @@ class ShiftController:
         self._save()
 
     def _save(self) -> None:
-        if self.state_dir is None:
+        if self.store is None:
             return
         meta = {"tick": self.tick_no, "seq": self.seq, "fingerprint": self.params.fingerprint()}
-        write_state(self.state_dir, meta, self.core.state())
+        self.store.write_state(meta, self.core.state())
         self.hook("state_saved")
 
     def _recover(self) -> bool:
-        """Resume from the saved state and the journal; False when starting fresh."""
-        if self.state_dir is None:
+        """Reconcile with the backend and the journal; False when there is no saved state.
+
+        Level-triggered, as Kubernetes controllers are: the backend's allocation is the
+        truth. Every intent without an outcome is resolved against it (applied when the
+        source holds what the intent expected after the move, aborted otherwise) and the
+        outcome journaled; moves applied after the saved state are registered with the core
+        again (locks, budget, judgements). The clock is the backend's: intervals the backend
+        ran after the saved state are closed now (judgements due, reputation, forecasts).
+        Ids continue after the highest in the journal or the state, so they are never reused,
+        even when ``state.npz`` was lost.
+        """
+        if self.store is None:
             return False
-        saved = read_state(self.state_dir)
-        if saved is None:
+        saved = self.store.read_state(state_specs(self.core.state()))
+        meta = saved[0] if saved is not None else None
+        self.seq = self.store.last_seq(meta)
+        if saved is not None:
+            meta, arrays = saved
+            if meta["fingerprint"] != self.params.fingerprint():
+                raise ValueError(
+                    f"{self.state_dir}: saved state belongs to another scenario "
+                    f"(fingerprint {meta['fingerprint']} != {self.params.fingerprint()})"
+                )
+            if self.tick_no < meta["tick"]:
+                raise BackendStateError(
+                    f"{self.state_dir}: the controller's state is at tick {meta['tick']} but "
+                    f"the backend is at tick {self.tick_no}: the backend lost its state (or "
+                    "is another one); restore it, or start with an empty state dir"
+                )
+            self.core.load_state(arrays)
+        for e in self.store.journal.open_intents:  # killed between intent and outcome
+            held = int(self.backend.telemetry().alloc[0, e["src"], e["kind"]])
+            applied = held == e["expected_src_after"]
+            self._log("applied" if applied else "aborted", e, recovered=True)
+        if meta is None:
             return False
-        meta, arrays = saved
-        if meta.get("fingerprint") != self.params.fingerprint():
-            raise ValueError(
-                f"{self.state_dir}: saved state belongs to another scenario "
-                f"(fingerprint {meta.get('fingerprint')} != {self.params.fingerprint()})"
-            )
-        self.core.load_state(arrays)
-        self.obs = self.core.obs[0]
-        self.tick_no, self.seq = int(meta["tick"]), int(meta["seq"])
-        entries = JsonLines.read(self.state_dir / "journal.jsonl")
-        self.seq = max([self.seq, *(e["seq"] for e in entries)])
-        outcome = {e["id"]: e for e in entries if e["event"] in ("applied", "aborted")}
-        for e in entries:
-            if e["seq"] <= meta["seq"] or e["event"] != "intent":
-                continue
-            done = outcome.get(e["id"])
-            if done is None:  # killed between intent and outcome: ask the backend
-                held = int(self.backend.telemetry().alloc[0, e["src"], e["kind"]])
-                moved = held == e["expected_src_after"]
-                done = self._log("applied" if moved else "aborted", e, recovered=True)
-            if done["event"] == "applied":
+        for e in self.store.journal.records_after(meta["seq"]):
+            if e["event"] == "applied":
                 self._register(e)
+        if self.tick_no > meta["tick"]:  # intervals the controller did not close
+            rec = TickRecord(tick=meta["tick"], mode=self.mode, status="held",
+                             held="closed after a restart")  # fmt: skip
+            tel = self._tel()
+            if not self.holding:
+                self._judge(tel, rec)
+            self.obs = self.core.observe(tel)[0]
+            self._audit(rec)
+        else:
+            self.obs = self.core.obs[0]
         self._save()
         logger.info("recovered at tick %d (journal seq %d)", self.tick_no, self.seq)
         return True
@@ -202,9 +232,13 @@ class ShiftController:
         )
 
     def run(self, ticks: int, on_tick: Any = None) -> list[TickRecord]:
-        """Run ``ticks`` intervals, sleeping on the clock so each lasts ``interval`` s."""
+        """Run ``ticks`` intervals (fewer when the backend's episode ends first: a replayed
+        or simulated backend has a last tick), sleeping on the clock so each lasts
+        ``interval`` s."""
         records = []
         for _ in range(ticks):
+            if getattr(self.backend, "done", False):
+                break
             start = self.clock.now()
             rec = self.tick()
             records.append(rec)
@@ -229,11 +263,15 @@ class ShiftController:
         moved_before = rec.shift[3] if rec.shift and rec.status != "shadow" else 0
         try:
             self.backend.advance()
-            self.tick_no += 1
+        except Exception as err:
+            self._backend_failed(rec, err)
+            self._audit(rec)
+            return rec
+        self.tick_no = int(self.backend.tick)
+        try:
             tel = self._tel()
         except Exception as err:
             self._backend_failed(rec, err)
-            self.tick_no += 1
             self._audit(rec)
             return rec
         rb_units = 0
@@ -376,6 +414,6 @@ class ShiftController:
             self.audit.append(vars(rec))
 
     def close(self) -> None:
-        for f in (self.journal, self.audit):
-            if f is not None:
-                f.close()
+        """Close the journal and the audit log and release the state dir's lock."""
+        if self.store is not None:
+            self.store.close()
