@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numba
 import numpy as np
 
 
@@ -56,6 +57,49 @@ METRICS: tuple[tuple[str, float, float, bool], ...] = (
     ("confidence", 0.0, 1.0, False),
 )
 _COUNTS = ("alloc", "incoming", "capacity", "free")
+_LOW = np.array([low for _, low, _, _ in METRICS])
+_HIGH = np.array([high for _, _, high, _ in METRICS])
+_INF_OK = np.array([inf_ok for *_, inf_ok in METRICS])
+_PROBLEMS = ("not finite", "negative", "above {high:g}")
+
+
+@numba.njit(cache=True)
+def _int_range_ok(a):  # pragma: no cover - compiled
+    for x in a:
+        if x < 0 or x > 2**62:
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _check_metrics(metrics, missing, low, high, inf_ok, counts, marked):  # pragma: no cover
+    """One pass over (K metrics, B, M): unusable values of flagged modules become NaN; a
+    module not flagged with an unusable value is marked (and counted per metric and problem),
+    then all its metrics become NaN."""
+    n_metric, n_env, n_mod = metrics.shape
+    for b in range(n_env):
+        for m in range(n_mod):
+            flagged = missing[b, m]
+            bad_module = False
+            for k in range(n_metric):
+                x = metrics[k, b, m]
+                if math.isnan(x) or x == -math.inf or (x == math.inf and not inf_ok[k]):
+                    problem = 0
+                elif x < low[k]:
+                    problem = 1
+                elif x > high[k]:
+                    problem = 2
+                else:
+                    continue
+                if flagged:
+                    metrics[k, b, m] = math.nan
+                else:
+                    counts[k, problem] += 1
+                    bad_module = True
+            if bad_module:
+                marked[b, m] = True
+                for k in range(n_metric):
+                    metrics[k, b, m] = math.nan
 
 
 @dataclass(frozen=True)
@@ -100,7 +144,11 @@ def _counts(name: str, a: np.ndarray) -> np.ndarray:
     """Non-negative integers as int64, else TelemetryError."""
     if a.dtype.kind == "b":
         raise TelemetryError(f"telemetry field {name!r}: expected integer units, got booleans")
-    if a.dtype.kind == "f":
+    if a.dtype == np.int64:  # the common case: one compiled pass for the range
+        if _int_range_ok(a.reshape(-1)):
+            return a.copy()
+        ok = (a >= 0) & (a <= 2**62)
+    elif a.dtype.kind == "f":
         ok = np.isfinite(a) & (a >= 0) & (a <= 2.0**62) & (np.floor(a) == a)
     else:
         ok = (a >= 0) & (a <= 2**62)
@@ -138,7 +186,7 @@ def validate_telemetry(
     sizes = f"{b} env(s), {m} modules, {r} resource kinds"
     tick = _counts("tick", _field(tel, "tick", (b,), sizes))
     hour = _field(tel, "hour", (b,), sizes).astype(np.float64)
-    if not (np.isfinite(hour) & (hour >= 0.0) & (hour <= 24.0)).all():
+    if not all(0.0 <= h <= 24.0 for h in hour.tolist()):  # NaN compares False
         raise TelemetryError(f"telemetry field 'hour': expected hours in [0, 24], got {hour}")
     units = {
         name: _counts(name, _field(tel, name, shape, sizes))
@@ -149,28 +197,18 @@ def validate_telemetry(
         if not np.isin(flag, (0, 1)).all():
             raise TelemetryError("telemetry field 'missing': expected booleans (or 0 / 1)")
     missing = flag.astype(bool)
-    metrics = {name: _field(tel, name, (b, m), sizes).astype(np.float64)
-               for name, *_ in METRICS}  # fmt: skip
+    stack = np.empty((len(METRICS), b, m))  # fresh: the result never aliases the input
+    for k, (name, *_) in enumerate(METRICS):
+        stack[k] = _field(tel, name, (b, m), sizes)
     marked = np.zeros((b, m), dtype=bool)
+    counts = np.zeros((len(METRICS), len(_PROBLEMS)), dtype=np.int64)
+    _check_metrics(stack, missing, _LOW, _HIGH, _INF_OK, counts, marked)
     reasons: dict[str, int] = {}
-    for name, low, high, inf_ok in METRICS:
-        a = metrics[name]
-        bad_value = np.isnan(a) | np.isneginf(a) | (np.isposinf(a) & (not inf_ok))
-        with np.errstate(invalid="ignore"):
-            problems = (
-                ("not finite", bad_value),
-                ("negative", ~bad_value & (a < low)),
-                (f"above {high:g}", ~bad_value & (a > high)),
-            )
-        for problem, bad in problems:
-            live = bad & ~missing
-            n = int(live.sum())
-            if n:
-                reasons[f"{name} {problem}"] = reasons.get(f"{name} {problem}", 0) + n
-                marked |= live
-            a[bad & missing] = np.nan
-    for a in metrics.values():
-        a[marked] = np.nan
+    if counts.any():
+        for k, j in zip(*np.nonzero(counts), strict=True):
+            name, _, high, _ = METRICS[k]
+            reasons[f"{name} {_PROBLEMS[j].format(high=high)}"] = int(counts[k, j])
+    metrics = {name: stack[k] for k, (name, *_) in enumerate(METRICS)}
     out = replace(tel, tick=tick, hour=hour, missing=missing | marked, **units, **metrics)
     return out, TelemetryReport(marked=marked, reasons=reasons)
 
