@@ -4,7 +4,7 @@ produce it, and the forecaster, reputation, guard and observation builder only r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -127,6 +127,8 @@ class TelemetryReport:
 
 def _field(tel: Telemetry, name: str, shape: tuple[int, ...], sizes: str) -> np.ndarray:
     value = getattr(tel, name, None)
+    if type(value) is np.ndarray and value.shape == shape and value.dtype.kind in "biuf":
+        return value  # the common case, checked without conversions
     try:
         a = np.asarray(value)
     except Exception as err:  # ragged lists and the like
@@ -209,7 +211,7 @@ def validate_telemetry(
             name, _, high, _ = METRICS[k]
             reasons[f"{name} {_PROBLEMS[j].format(high=high)}"] = int(counts[k, j])
     metrics = {name: stack[k] for k, (name, *_) in enumerate(METRICS)}
-    out = replace(tel, tick=tick, hour=hour, missing=missing | marked, **units, **metrics)
+    out = Telemetry(tick=tick, hour=hour, missing=missing | marked, **units, **metrics)
     return out, TelemetryReport(marked=marked, reasons=reasons)
 
 
