@@ -5,7 +5,8 @@
 
 NAME is a built-in policy (potential, hpa, vpa, static, proportional, oracle, oracle-mpc) or the
 path of an exported policy folder. Prints a Markdown table (mean and 95 % CI per metric, paired
-differences against the first policy) and the wall time.
+differences against the first policy) and the wall time. --workers N fans the episodes out over
+N processes, --ray over a local Ray, --ray-address ADDR over a Ray cluster: the JSON is the same.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from shift_rl.config import ConfigError
+from shift_rl.distributed import DistributedError, add_cli_flags, cli_ray_address, cli_workers
 from shift_rl.evaluate import EvaluationError, evaluate, plot
 from shift_rl.traces import TraceError
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace", help="CSV/CSV.gz whose series replace the scenario's demand")
     ap.add_argument("--episodes", type=_positive, default=20, help="paired episodes (default 20)")
     ap.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (default 0)")
-    ap.add_argument("--workers", type=_positive, default=1, help="parallel processes (default 1)")
+    add_cli_flags(ap)  # --workers, --ray, --ray-address
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument("--plots", type=Path, help="write PNG figures into this folder")
     args = ap.parse_args(argv)
@@ -54,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             episodes=args.episodes,
             seed=args.seed,
             trace=args.trace,
-            workers=args.workers,
+            workers=cli_workers(args),
             record=args.plots is not None,
+            ray_address=cli_ray_address(args),
         )
-    except (EvaluationError, ConfigError, TraceError) as err:
+    except (EvaluationError, ConfigError, TraceError, DistributedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(report.markdown())

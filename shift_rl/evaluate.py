@@ -19,9 +19,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from scipy import stats
 
 from shift_rl.agents import Policy, oracle_goal, resolve_policy
 from shift_rl.config import ScenarioConfig, load_scenario, with_trace
+from shift_rl.distributed import FanOut
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.runtime import PolicyFileError
 
@@ -229,15 +228,21 @@ def evaluate(
     episodes: int = 20,
     seed: int = 0,
     trace: str | os.PathLike | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     record: bool = False,
+    ray_address: str | None = None,
 ) -> EvaluationReport:
-    """Evaluate ``policies`` on the same ``episodes`` (seeds ``seed .. seed + episodes - 1``)."""
+    """Evaluate ``policies`` on the same ``episodes`` (seeds ``seed .. seed + episodes - 1``).
+
+    ``workers`` and ``ray_address`` say how the episodes fan out (see
+    :class:`shift_rl.distributed.FanOut`: serially, over processes, over a local Ray or a
+    Ray cluster); the report is the same whichever is used.
+    """
     if not policies:
         raise EvaluationError("no policy given: expected at least one name")
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise EvaluationError(f"workers must be >= 1, got {workers}")
     cfg = load_scenario(scenario)
     if trace is not None:
@@ -249,14 +254,11 @@ def evaluate(
         if name != "oracle":
             load_any_policy(name, env)
     start = time.perf_counter()
-    chunks = max(1, min(episodes, workers))
-    parts = [list(range(episodes))[k::chunks] for k in range(chunks)]
-    tasks = [(cfg, name, part, seed, record) for name in everything for part in parts]
-    if workers == 1:
-        done = [_run_chunk(*t) for t in tasks]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            done = list(pool.map(_run_chunk, *zip(*tasks, strict=True)))
+    with FanOut(workers, ray_address) as pool:  # serial, processes or Ray: same results
+        chunks = max(1, min(episodes, pool.width))
+        parts = [list(range(episodes))[k::chunks] for k in range(chunks)]
+        tasks = [(cfg, name, part, seed, record) for name in everything for part in parts]
+        done = pool.map(_run_chunk, *zip(*tasks, strict=True))
     results: dict[str, list[EpisodeResult]] = {name: [] for name in everything}
     for chunk in done:
         for r in chunk:

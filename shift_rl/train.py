@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,15 @@ class PeriodicEvaluation(BaseCallback):
     moved, rollbacks) so TensorBoard shows them side by side.
     """
 
-    def __init__(self, scenario: ScenarioConfig, every: int, episodes: int) -> None:
+    def __init__(
+        self,
+        scenario: ScenarioConfig,
+        every: int,
+        episodes: int,
+        on_result: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
         super().__init__()
+        self.on_result = on_result  # e.g. the sweep's report to Ray Tune
         self.every, self.next_at = every, every
         self.env = ResourceShiftEnv(scenario)
         self.seeds = [VALIDATION_SEED_BASE + i for i in range(episodes)]
@@ -155,6 +163,8 @@ class PeriodicEvaluation(BaseCallback):
                 self.logger.record(f"eval/policy/{key}", value)
                 self.logger.record(f"eval/potential/{key}", self.potential[key])
             logger.info("step %d: eval %s", self.num_timesteps, mine)
+            if self.on_result is not None:
+                self.on_result(self.num_timesteps, mine)
         return True
 
 
@@ -278,12 +288,18 @@ def train(
     resume: Path | None = None,
     progress: bool = True,
     evaluate_at_end: bool = True,
+    run_dir: Path | None = None,
+    on_validation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train, checkpoint, export to ``out`` (default ``agents/<run_name>``) and evaluate."""
+    """Train, checkpoint, export to ``out`` (default ``agents/<run_name>``) and evaluate.
+
+    ``run_dir`` replaces ``runs/<run_name>``; ``on_validation(timesteps, metrics)`` is called
+    after each periodic validation with the ``eval/policy/*`` values (the sweep reports them).
+    """
     torch.set_num_threads(cfg.torch_threads)
     scenario = load_scenario(cfg.scenario)
     check_alignment(cfg, scenario)
-    run_dir = RUNS_DIR / cfg.run_name
+    run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / cfg.run_name
     ckpt_dir = run_dir / "checkpoints"
     export_dir = Path(out) if out is not None else AGENTS_DIR / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -308,7 +324,7 @@ def train(
     ev = cfg.evaluation
     callbacks = CallbackList([
         Checkpointer(ckpt_dir, cfg.checkpoint_every, cfg, restore=resume),
-        PeriodicEvaluation(scenario, ev.every_timesteps, ev.episodes_during),
+        PeriodicEvaluation(scenario, ev.every_timesteps, ev.episodes_during, on_validation),
     ])  # fmt: skip
     remaining = cfg.total_timesteps - done
     started = time.perf_counter()
