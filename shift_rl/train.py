@@ -141,7 +141,8 @@ class PeriodicEvaluation(BaseCallback):
             oracle.append(float(oracle_goal(env.params, env.plane.sim).sum()))
         self.reference = {"static": np.array(static), "oracle": np.array(oracle)}
         self.potential = self._measure(make_policy("potential", self.env.params))
-        self.next_at = (self.num_timesteps // self.every + 1) * self.every
+        # on resume the callback starts before its first step: read the model's count
+        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
 
     def _measure(self, policy: Any) -> dict[str, float]:
         res = [run_episode(self.env, policy, "p", i, s) for i, s in enumerate(self.seeds)]
