@@ -52,7 +52,7 @@ def import_ray() -> Any:
         import ray
     except ImportError:
         raise DistributedError(
-            f"Ray is not installed: {INSTALL_HINT} (or pip install 'ray[tune]>=2.9,<3')"
+            f"Ray is not installed: {INSTALL_HINT} (or pip install 'ray[tune]>=2.41,<3')"
         ) from None
     return ray
 

@@ -281,12 +281,23 @@ def _trial(
     scenario = Path(data["scenario"])
     if scenario.suffix in (".yaml", ".yml") or len(scenario.parts) > 1:
         data["scenario"] = str(scenario.resolve())
-    run_name = f"{spec.name}-c{config_id:03d}-s{seed}"
-    overrides = [f"{k}={json.dumps(v)}" for k, v in values.items()]
-    overrides += [f"seed={seed}", f"run_name={run_name}"]
-    where = f"sweep {source}, configuration {config_id} ({', '.join(overrides[:-2]) or '-'})"
-    cfg = train_config_from_dict(data, overrides, where)
-    check_alignment(cfg, load_scenario(cfg.scenario))
+    for key, value in {
+        **values,
+        "seed": seed,
+        "run_name": f"{spec.name}-c{config_id:03d}-s{seed}",
+    }.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "base config"
+    where = f"sweep {source}, configuration {config_id} ({shown})"
+    cfg = train_config_from_dict(data, (), f"({where})")
+    try:
+        check_alignment(cfg, load_scenario(cfg.scenario))
+    except ConfigError as err:
+        raise ConfigError(f"invalid {where}: {err}") from None
     every = cfg.evaluation.every_timesteps
     if cfg.total_timesteps % every != 0:
         raise ConfigError(
