@@ -150,7 +150,11 @@ class FanOut:
         elif self.mode == "ray":
             self._ray, self._started_ray = start_ray(self.ray_address, self.workers)
             if self.check_workers:
-                check_nodes(self._ray)
+                try:
+                    check_nodes(self._ray)
+                except BaseException:
+                    self.__exit__()
+                    raise
         return self
 
     def __exit__(self, *exc: object) -> None:

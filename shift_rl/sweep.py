@@ -215,15 +215,21 @@ def _train_path(spec: SweepConfig, base: Path) -> Path:
     return name if name.is_absolute() else (base / name)
 
 
+def sweep_path(path: str | os.PathLike) -> Path:
+    """A sweep file by path, or by name in ``configs/sweeps/``."""
+    path = Path(path)
+    if not path.is_file() and len(path.parts) == 1:
+        path = SWEEPS_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    return path
+
+
 def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[TrialSpec]]:
     """Read and validate a sweep file; draw its configurations; validate every trial's config.
 
     Every trial's training config is built and checked (types, ranges, rollout alignment)
     here, before Ray or any training starts.
     """
-    path = Path(path)
-    if not path.is_file() and len(path.parts) == 1:
-        path = SWEEPS_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    path = sweep_path(path)
     if not path.is_file():
         known = sorted(p.name for p in SWEEPS_DIR.glob("*.yaml"))
         raise ConfigError(f"sweep file {str(path)!r} does not exist; shipped sweeps: {known}")
@@ -406,7 +412,7 @@ def run_sweep(
     saved = sweep_dir / "sweep.json"
     record = {
         "sweep": spec.model_dump(mode="json"),
-        "train_path": str(_train_path(spec, Path(path).parent)),
+        "train_path": str(_train_path(spec, sweep_path(path).parent)),
         "trials": [asdict(t) for t in trials],
     }
     ray = import_ray()

@@ -101,3 +101,41 @@ def test_smoke_sweep_runs_two_trials_writes_their_folders_and_resumes(tmp_path) 
     assert run_sweep(SWEEPS_DIR / "smoke.yaml", out=out, resume=True) == res
     with pytest.raises(ConfigError, match="already holds a sweep"):
         run_sweep(SWEEPS_DIR / "smoke.yaml", out=out)
+
+
+class _FakeRay:
+    """Stands for a cluster with one node whose worker reports ``identity``."""
+
+    def __init__(self, identity: dict) -> None:
+        self.identity = identity
+
+    def nodes(self) -> list[dict]:
+        return [{"Alive": True, "NodeID": "ab" * 28, "NodeManagerAddress": "10.0.0.7"}]
+
+    def remote(self, **_):
+        identity = self.identity
+
+        class Remote:
+            def __init__(self, fn) -> None:
+                pass
+
+            def options(self, **_):
+                return self
+
+            def remote(self):
+                return identity
+
+        return Remote
+
+    def get(self, refs):
+        return refs
+
+
+def test_a_node_running_other_code_is_named() -> None:
+    from shift_rl.distributed import DistributedError, worker_identity
+
+    mine = worker_identity()
+    assert check_nodes(_FakeRay(mine)) == [mine]
+    other = {**mine, "fingerprint": "0" * 64, "package": "/opt/old/shift_rl"}
+    with pytest.raises(DistributedError, match=r"10\.0\.0\.7 runs shift_rl .* /opt/old/shift_rl"):
+        check_nodes(_FakeRay(other))
