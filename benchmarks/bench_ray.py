@@ -1,7 +1,6 @@
 """Fan-out on Ray vs serial: evaluation wall time, per-task and per-trial overhead.
 
-    python benchmarks/bench_ray.py                 # about 5 minutes on 2 cores
-    python benchmarks/bench_ray.py --episodes 30 --rounds 3 --json benchmarks/ray_results.json
+    python benchmarks/bench_ray.py --json benchmarks/ray_results.json     # ~7 min on 2 cores
 
 Measured in one run, so the ratios are side by side under the same load:
 
@@ -9,7 +8,8 @@ Measured in one run, so the ratios are side by side under the same load:
    the default scenario (ppo-default, potential, hpa, static and the oracle), as a user
    runs it: serial, ``--workers 2`` and ``--ray --workers 2`` (a local Ray with 2 CPUs,
    started by the command). Fresh processes: interpreter start, imports, Ray start and every
-   worker's numba compilation are included. The three JSON files are compared byte for byte.
+   worker's numba compilation are included; median of ``--e2e-rounds``. Every JSON file
+   written is compared byte for byte.
 2. **Evaluation, warm**: the same evaluation in one process, the workers already started and
    compiled (a Ray session kept across calls, as a sweep or a long tuning run keeps it);
    median of ``--rounds`` alternating rounds.
@@ -19,7 +19,11 @@ Measured in one run, so the ratios are side by side under the same load:
    and play one 120-tick episode (the start-up every sweep trial pays: a new process, torch,
    SB3 and the numba kernels compiled), run by Tune on 2 CPUs.
 5. **A trial's training rate**: ``train()`` of the ``ppo_lr_entropy`` sweep's configuration
-   for ``--trial-steps`` steps, from which the paper estimate of a 100-trial sweep follows.
+   for ``--trial-steps`` steps, from which the paper estimate of a 100-trial sweep follows:
+   on N trial slots, FIFO takes ceil(100 / N) x (trial + start-up); ASHA about
+   100 x (share x trial + start-up) / N, share being the expected part of the budget a trial
+   trains when 1 / reduction_factor of the trials pass each rung (never less than one
+   full trial).
 """
 
 from __future__ import annotations
@@ -48,42 +52,31 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def end_to_end(episodes: int, tmp: Path) -> dict:
-    """The CLI in fresh processes: serial, 2 processes, local Ray with 2 CPUs."""
-    base = [
-        sys.executable,
-        str(ROOT / "scripts" / "evaluate.py"),
-        "--policies",
-        ",".join(POLICIES),
-        "--scenario",
-        "default",
-        "--episodes",
-        str(episodes),
-        "--seed",
-        "0",
-    ]
+def end_to_end(episodes: int, tmp: Path, rounds: int) -> dict:
+    """The CLI in fresh processes: serial, 2 processes, local Ray with 2 CPUs (median)."""
+    base = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--policies",
+            ",".join(POLICIES), "--scenario", "default", "--episodes", str(episodes),
+            "--seed", "0"]  # fmt: skip
     modes = {
         "serial": [],
         "processes (2)": ["--workers", "2"],
         "local Ray (2)": ["--ray", "--workers", "2"],
     }
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}
-    out = {}
-    for name, extra in modes.items():
-        path = tmp / f"{name.split()[0]}.json"
-        t = time.perf_counter()
-        subprocess.run(
-            [*base, *extra, "--json", str(path)],
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        out[name] = {"seconds": time.perf_counter() - t, "json": path.read_bytes()}
-    texts = {v["json"] for v in out.values()}
+    pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    times: dict[str, list[float]] = {k: [] for k in modes}
+    texts = set()
+    for _ in range(rounds):
+        for name, extra in modes.items():
+            path = tmp / f"{name.split()[0]}.json"
+            t = time.perf_counter()
+            cmd = [*base, *extra, "--json", str(path)]
+            subprocess.run(cmd, check=True, env=env, capture_output=True)
+            times[name].append(time.perf_counter() - t)
+            texts.add(path.read_bytes())
     return {
-        "seconds": {k: round(v["seconds"], 2) for k, v in out.items()},
+        "median_seconds": {k: round(statistics.median(v), 2) for k, v in times.items()},
+        "all_seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
         "identical_json": len(texts) == 1,
     }
 
@@ -198,10 +191,45 @@ def trial_rate(steps: int, tmp: Path) -> dict:
     }
 
 
+def asha_fraction(grace: int, max_t: int, rf: float) -> float:
+    """Expected share of the full budget an ASHA trial trains, if ``1/rf`` pass each rung."""
+    rungs, t = [], grace
+    while t < max_t:
+        rungs.append(t)
+        t = int(t * rf)
+    share, alive = 0.0, 1.0
+    for t in rungs:
+        stop = alive * (1 - 1 / rf)
+        share += stop * t / max_t
+        alive -= stop
+    return share + alive
+
+
+def estimate(rec: dict, trials: int = 100, widths: tuple[int, ...] = (1, 2, 8, 32, 100)) -> dict:
+    """On paper: wall time of a ``trials``-trial ppo_lr_entropy-like sweep on N trial slots."""
+    from shift_rl.sweep import load_sweep
+
+    spec, _ = load_sweep(ROOT / "configs" / "sweeps" / "ppo_lr_entropy.yaml")
+    tr = rec["trial_rate"]
+    full = tr["full_trial_steps"]
+    t_trial = tr["seconds"] * full / tr["steps"]  # linear in steps: fixed costs scaled too
+    overhead = rec["per_trial"]["start-up (imports + 1 episode)"]["cpu_seconds_per_trial"]
+    f = asha_fraction(spec.scheduler.grace_period, full, spec.scheduler.reduction_factor)
+    rows = []
+    for n in widths:
+        fifo = -(-trials // n) * (t_trial + overhead)
+        asha = max(trials * (f * t_trial + overhead) / n, t_trial + overhead)
+        rows.append({"slots": n, "fifo_minutes": round(fifo / 60, 1),
+                     "asha_minutes": round(asha / 60, 1)})  # fmt: skip
+    return {"trial_seconds": round(t_trial, 1), "overhead_seconds": overhead,
+            "asha_budget_share": round(f, 3), "trials": trials, "rows": rows}  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--episodes", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="warm rounds (default 5)")
+    ap.add_argument("--e2e-rounds", type=int, default=2, help="end-to-end rounds (default 2)")
     ap.add_argument("--tune-trials", type=int, default=8)
     ap.add_argument("--trial-steps", type=int, default=115_200)
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -216,7 +244,7 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        rec["end_to_end"] = end_to_end(args.episodes, tmp)
+        rec["end_to_end"] = end_to_end(args.episodes, tmp, args.e2e_rounds)
         print(json.dumps(rec["end_to_end"]), flush=True)
         start_ray(LOCAL_RAY, 2)  # one session for the warm figures and Tune
         rec["warm"] = warm(args.episodes, args.rounds)
@@ -229,6 +257,7 @@ def main() -> int:
         rec["trial_rate"] = trial_rate(args.trial_steps, tmp)
         print(json.dumps(rec["trial_rate"]), flush=True)
     rec["load_end"] = _load()
+    rec["estimate"] = estimate(rec)
     if args.json:
         args.json.write_text(json.dumps(rec, indent=2) + "\n")
     print(json.dumps(rec, indent=2))
