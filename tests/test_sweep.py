@@ -83,3 +83,25 @@ def test_cli_dry_run_lists_trials_and_needs_no_ray(capsys, monkeypatch) -> None:
     assert 'pip install "shift_rl[ray]"' in capsys.readouterr().err
     assert sweep_cli(["no_such_sweep"]) == 2
     assert "shipped sweeps" in capsys.readouterr().err
+
+
+def test_a_resumed_run_reports_each_validation_once(tmp_path) -> None:
+    """What a resumed sweep trial relies on: validations continue on the step grid."""
+    from shift_rl.config import load_train_config
+    from shift_rl.train import train
+
+    short = tmp_path / "short.yaml"
+    default = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "default.yaml"
+    short.write_text(f"extends: {default}\nname: short\nepisode_ticks: 120\n")
+    cfg = load_train_config(None, [
+        "run_name=r", f"scenario={short}", "algo=ppo", "n_envs=2", "ppo.n_steps=120",
+        "ppo.batch_size=120", "ppo.n_epochs=1", "network.net_arch=[16]", "total_timesteps=960",
+        "checkpoint_every=480", "evaluation.every_timesteps=240", "evaluation.episodes_during=1",
+    ])  # fmt: skip
+    seen: list[int] = []
+    run = dict(out=tmp_path / "p", run_dir=tmp_path / "run", progress=False, evaluate_at_end=False)
+    half = train(cfg.model_copy(update={"total_timesteps": 480}), **run,
+                 on_validation=lambda t, m: seen.append(t))  # fmt: skip
+    ckpt = half.run_dir / "checkpoints" / "step_000000480"
+    train(cfg, resume=ckpt, **run, on_validation=lambda t, m: seen.append(t))
+    assert seen == [240, 480, 720, 960]
