@@ -285,15 +285,6 @@ def check_nodes(ray: Any) -> list[dict[str, str]]:
     return seen
 
 
-def describe_fanout(workers: int | None, ray_address: str | None) -> str:
-    """A short description for logs: ``serial``, ``4 processes``, ``local Ray`` ..."""
-    if ray_address is None:
-        return "serial" if (workers or 1) == 1 else f"{workers} processes"
-    if ray_address == LOCAL_RAY:
-        return f"local Ray ({workers or os.cpu_count()} CPUs)"
-    return f"Ray cluster at {ray_address}"
-
-
 def add_cli_flags(parser: Any, workers_help: str = "parallel processes (default 1)") -> None:
     """``--workers N``, ``--ray`` and ``--ray-address ADDR`` on an argparse parser.
 
@@ -346,8 +337,13 @@ __all__ = [
     "FanOut",
     "add_cli_flags",
     "check_nodes",
+    "cli_ray_address",
+    "cli_workers",
     "code_fingerprint",
     "fan_out",
     "import_ray",
+    "local_ray_env",
+    "noop",
     "start_ray",
+    "worker_identity",
 ]
