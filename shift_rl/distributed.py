@@ -74,8 +74,15 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
+COMPARED = ("fingerprint", "python", "numpy", "numba")
+"""What must be equal on every node for the results to be the same."""
+
+
 def worker_identity() -> dict[str, str]:
-    """What a process runs: code fingerprint, where shift_rl lies, Python and host."""
+    """What a process runs: code fingerprint, where shift_rl lies, Python, numpy, numba, host."""
+    import numba
+    import numpy
+
     import shift_rl
 
     return {
@@ -83,6 +90,8 @@ def worker_identity() -> dict[str, str]:
         "version": shift_rl.__version__,
         "package": str(PACKAGE_DIR),
         "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
         "host": platform.node(),
     }
 
@@ -253,6 +262,14 @@ def start_ray(address: str | None, workers: int | None = None) -> tuple[Any, boo
     return ray, True
 
 
+def _shown(d: dict[str, str]) -> str:
+    return (
+        f"shift_rl {d.get('version')} from {d.get('package')} (code fingerprint "
+        f"{str(d.get('fingerprint'))[:12]}, python {d.get('python')}, numpy {d.get('numpy')}, "
+        f"numba {d.get('numba')})"
+    )
+
+
 def check_nodes(ray: Any) -> list[dict[str, str]]:
     """Run :func:`worker_identity` once on every alive node; fail if any differs from ours.
 
@@ -271,15 +288,13 @@ def check_nodes(ray: Any) -> list[dict[str, str]]:
     ]
     seen = ray.get(refs)
     for node, theirs in zip(nodes, seen, strict=True):
-        if theirs["fingerprint"] != mine["fingerprint"] or theirs["python"] != mine["python"]:
+        differ = [k for k in COMPARED if theirs.get(k) != mine[k]]
+        if differ:
             raise DistributedError(
-                f"Ray node {node.get('NodeManagerAddress', '?')} runs shift_rl "
-                f"{theirs['version']} from {theirs['package']} (code fingerprint "
-                f"{theirs['fingerprint'][:12]}, python {theirs['python']}) but this driver runs "
-                f"{mine['version']} from {mine['package']} (fingerprint "
-                f"{mine['fingerprint'][:12]}, python {mine['python']}): install the same "
-                "shift_rl version (same commit, same agents/*/params.json) and Python on every "
-                "worker, e.g. pip install 'shift_rl[ray] @ git+<repo>@<commit>'"
+                f"Ray node {node.get('NodeManagerAddress', '?')} runs {_shown(theirs)} but "
+                f"this driver runs {_shown(mine)}; they differ in {', '.join(differ)}. Install the "
+                "same checkout (same commit, same agents/*/params.json) with the same Python, "
+                "numpy and numba on every node: git checkout <commit> && pip install -e '.[ray]'"
             )
     logger.info("Ray: %d node(s) run shift_rl %s", len(nodes), mine["fingerprint"][:12])
     return seen

@@ -137,5 +137,8 @@ def test_a_node_running_other_code_is_named() -> None:
     mine = worker_identity()
     assert check_nodes(_FakeRay(mine)) == [mine]
     other = {**mine, "fingerprint": "0" * 64, "package": "/opt/old/shift_rl"}
-    with pytest.raises(DistributedError, match=r"10\.0\.0\.7 runs shift_rl .* /opt/old/shift_rl"):
+    with pytest.raises(DistributedError, match=r"10\.0\.0\.7 runs shift_rl .* /opt/old/") as err:
         check_nodes(_FakeRay(other))
+    assert "they differ in fingerprint." in str(err.value)
+    with pytest.raises(DistributedError, match="differ in numpy"):
+        check_nodes(_FakeRay({**mine, "numpy": "1.0.0"}))
