@@ -3,7 +3,9 @@
     python scripts/tune_baseline.py --policy potential --trials 60
 
 Writes agents/<policy>/params.json (the chosen parameters and the search record) and
-agents/<policy>/trials.csv; the policy names use those parameters by default afterwards.
+agents/<policy>/trials.csv; the policy names use those parameters by default afterwards. (A
+maintainer's command: those files ship with the project. The folder must be new or hold earlier
+tuned parameters; other files in it stay.)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import sys
 
 from shift_rl.config import ConfigError
+from shift_rl.outputs import OutputError
 from shift_rl.tuning import SEARCH_SPACES, tune
 
 
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--trials and --episodes must be >= 1")
     try:
         record = tune(args.policy, args.scenarios.split(","), args.trials, args.episodes, args.seed)
-    except ConfigError as err:
+    except (ConfigError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(
