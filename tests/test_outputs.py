@@ -104,3 +104,31 @@ def test_single_files_are_replaced_only_when_recognized(tmp_path) -> None:
 def test_inside_resolves_paths(tmp_path) -> None:
     assert outputs.inside(tmp_path / "a" / ".." / "a" / "b", tmp_path / "a")
     assert not outputs.inside(tmp_path / "ab", tmp_path / "a")
+
+
+def test_tuning_refuses_a_foreign_folder_before_searching(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("optuna")
+    from shift_rl import tuning
+
+    mine = tmp_path / "potential"
+    mine.mkdir()
+    (mine / "notes.md").write_text("x")
+    monkeypatch.setattr(tuning, "score", lambda *a, **k: pytest.fail("the search ran"))
+    with pytest.raises(OutputError, match=r"notes\.md"):
+        tuning.tune("potential", ["default"], trials=1, episodes=1, out_dir=tmp_path)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.md"]
+
+
+def test_tuning_writes_its_files_and_keeps_others(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("optuna")
+    from shift_rl import tuning
+
+    old = tmp_path / "potential"
+    old.mkdir()
+    (old / "params.json").write_text("{}")  # an earlier tuning, from before markers
+    (old / "README.md").write_text("why these parameters")
+    monkeypatch.setattr(tuning, "score", lambda *a, **k: 1.0)
+    tuning.tune("potential", ["default"], trials=2, episodes=1, out_dir=tmp_path)
+    assert json.loads((old / "params.json").read_text())["policy"] == "potential"
+    assert (old / "trials.csv").is_file()
+    assert (old / "README.md").read_text() == "why these parameters"
