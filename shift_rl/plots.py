@@ -153,49 +153,50 @@ def leaderboard_figure(report: EvaluationReport) -> Figure:
         left.errorbar(s["mean"], y, xerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="none",
                       ecolor="black", elinewidth=1.2, capsize=4)  # fmt: skip
         ret = summary[name]["return"]["mean"]
-        left.annotate(
-            f"{s['mean']:.2f} [{lo:.2f}, {hi:.2f}]   return {ret:.1f}",
-            (max(hi, 0.0), y), xytext=(6, 0), textcoords="offset points", va="center",
-            fontsize=9,
+        left.annotate(  # right of the oracle line, so no line crosses the text
+            f"{s['mean']:.2f} [{lo:.2f}, {hi:.2f}]; return {ret:.1f}",
+            (1.04, y), va="center", fontsize=9,
         )  # fmt: skip
     left.set_yticks(range(len(ranked)), [f"{i + 1}. {report.label(n)}" for i, n in
                                          enumerate(ranked)])  # fmt: skip
     left.set_ylim(len(ranked) - 0.5, -0.5)
-    left.axvline(1.0, color="black", ls="--", lw=1.2, label="oracle upper bound (1)")
+    left.axvline(1.0, color="black", ls="--", lw=1.2)
     left.axvline(0.0, color="#555555", lw=0.8)
     lows = [summary[n]["gap_closed"]["ci95"][0] for n in ranked]
-    left.set_xlim(min(0.0, *lows) - 0.05, 1.6)
-    left.set_xlabel("gap closed: (return − static) / (oracle − static)")
+    left.set_xlim(min(0.0, *lows) - 0.05, 1.85)
+    left.set_xlabel("gap closed: (return − static) / (oracle − static); dashed: the oracle bound")
     left.set_title("Ranking by gap closed (mean, 95 % CI)", fontsize=11)
-    left.legend(loc="lower right", fontsize=8, frameon=False)
+    left.set_xticks([t for t in left.get_xticks() if left.get_xlim()[0] <= t <= 1.0])
     _style(left)
     # paired differences against the first policy
     first = report.label(report.policies[0])
     shades = {"beats": "#2ca02c", "loses to": "#d62728"}
+    ends = [0.0]
     for y, name in enumerate(others):
         s = d["differences"][name]["return"]
         if s["mean"] is None:
             continue
         lo, hi = s["ci95"]
+        ends += [lo, hi]
         v = verdicts.get(name)
         outcome = v.outcome if v is not None else "no significant difference from"
         c = shades.get(outcome, "#7f7f7f")
         right.errorbar(s["mean"], y, xerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="o", ms=6,
                        color=c, ecolor=c, elinewidth=2, capsize=4)  # fmt: skip
+        word = {"no significant difference from": "no significant difference"}.get(
+            outcome, outcome.replace(" to", "")
+        )
         right.annotate(
-            f"{outcome.replace('no significant difference from', 'no sig. difference')} "
-            f"({s['mean']:+.2f})",
-            (hi, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=9,
+            f"{word}: {s['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]",
+            (hi, y), xytext=(8, 0), textcoords="offset points", va="center", fontsize=9,
         )  # fmt: skip
     right.set_yticks(range(len(others)), [f"vs {report.label(n)}" for n in others])
     right.set_ylim(len(others) - 0.5, -0.5)
     right.axvline(0.0, color="black", lw=1)
-    lim = max([1e-9, *(abs(x) for n in others for x in d["differences"][n]["return"]["ci95"]
-                       if x is not None)])  # fmt: skip
-    right.set_xlim(-1.15 * lim, 2.2 * lim)
+    span = max(ends) - min(ends) or 1.0
+    right.set_xlim(min(ends) - 0.08 * span, max(ends) + 0.75 * span)  # room for the words
     right.set_xlabel(f"paired difference in return per episode: {first} − other")
-    right.set_title(f"{first} against each policy (mean, 95 % CI; > 0: {first} better)",
-                    fontsize=11)  # fmt: skip
+    right.set_title(f"Paired difference {first} − other in return (95 % CI)", fontsize=11)
     _style(right)
     fig.suptitle(f"Leaderboard\n{_where(report)}", fontsize=13)
     return fig
