@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from shift_rl.config import ConfigError, load_train_config, train_config_from_dict
-from shift_rl.outputs import OutputError
+from shift_rl.outputs import OutputError, shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{trained} in {result.seconds / 60:.1f} min ({result.steps_per_second:,.0f} env "
         f"steps/s); total wall time with the evaluation {wall / 60:.1f} min"
     )
-    print(f"run folder {result.run_dir}/: policy in {result.export_dir}/, TensorBoard logs in tb/")
+    run, policy = shown(result.run_dir), shown(result.export_dir)
+    print(f"run folder {run}/: the policy in {policy}/, TensorBoard logs in {run}/tb/")
     print(
-        f"release it (maintainers): python scripts/export.py --model {result.run_dir} "
+        f"release it (maintainers only): python scripts/export.py --model {run} "
         f"--out agents/{cfg.run_name} --release"
     )
     return 0

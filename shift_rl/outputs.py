@@ -277,6 +277,15 @@ def json_with_keys(keys: Iterable[str]) -> Callable[[Path], bool]:
     return recognize
 
 
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as a user would type it: relative to the working directory when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """Whether ``path`` is ``folder`` or lies under it (symbolic links resolved)."""
     p, f = Path(path).resolve(), Path(folder).resolve()
@@ -294,5 +303,6 @@ __all__ = [
     "claim_dir",
     "inside",
     "json_with_keys",
+    "shown",
     "write_file",
 ]

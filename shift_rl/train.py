@@ -379,13 +379,15 @@ def describe_run(
     cfg: TrainConfig, folder: Path, scenario: ScenarioConfig, resume: Path | None = None
 ) -> str:
     """The header a run prints before it trains: what, where, how long, how it is judged."""
+    from shift_rl.outputs import shown
+
     ev = cfg.evaluation
     per_episode = cfg.n_envs * scenario.episode_ticks
     lines = [
         f"Training {cfg.algo} on scenario {scenario.name!r} "
         f"({len(scenario.modules)} modules, {scenario.episode_ticks} ticks per episode)",
         f"  run name     {cfg.run_name}",
-        f"  run folder   {folder}/  (checkpoints, TensorBoard logs, config, export in "
+        f"  run folder   {shown(folder)}/  (checkpoints, TensorBoard logs, config, export in "
         f"{POLICY_DIR}/)",
         f"  timesteps    {cfg.total_timesteps:,} env steps = {cfg.n_envs} envs x "
         f"{cfg.total_timesteps // per_episode:,} episodes (vec_env {cfg.vec_env})",
@@ -436,7 +438,7 @@ def train(
     (one entry per invocation), ``checkpoints/``, ``tb/`` and the export ``policy/`` with its
     model card. It must pass :func:`check_run_folder`. ``agents/`` is never written.
     """
-    from shift_rl.outputs import claim_dir
+    from shift_rl.outputs import claim_dir, shown
 
     torch.set_num_threads(cfg.torch_threads)
     scenario = load_scenario(cfg.scenario)
@@ -493,7 +495,7 @@ def train(
                 file=sys.stderr,
                 flush=True,
             )
-        report = evaluate([str(export_dir), *ev.baselines], scenario, ev.episodes, ev.seed)
+        report = evaluate([shown(export_dir), *ev.baselines], scenario, ev.episodes, ev.seed)
     trained = int(model.num_timesteps) - done
     rate = max(trained, 0) / max(seconds, 1e-9)
     result = TrainResult(
