@@ -349,7 +349,7 @@ def check_run_folder(folder: Path, resume: Path | None = None) -> None:
     checkpoints of another run (resume that one, or choose another folder).
     """
     from shift_rl.export import RELEASES_DIR
-    from shift_rl.outputs import OutputError, check_dir, inside
+    from shift_rl.outputs import OutputError, check_dir, inside, shown
 
     if inside(folder, RELEASES_DIR):
         raise OutputError(
@@ -362,9 +362,9 @@ def check_run_folder(folder: Path, resume: Path | None = None) -> None:
     if resume is None and found:
         last = found[-1].parent
         raise OutputError(
-            f"run folder {str(folder)!r} already holds a run (checkpoints up to {last.name}); "
-            f"continue it with --resume {last}, or train into another folder with --out DIR "
-            "or --set run_name=NAME"
+            f"run folder {shown(folder)!r} already holds a run (checkpoints up to "
+            f"{last.name}); continue it with --resume {shown(last)}, or train into another "
+            "folder with --out DIR or --set run_name=NAME"
         )
     check_dir(folder / POLICY_DIR, "policy export", legacy=_previous_export)
 
@@ -390,7 +390,7 @@ def describe_run(
         f"  run folder   {shown(folder)}/  (checkpoints, TensorBoard logs, config, export in "
         f"{POLICY_DIR}/)",
         f"  timesteps    {cfg.total_timesteps:,} env steps = {cfg.n_envs} envs x "
-        f"{cfg.total_timesteps // per_episode:,} episodes (vec_env {cfg.vec_env})",
+        f"{cfg.total_timesteps // per_episode:,} episodes each (vec_env {cfg.vec_env})",
         f"  seed         {cfg.seed} (training episodes from seed {TRAIN_SEED_BASE:,}, "
         f"validation from {VALIDATION_SEED_BASE:,})",
         f"  evaluation   {ev.episodes} paired held-out episodes, seeds {ev.seed}.."
