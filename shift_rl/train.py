@@ -162,9 +162,10 @@ class PeriodicEvaluation(BaseCallback):
 class TrainingProgress(BaseCallback):
     """Steps done, elapsed time and time left, on stderr.
 
-    On a terminal a tqdm bar (``elapsed<left``); otherwise (a log file, a pipe) one line per
-    tenth of the run, so a redirected log stays readable. The time left is extrapolated from
-    the steps/s so far; it does not include the final evaluation, which the run announces.
+    On a terminal a tqdm bar (steps, elapsed, time left, steps/s); otherwise (a log file, a
+    pipe) one line per tenth of the run, so a redirected log stays readable. The time left is
+    extrapolated from the steps/s so far; it does not include the final evaluation, which the
+    run announces.
     """
 
     def __init__(self, total: int, stream: Any = None, tty: bool | None = None) -> None:
@@ -184,9 +185,14 @@ class TrainingProgress(BaseCallback):
         if self.tty:
             from tqdm import tqdm
 
+            try:  # a terminal that reports no size (0 columns) would get an empty bar
+                sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+            except (OSError, ValueError, AttributeError):
+                sized = False
             self.bar = tqdm(
                 total=self.total, unit=" steps", unit_scale=True, file=self.stream,
-                dynamic_ncols=True, smoothing=0.05,
+                dynamic_ncols=sized, ncols=None if sized else 100, nrows=None if sized else 24,
+                smoothing=0.05,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed} elapsed, "
                 "{remaining} left, {rate_fmt}]",
             )  # fmt: skip
