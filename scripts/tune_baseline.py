@@ -3,7 +3,9 @@
     python scripts/tune_baseline.py --policy potential --trials 60
 
 Writes agents/<policy>/params.json (the chosen parameters and the search record) and
-agents/<policy>/trials.csv; the policy names use those parameters by default afterwards.
+agents/<policy>/trials.csv; the policy names use those parameters by default afterwards. (A
+maintainer's command: those files ship with the project. The folder must be new or hold earlier
+tuned parameters; other files in it stay.)
 A trial's episodes fan out with --workers N (processes), --ray (a local Ray) or
 --ray-address ADDR (a Ray cluster); the chosen parameters are the same.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from shift_rl.agents import TUNED_DIR
 from shift_rl.config import ConfigError
 from shift_rl.distributed import DistributedError, add_cli_flags, cli_ray_address, cli_workers
+from shift_rl.outputs import OutputError
 from shift_rl.tuning import SEARCH_SPACES, tune
 
 
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             args.policy, args.scenarios.split(","), args.trials, args.episodes, args.seed,
             out_dir=args.out_dir, workers=cli_workers(args), ray_address=cli_ray_address(args),
         )  # fmt: skip
-    except (ConfigError, DistributedError) as err:
+    except (ConfigError, DistributedError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(

@@ -16,6 +16,7 @@ import difflib
 import itertools
 import json
 import os
+import re
 import types
 from collections import Counter
 from collections.abc import Sequence
@@ -833,7 +834,9 @@ class TrainEvalConfig(_Model):
 class TrainConfig(_Model):
     """A training run: scenario, algorithm, network, PPO settings, evaluation, checkpoints."""
 
-    run_name: str = Field("ppo-default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    run_name: str = Field(
+        "ppo-default", description="folder name of the run under runs/ (a plain name)"
+    )
     scenario: str = Field("default", description="scenario name or YAML path")
     algo: Literal["ppo", "maskable_ppo"] = "maskable_ppo"
     total_timesteps: PosInt = 576_000
@@ -853,6 +856,16 @@ class TrainConfig(_Model):
     network: NetworkConfig = NetworkConfig()
     randomization: RandomizationConfig = RandomizationConfig()
     evaluation: TrainEvalConfig = TrainEvalConfig()
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", value) or len(value) > 100:
+            raise ValueError(
+                "must be a plain folder name: letters, digits, underscores, hyphens and dots, "
+                "not starting with a dot, no path separator, at most 100 characters"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

@@ -174,5 +174,12 @@ class ResourceShiftEnv(gym.Env):
             )
         if self._last is not None:
             s = self._last.shift[0]
-            lines.append(f"last shift: {s[3]} units of {kinds[s[2]]} from {s[0]} to {s[1]}")
+            if s[3] > 0:
+                names = self.module_names
+                last = f"{s[3]} units of {kinds[s[2]]} from {names[s[0]]} to {names[s[1]]}"
+            elif self._last.invalid[0]:
+                last = "none (the guard turned the proposal into a no-op)"
+            else:
+                last = "none (no shift proposed)"
+            lines.append(f"last shift: {last}")
         return "\n".join(lines)

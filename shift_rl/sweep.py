@@ -24,8 +24,9 @@ hyperparameters. Each trial (configuration x seed) is one ``train()`` run whose 
 validation (the ``eval/policy/*`` numbers the training callback computes on validation
 seeds) is reported to Tune; ASHA stops the trials whose metric trails at its rungs
 (measured in environment steps). A trial keeps everything in its own folder under the
-sweep's folder (``<sweep>/<trial>/``: ``run/`` with TensorBoard logs and checkpoints,
-``policy/`` with the export, ``validation.jsonl``, ``trial.json``); nothing goes to
+sweep's folder (``<sweep>/<trial>/``: ``run/``, the trial's run folder with TensorBoard
+logs, checkpoints and the export in ``run/policy/``, ``validation.jsonl``, ``trial.json``);
+nothing goes to
 ``agents/``. An interrupted sweep resumes with ``resume=True``: finished trials stay
 finished and unfinished ones continue from their last training checkpoint. The results
 table (``results.md`` and ``results.json``) names the best configuration and the spread of
@@ -367,11 +368,10 @@ def run_trial(config: dict[str, Any]) -> None:
 
     result = train(
         cfg,
-        out=folder / "policy",
+        out=folder / "run",
         resume=resume,
         progress=False,
         evaluate_at_end=False,
-        run_dir=folder / "run",
         on_validation=report,
     )
     info = {

@@ -30,6 +30,7 @@ from shift_rl.config import ScenarioConfig, load_scenario
 from shift_rl.distributed import FanOut
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import run_episode
+from shift_rl.outputs import check_dir, claim_dir
 from shift_rl.seeds import TRAIN_SEED_BASE
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def tune(
 
     if name not in SEARCH_SPACES:
         raise ValueError(f"no search space for {name!r}; tunable: {sorted(SEARCH_SPACES)}")
+    check_dir(out_dir / name, TUNED_KIND, legacy=_previous_tuning)  # before the search runs
     configs = [load_scenario(s) for s in scenarios]
     seeds = [TRAIN_SEED_BASE + i for i in range(episodes)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -156,18 +158,21 @@ def tune(
             f"python {platform.python_version()}",
         },
     }
-    folder = out_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "params.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    folder = claim_dir(out_dir / name, TUNED_KIND, legacy=_previous_tuning)
+    folder.write_text("params.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     keys = sorted({k for t in study.trials for k in t.params})
     rows = ["trial,value," + ",".join(keys)]
     for t in study.trials:
         rows.append(f"{t.number},{t.value}," + ",".join(str(t.params.get(k, "")) for k in keys))
-    _atomic_write(folder / "trials.csv", "\n".join(rows) + "\n")
+    folder.write_text("trials.csv", "\n".join(rows) + "\n")
     return record
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+TUNED_KIND = "tuned parameters"
+
+
+def _previous_tuning(folder: Path) -> list[str] | None:
+    """A folder of tuned parameters written before output markers: its params.json."""
+    if (folder / "params.json").is_file():
+        return [n for n in ("params.json", "trials.csv") if (folder / n).is_file()]
+    return None

@@ -88,7 +88,7 @@ def test_smoke_sweep_runs_two_trials_writes_their_folders_and_resumes(tmp_path) 
         assert (folder / "run" / "tb").is_dir()
         assert t["validations"] >= 1 and t["final"] is not None
         if t["status"] == "complete":
-            assert (folder / "policy" / "policy.json").is_file()
+            assert (folder / "run" / "policy" / "policy.json").is_file()
             assert t["timesteps"] == 2880 and t["validations"] == 2
     best = res["best"]
     assert best is not None and best["seeds"] == [0]
