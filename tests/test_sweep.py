@@ -99,7 +99,7 @@ def test_a_resumed_run_reports_each_validation_once(tmp_path) -> None:
         "checkpoint_every=480", "evaluation.every_timesteps=240", "evaluation.episodes_during=1",
     ])  # fmt: skip
     seen: list[int] = []
-    run = dict(out=tmp_path / "p", run_dir=tmp_path / "run", progress=False, evaluate_at_end=False)
+    run = dict(out=tmp_path / "run", progress=False, evaluate_at_end=False)
     half = train(cfg.model_copy(update={"total_timesteps": 480}), **run,
                  on_validation=lambda t, m: seen.append(t))  # fmt: skip
     ckpt = half.run_dir / "checkpoints" / "step_000000480"
