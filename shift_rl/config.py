@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from shift_rl.archetypes import expand_scenario
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = PROJECT_ROOT / "configs" / "scenarios"
 
@@ -647,7 +649,9 @@ def scenario_from_dict(
             f"invalid scenario {source}: the top level must be a mapping of scenario fields "
             f"(name, resources, modules, ...), got {got}"
         )
-    data = dict(data)
+    data, problems = expand_scenario(dict(data), ModuleConfig, _error_lines)  # archetypes.py
+    if problems:
+        raise ConfigError(_format_errors(problems, source))
     demand = data.get("demand")
     trace = demand.get("trace") if isinstance(demand, dict) else None
     written = trace.get("path") if isinstance(trace, dict) else None
