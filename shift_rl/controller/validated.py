@@ -36,11 +36,25 @@ class ValidatedBackend:
         self.params = backend.params
         self.rejected: dict[str, int] = {}
         self.last_report: TelemetryReport | None = None
+        self._changes = 0  # moves and intervals through this wrapper
+        self._cached: tuple[tuple[int, int], Telemetry] | None = None
 
     def _count(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + n
 
     def telemetry(self) -> Telemetry:
+        """The backend's telemetry, validated. Telemetry describes an interval and the
+        allocation: it changes when an interval passes or units move, so between those it is
+        validated once and served again (the controller reads it at the end of an interval
+        and again when it decides at the start of the next)."""
+        key = (int(self.backend.tick), self._changes)
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        tel = self._validated()
+        self._cached = (key, tel)
+        return tel
+
+    def _validated(self) -> Telemetry:
         p = self.params
         self.last_report = None
         try:
@@ -62,9 +76,11 @@ class ValidatedBackend:
         return rows
 
     def move(self, src: int, dst: int, kind: int, units: int) -> int:
+        self._changes += 1  # whatever happens: a failed move may have moved units
         return self.backend.move(src, dst, kind, units)
 
     def advance(self) -> None:
+        self._changes += 1
         self.backend.advance()
 
     def __getattr__(self, name: str) -> Any:  # done, close, sim, ... of the real backend
