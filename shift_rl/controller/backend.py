@@ -38,6 +38,26 @@ class BackendStateError(ValueError):
     """A backend's saved state cannot be trusted; the message names the file and the reason."""
 
 
+def read_backend_state(
+    state_dir: Path, identity: dict, what: str, expect: dict | None = None,
+    meta_fields: dict[str, str] | None = None,
+) -> tuple[dict, dict[str, np.ndarray]] | None:  # fmt: skip
+    """A backend's saved state, or None when there is none; :class:`BackendStateError` when it
+    cannot be read or belongs to another backend (``identity``: the meta it must carry, e.g.
+    scenario fingerprint and seed)."""
+    fields = {"backend": "str", "fingerprint": "str", **(meta_fields or {})}
+    try:
+        saved = read_state(state_dir, expect, meta_fields=fields)
+    except StateFileError as err:
+        raise BackendStateError(str(err)) from None
+    if saved is not None and {k: saved[0].get(k) for k in identity} != identity:
+        raise BackendStateError(
+            f"{state_dir / STATE_FILE}: the saved {what} ran {saved[0]} but this one is "
+            f"{identity}: use the state folder of this scenario, seed and settings"
+        )
+    return saved
+
+
 @runtime_checkable
 class ResourceBackend(Protocol):
     """The resources a :class:`~shift_rl.controller.ShiftController` shifts."""
@@ -110,18 +130,10 @@ class SimulatedBackend:
     def _load(self) -> bool:
         assert self.state_dir is not None
         file = self.state_dir / STATE_FILE
-        try:
-            saved = read_state(self.state_dir, meta_fields={"backend": "str", "fingerprint": "str"})
-        except StateFileError as err:
-            raise BackendStateError(str(err)) from None
+        saved = read_backend_state(self.state_dir, self._meta(), "simulated backend")
         if saved is None:
             return False
-        meta, arrays = saved
-        if {k: meta.get(k) for k in self._meta()} != self._meta():
-            raise BackendStateError(
-                f"{file}: the saved simulated backend ran {meta} but this one is "
-                f"{self._meta()}: use the state folder of this scenario and seed"
-            )
+        _, arrays = saved
         try:
             load_arrays(self.sim, self._SIM_STATE, arrays, "sim.", owner=str(file))
             load_arrays(self.sim.telemetry(), self._TEL_STATE, arrays, "tel.", owner=str(file))

@@ -98,7 +98,7 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from shift_rl.config import ScenarioConfig, load_scenario
-from shift_rl.controller.backend import BackendError, BackendStateError
+from shift_rl.controller.backend import BackendError, BackendStateError, read_backend_state
 from shift_rl.controller.cgroup_child import FIELDS, LineReader, child_argv
 from shift_rl.controller.cgroups import (
     GROUP_PREFIX,
@@ -109,7 +109,7 @@ from shift_rl.controller.cgroups import (
     detect_cgroup,
     remove_stale_groups,
 )
-from shift_rl.controller.statefile import STATE_FILE, StateFileError, read_state, write_state
+from shift_rl.controller.statefile import STATE_FILE, write_state
 from shift_rl.scenario import ScenarioParams
 from shift_rl.sim.exogenous import draw_exogenous
 from shift_rl.telemetry import Telemetry
@@ -568,20 +568,11 @@ class CgroupBackend:
         assert self.state_dir is not None
         file = self.state_dir / STATE_FILE
         expect = {"alloc": self.alloc, "transit": self.transit}
-        fields = {"backend": "str", "fingerprint": "str", "t": "count", "units_moved": "count",
-                  "moves": "count"}  # fmt: skip
-        try:
-            saved = read_state(self.state_dir, expect, meta_fields=fields)
-        except StateFileError as err:
-            raise BackendStateError(str(err)) from None
+        fields = {"t": "count", "units_moved": "count", "moves": "count"}
+        saved = read_backend_state(self.state_dir, self._meta(), "cgroup backend", expect, fields)
         if saved is None:
             return False
         meta, arrays = saved
-        if {k: meta.get(k) for k in self._meta()} != self._meta():
-            raise BackendStateError(
-                f"{file}: the saved cgroup backend ran {meta} but this one is {self._meta()}: "
-                "use the state folder of this scenario, seed and clock"
-            )
         alloc, transit, p = arrays["alloc"], arrays["transit"], self.params
         if (
             (alloc < 0).any() or (transit < 0).any()
