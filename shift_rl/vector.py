@@ -17,6 +17,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from shift_rl.config import ScenarioConfig, load_scenario
+from shift_rl.env import EnvResetNeeded, check_actions
 from shift_rl.plane import PlaneBatch
 from shift_rl.seeds import draw_episode_seed
 
@@ -69,6 +70,8 @@ class ResourceShiftVectorEnv(VectorEnv):
     episode ended resets that env and ignores its action; it returns the new episode's first
     observation, reward 0, ``terminated = truncated = False`` and the reset's info
     (``episode_seed``). ``reset(options={"reset_mask": mask})`` resets only the masked envs.
+    Actions are checked as the single env checks them, batched: ``(num_envs, 3)`` integers
+    inside the space (rows being reset included), else ``ValueError``.
     ``terminated`` is always False (no terminal state); ``truncated`` at ``episode_ticks``.
 
     ## Info
@@ -125,6 +128,7 @@ class ResourceShiftVectorEnv(VectorEnv):
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._restart = np.zeros(self.num_envs, dtype=bool)  # ended last step: reset next step
         self._started = False
+        self._nvec = np.asarray(self.single_action_space.nvec, dtype=np.int64)
 
     def reset(
         self,
@@ -173,9 +177,9 @@ class ResourceShiftVectorEnv(VectorEnv):
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._started:
-            raise RuntimeError("call reset() before step()")
+            raise EnvResetNeeded("step() called before reset(): call reset() first")
         n = self.num_envs
-        actions = np.asarray(actions, dtype=np.int64).reshape(n, 3)
+        actions = check_actions(actions, self._nvec, (n, 3))
         restart = self._restart
         terminated = np.zeros(n, dtype=bool)
         if restart.all():  # every episode ended: the whole step is a reset
