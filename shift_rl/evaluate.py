@@ -7,6 +7,12 @@ every episode (listed or not) because *gap closed* needs them:
 captures. Means come with 95 % confidence intervals (Student t over episodes); differences
 against the first listed policy are paired per episode.
 
+Gap closed is *undefined* in an episode where the oracle's headroom over static is below
+``GAP_MIN_HEADROOM`` per tick (a lightly loaded plane where static already serves everything):
+there is no improvement to close, and a ratio of two near-zero numbers would be noise. Such an
+episode counts as NaN, never as 0; the summary then gives ``"mean": None`` with the reason in
+``"undefined"`` (or, when only some episodes are undefined, how many in ``"undefined_episodes"``).
+
 A module-tick *violates its SLO* when the module serves less than ``SLO_TARGET`` (95 %) of
 its demand within the latency objective; ``slo_violation_ticks`` counts ticks with at least
 one violating module.
@@ -36,6 +42,8 @@ from shift_rl.runtime import PolicyFileError
 logger = logging.getLogger(__name__)
 
 SLO_TARGET = 0.95
+GAP_MIN_HEADROOM = 1e-3
+"""Oracle minus static goal attainment per tick below which gap closed is undefined."""
 METRICS = (
     "return",
     "goal_attainment",
@@ -150,6 +158,8 @@ class EvaluationReport:
     kinds: list[str]
     results: dict[str, list[EpisodeResult]]
     seconds: float = 0.0
+    ticks: int = 1
+    """Ticks per episode (what the gap-closed headroom is measured per)."""
 
     def per_episode(self, name: str, metric: str) -> np.ndarray:
         res = self.results[name]
@@ -157,9 +167,7 @@ class EvaluationReport:
             static = np.array([r.ret for r in self.results["static"]])
             oracle = np.array([r.ret for r in self.results["oracle"]])
             ret = np.array([r.ret for r in res])
-            span = oracle - static
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(np.abs(span) > 1e-9, (ret - static) / span, np.nan)
+            return gap_closed(ret, static, oracle, self.ticks)
         key = "ret" if metric == "return" else metric
         return np.array([getattr(r, key) for r in res], dtype=np.float64)
 
@@ -184,6 +192,9 @@ class EvaluationReport:
                     m: _summary(self.per_episode(name, m) - self.per_episode(first, m))
                     for m in ("return", "goal_attainment", "gap_closed")
                 }
+        for table in (out["policies"], out["differences"]):
+            for summary in table.values():
+                _mark_undefined(summary["gap_closed"], self.episodes)
         return out
 
     def markdown(self) -> str:
@@ -192,7 +203,7 @@ class EvaluationReport:
 
         def fmt(s: dict[str, Any], digits: int) -> str:
             if s["mean"] is None:
-                return "—"
+                return "undefined" if "undefined" in s else "—"
             lo, hi = s["ci95"]
             return f"{s['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
@@ -220,7 +231,34 @@ class EvaluationReport:
                     f"| {name} | {fmt(s['return'], 2)} | {fmt(s['goal_attainment'], 4)} "
                     f"| {fmt(s['gap_closed'], 3)} |"
                 )
+        reasons = {
+            s["gap_closed"]["undefined"]
+            for s in d["policies"].values()
+            if "undefined" in s["gap_closed"]
+        }
+        lines += [f"\nGap closed is undefined: {r}" for r in sorted(reasons)]
         return "\n".join(lines)
+
+
+def gap_closed(ret: np.ndarray, static: np.ndarray, oracle: np.ndarray, ticks: int) -> np.ndarray:
+    """Per episode ``(ret - static) / (oracle - static)``; NaN (undefined, never 0) where the
+    oracle's headroom over static is below ``GAP_MIN_HEADROOM`` per tick."""
+    span = np.asarray(oracle, dtype=np.float64) - np.asarray(static, dtype=np.float64)
+    ok = np.isfinite(span) & (span > GAP_MIN_HEADROOM * max(int(ticks), 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, (np.asarray(ret) - static) / np.where(ok, span, 1.0), np.nan)
+
+
+def _mark_undefined(summary: dict[str, Any], episodes: int) -> None:
+    """Say why a gap-closed summary has no value, or how many episodes it leaves out."""
+    if summary["n"] == 0:
+        summary["undefined"] = (
+            f"the oracle's headroom over static is below {GAP_MIN_HEADROOM:g} goal attainment "
+            "per tick in every episode (static already serves about all the demand): there is "
+            "no improvement to close"
+        )
+    elif summary["n"] < episodes:
+        summary["undefined_episodes"] = episodes - summary["n"]
 
 
 def evaluate(
@@ -274,6 +312,7 @@ def evaluate(
         kinds=cfg.resource_names,
         results=results,
         seconds=time.perf_counter() - start,
+        ticks=cfg.episode_ticks,
     )
 
 
@@ -334,4 +373,11 @@ def plot(report: EvaluationReport, directory: str | os.PathLike) -> list[Path]:
     return files
 
 
-__all__ = ["EpisodeResult", "EvaluationError", "EvaluationReport", "evaluate", "plot"]
+__all__ = [
+    "EpisodeResult",
+    "EvaluationError",
+    "EvaluationReport",
+    "evaluate",
+    "gap_closed",
+    "plot",
+]
