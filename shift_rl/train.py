@@ -37,7 +37,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv
 
-from shift_rl.agents import make_policy, oracle_goal
+from shift_rl.agents import POLICIES, REFERENCES, make_policy, oracle_goal, resolve_policy
 from shift_rl.config import (
     PROJECT_ROOT,
     ConfigError,
@@ -49,6 +49,7 @@ from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import EvaluationReport, evaluate, gap_closed, run_episode
 from shift_rl.export import export_model
 from shift_rl.machine import describe
+from shift_rl.runtime import PolicyFileError
 from shift_rl.safety import GuardSettings
 from shift_rl.seeds import VALIDATION_SEED_BASE
 from shift_rl.torch_policy import ShiftActorCriticPolicy, ShiftMaskablePolicy
@@ -275,6 +276,31 @@ def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
             )
 
 
+MAX_ROLLOUT_BYTES = 4 * 2**30
+"""Most memory one rollout buffer may take (observations, actions, values, masks)."""
+
+
+def check_inputs(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
+    """Everything a run needs that the config alone cannot tell, checked before it trains: the
+    rollout buffer fits in memory and every baseline folder loads for this scenario."""
+    env = ResourceShiftEnv(scenario)
+    obs_dim = int(env.observation_space.shape[0])
+    per_sample = 4 * (obs_dim + 2 * int(env.action_space.nvec.sum()) + 8)
+    need = cfg.ppo.n_steps * cfg.n_envs * per_sample
+    if need > MAX_ROLLOUT_BYTES:
+        raise ConfigError(
+            f"ppo.n_steps: a rollout of n_steps x n_envs = {cfg.ppo.n_steps * cfg.n_envs:,} "
+            f"samples of {obs_dim} observations takes ~{need / 2**30:.1f} GiB, above the "
+            f"{MAX_ROLLOUT_BYTES // 2**30} GiB allowed"
+        )
+    for name in cfg.evaluation.baselines:
+        if name not in POLICIES and name not in REFERENCES:
+            try:
+                resolve_policy(name, env.params)
+            except PolicyFileError as err:
+                raise ConfigError(f"evaluation.baselines: {err}") from None
+
+
 def train(
     cfg: TrainConfig,
     out: Path | None = None,
@@ -286,6 +312,7 @@ def train(
     torch.set_num_threads(cfg.torch_threads)
     scenario = load_scenario(cfg.scenario)
     check_alignment(cfg, scenario)
+    check_inputs(cfg, scenario)
     run_dir = RUNS_DIR / cfg.run_name
     ckpt_dir = run_dir / "checkpoints"
     export_dir = Path(out) if out is not None else AGENTS_DIR / cfg.run_name

@@ -29,10 +29,12 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-from shift_rl.config import DemandShape
+from shift_rl.config import ConfigError, DemandShape
 from shift_rl.scenario import ScenarioParams
 
 TICKS_PER_DAY_SECONDS = 86_400.0
+MAX_DEMAND = 1e15
+"""Requests per tick above which drawn demand is refused (a trend or regime walk run away)."""
 
 
 @dataclass
@@ -163,12 +165,33 @@ def trace_demand(params: ScenarioParams, rng: np.random.Generator, n: int) -> np
     columns = tuple(tc.columns) if tc.columns else None
     series = _trace_series(tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds)
     total = series.shape[0]
-    start = int(rng.integers(total)) if tc.start_tick == "random" else tc.start_tick % total
+    if tc.start_tick != "random" and tc.start_tick >= total:
+        raise ConfigError(
+            f"demand.trace.start_tick: {tc.start_tick} is beyond the trace {tc.path!r}, which has "
+            f"{total} ticks of {cfg.tick_seconds:g} s; expected 0 .. {total - 1} or 'random'"
+        )
+    start = int(rng.integers(total)) if tc.start_tick == "random" else tc.start_tick
     window = series[(start + np.arange(n)) % total]  # wraps around: traces are a day or more
     # Peak servers the pool can give each module: the share of the scarcest kind.
     peak_servers = tc.peak_share * np.min(params.pool_units / params.units_per_server, axis=1)
     peak_requests = peak_servers / params.servers_per_request
     return window * peak_requests
+
+
+def _check_demand(demand: np.ndarray, params: ScenarioParams) -> None:
+    """Refuse demand that is not finite or beyond ``MAX_DEMAND`` (valid fields can still
+    compound: a regime walk with many large jumps over a long episode), naming the module."""
+    ok = np.isfinite(demand) & (demand <= MAX_DEMAND)
+    if ok.all():
+        return
+    i, j = (int(v) for v in np.argwhere(~ok)[0])
+    name = params.config.modules[j].name
+    raise ConfigError(
+        f"modules.{j}.demand: the demand drawn for module {name!r} reaches "
+        f"{float(demand[i, j]):.3g} requests per tick at tick {i - params.history_ticks} "
+        f"(limit {MAX_DEMAND:g}): lower its base, trend_per_day, regime or bursts, or shorten "
+        "the episode"
+    )
 
 
 def draw_exogenous(params: ScenarioParams, seed: int) -> Exogenous:
@@ -213,6 +236,7 @@ def draw_exogenous(params: ScenarioParams, seed: int) -> Exogenous:
         failures[_poisson_times(fault_rng, uf.rate_per_day / ticks_per_day, n), k] = uf.units
     failure_pick = fault_rng.random((n, r))
 
+    _check_demand(demand, params)
     return Exogenous(
         demand=np.ascontiguousarray(demand, dtype=np.float64),
         slowdown=slowdown,

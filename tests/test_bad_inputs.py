@@ -1,0 +1,321 @@
+"""Bad input never crashes, hangs or blows up memory: it ends in the project's own error,
+naming the file and the field (issue 14). One test per defect the probe found; the fuzz
+test over the same inputs is ``tests/test_fuzz_inputs.py``."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from shift_rl.config import (
+    SCENARIO_DIR,
+    TRAIN_DIR,
+    ConfigError,
+    load_scenario,
+    load_train_config,
+    scenario_from_dict,
+)
+from shift_rl.env import ResourceShiftEnv
+
+TRACE = SCENARIO_DIR.parent / "traces" / "azure_functions_2019_top6.csv.gz"
+
+
+def _default() -> dict[str, Any]:
+    return yaml.safe_load((SCENARIO_DIR / "default.yaml").read_text())
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+    node: Any = data
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return data
+
+
+def _problem(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as info:
+        scenario_from_dict(data)
+    return str(info.value)
+
+
+# --- 13: schema holes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "needle"),
+    [
+        ("reward.cost_per_unit", 1e308, "reward.cost_per_unit: must be a number >= 0 and <= 1000"),
+        ("reward.cost_per_rollback", 1e300, "reward.cost_per_rollback"),
+        ("modules.0.value", 1e308, "modules.0.value: must be a number > 0 and <= 1000000"),
+        ("modules.0.demand.base", 1e308, "modules.0.demand.base"),
+        ("modules.0.service_rate", 1e300, "modules.0.service_rate"),
+        ("episode_ticks", 10**12, "episode_ticks: must be an integer >= 1 and <= 1000000"),
+        ("resources.0.units", 2**64, "resources.0.units: must be an integer >= 1 and <= 100000"),
+        ("modules.0.units", 2**64, "modules.0.units: must be an integer >= 0 and <= 100000"),
+        ("modules.0.units_per_server", 1e-300, "modules.0.units_per_server"),
+        ("forecast.params", {"alpha": 5.0}, "forecast.params: ema: alpha must be in (0, 1]"),
+        ("forecast.params", {"nope": 1}, "forecast.params: forecaster 'ema': bad parameters"),
+        ("forecast.params", {"horizons": 10**6}, "forecast.params.horizons: 1000000 is out"),
+        ("forecast.history_ticks", 10**9, "forecast.history_ticks"),
+        ("tick_seconds", 1e-9, "tick_seconds: must be a number >= 1"),
+        ("warmup_ticks", 100, "warmup_ticks: must be an integer >= 0 and <= 24"),
+        ("modules.0.name", "x" * 10_000, "modules.0.name"),
+    ],
+)
+def test_values_that_overflowed_later_are_refused_on_load(path: str, value: Any, needle: str):
+    """These loaded, then ended in reward -inf, an oracle of NaN, MemoryError, OverflowError
+    or a forecaster's ValueError traceback; now each is one ConfigError naming its field."""
+    assert needle in _problem(_set(_default(), path, value))
+
+
+def test_forecaster_params_are_checked_with_the_scenario_tick() -> None:
+    data = _set(_default(), "forecast", {"model": "holt_winters", "params": {"smooth": 10_000}})
+    assert "forecast.params: holt_winters: smooth=10000 spans more than one season" in _problem(
+        data
+    )
+    data = _set(_default(), "forecast", {"model": "ar", "params": {"lags": 10**6}})
+    assert "forecast.params.lags: 1000000 is out of range; allowed |value| <= 1000" in _problem(
+        data
+    )
+
+
+def test_an_episode_too_big_for_memory_is_refused_naming_the_size() -> None:
+    data = _default()
+    data["modules"] = [copy.deepcopy(data["modules"][0]) | {"name": f"m{i}"} for i in range(2000)]
+    for m in data["modules"]:
+        m.update(units=0, floor=0)
+        m["demand"].pop("bursts", None)
+    data["resources"][0]["units"] = 100_000
+    data["episode_ticks"] = 20_000
+    msg = _problem(data)
+    assert "episode_ticks: one env's episode would need" in msg and "MiB" in msg
+
+
+def test_event_rates_that_would_take_hours_to_draw_are_refused() -> None:
+    data = _set(_default(), "episode_ticks", 1_000_000)
+    data["faults"] = {"slowdown": {"rate_per_day": 5000.0}}
+    assert "random events" in _problem(data)
+
+
+def test_runaway_demand_is_an_error_naming_the_module() -> None:
+    data = _set(_default(), "episode_ticks", 200_000)
+    for m in data["modules"]:
+        m["demand"].pop("bursts", None)
+        m["demand"].pop("events", None)
+    data["modules"][2]["demand"]["regime"] = {"rate_per_day": 500.0, "magnitude": 5.0}
+    env = ResourceShiftEnv(scenario_from_dict(data))
+    with pytest.raises(ConfigError, match=r"modules\.2\.demand: the demand drawn for module"):
+        env.reset(seed=0)
+
+
+def test_start_tick_beyond_the_trace_is_an_error_not_a_wrap() -> None:
+    cfg = load_scenario("trace")
+    data = cfg.model_dump(mode="json")
+    data["demand"]["trace"]["start_tick"] = 5000  # the slice has 1440 ticks
+    env = ResourceShiftEnv(scenario_from_dict(data))
+    with pytest.raises(ConfigError, match=r"demand.trace.start_tick: 5000 is beyond the trace"):
+        env.reset(seed=0)
+    data["demand"]["trace"]["start_tick"] = 1439
+    ResourceShiftEnv(scenario_from_dict(data)).reset(seed=0)
+
+
+# --- 10: resource bombs in YAML ----------------------------------------------------------------
+
+
+def _laughs(levels: int, width: int = 9) -> str:
+    """A 'billion laughs' document: ``width ** levels`` strings out of a few hundred bytes."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    """A 3 KB scenario of aliases used to hang the error formatter."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text("name: bomb\n" + _laughs(12))
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    assert time.perf_counter() - started < 5.0
+    msg = str(info.value)
+    assert str(path) in msg and "expands to more than 200,000 values" in msg
+
+
+def test_a_training_config_alias_bomb_is_refused(tmp_path: Path) -> None:
+    """A 786-byte training config used to exhaust memory (its deep copy expanded the aliases)."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_laughs(9) + "run_name: x\n")
+    assert path.stat().st_size < 1000
+    with pytest.raises(ConfigError, match="expands to more than"):
+        load_train_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("? [a, b]\n: 1\n", "found a sequence as a key"),
+        ("? {a: 1}\n: 1\n", "found a mapping as a key"),
+        ("a: &x [*x]\n", "an alias refers to a value that contains it"),
+        ("a: &x [1, {b: *x}]\n", "an alias refers to a value that contains it"),
+        ("[" * 3000 + "]" * 3000, "nested too deeply"),
+        ("name: x\n---\nname: y\n", "expected a single document"),
+        ("name: " + "9" * 5000 + "\n", "a value cannot be read"),
+        ("name: x\nfoo: !!python/object:os.system [ls]\n", "could not determine a constructor"),
+    ],
+)
+def test_malformed_yaml_is_one_config_error(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    for load in (load_scenario, load_train_config):
+        with pytest.raises(ConfigError) as info:
+            load(path)
+        assert needle in str(info.value) and str(path) in str(info.value)
+
+
+def test_encodings_bom_crlf_and_non_files(tmp_path: Path) -> None:
+    text = (SCENARIO_DIR / "default.yaml").read_text()
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert load_scenario(bom) == load_scenario("default")  # BOM and CRLF are fine
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(text.replace("description: 6", "description: \xe9 6").encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_scenario(latin)
+    big = tmp_path / "big.yaml"
+    big.write_text(text + "#" * (2 << 20))
+    with pytest.raises(ConfigError, match="is larger than 1024 KiB"):
+        load_scenario(big)
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_scenario(fifo)  # never blocks reading a pipe
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_train_config(fifo)
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_scenario(tmp_path / "dir.yaml")
+
+
+def test_yaml_dates_sets_and_bytes_are_type_errors_not_tracebacks(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("seed: 2001-01-01\nrun_name: !!binary aGVsbG8=\nppo: !!set {a, b}\n")
+    with pytest.raises(ConfigError) as info:
+        load_train_config(path)
+    msg = str(info.value)
+    assert "seed: must be an integer" in msg and "run_name" in msg and "ppo" in msg
+
+
+def test_thousands_of_errors_are_reported_briefly() -> None:
+    data = _default()
+    data["modules"] = [{"name": i} for i in range(20_000)]
+    started = time.perf_counter()
+    msg = _problem(data)
+    assert time.perf_counter() - started < 10.0
+    assert "the first 50 shown" in msg and len(msg.splitlines()) <= 52
+
+
+# --- 12: extends --------------------------------------------------------------------------------
+
+
+def test_extends_resolves_the_base_trace_against_the_base_folder(tmp_path: Path) -> None:
+    """The base's relative trace path used to be read against the child's folder, silently
+    replaying whatever file sat there."""
+    (tmp_path / "base" / "traces").mkdir(parents=True)
+    (tmp_path / "child" / "traces").mkdir(parents=True)
+    shutil.copy(TRACE, tmp_path / "base" / "traces" / "t.csv.gz")
+    decoy = tmp_path / "child" / "traces" / "t.csv.gz"
+    decoy.write_bytes(b"not the base's trace")
+    base = yaml.safe_load((SCENARIO_DIR / "trace.yaml").read_text())
+    base["demand"]["trace"]["path"] = "traces/t.csv.gz"
+    (tmp_path / "base" / "base.yaml").write_text(yaml.safe_dump(base))
+    child = tmp_path / "child" / "child.yaml"
+    child.write_text("extends: ../base/base.yaml\nname: child\n")
+    cfg = load_scenario(child)
+    assert Path(cfg.demand.trace.path) == (tmp_path / "base" / "traces" / "t.csv.gz").resolve()
+    # a child that names its own trace gets it relative to its own folder
+    child.write_text(
+        "extends: ../base/base.yaml\nname: child\ndemand: {trace: {path: traces/t.csv.gz}}\n"
+    )
+    assert Path(load_scenario(child).demand.trace.path) == decoy.resolve()
+
+
+@pytest.mark.parametrize(
+    ("base", "needle"),
+    [
+        ("- name: x\n- name: y\n", "holds a list; a base scenario must be a mapping"),
+        ("", "holds an empty document"),
+        ("'just text'", "holds a str"),
+    ],
+)
+def test_extends_of_a_base_that_is_not_a_mapping_fails(tmp_path: Path, base: str, needle: str):
+    """A base that was a YAML list used to be dropped silently."""
+    (tmp_path / "base.yaml").write_text(base)
+    child = tmp_path / "child.yaml"
+    child.write_text(yaml.safe_dump({**_default(), "extends": "base.yaml"}))
+    with pytest.raises(ConfigError) as info:
+        load_scenario(child)
+    assert needle in str(info.value) and str(child) in str(info.value)
+
+
+def test_extends_chains_and_bad_values(tmp_path: Path) -> None:
+    for i in range(20):
+        (tmp_path / f"s{i}.yaml").write_text(f"extends: s{i + 1}.yaml\n")
+    (tmp_path / "s20.yaml").write_text(yaml.safe_dump(_default()))
+    with pytest.raises(ConfigError, match="more than 16 files deep"):
+        load_scenario(tmp_path / "s0.yaml")
+    assert load_scenario(tmp_path / "s10.yaml").name == "default"
+    bad = tmp_path / "bad.yaml"
+    for value in ("[a, b]", "''", "3"):
+        bad.write_text(f"extends: {value}\n")
+        with pytest.raises(ConfigError, match="extends"):
+            load_scenario(bad)
+
+
+# --- 15: training config checked before training -----------------------------------------------
+
+
+def test_unknown_baseline_fails_on_load_not_after_training() -> None:
+    with pytest.raises(ConfigError, match=r"evaluation.baselines: unknown baseline 'nosuch'"):
+        load_train_config(None, ["evaluation.baselines=[nosuch]"])
+    assert load_train_config(None, ["evaluation.baselines=[oracle, vpa]"])
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("n_envs=100000", "n_envs: must be an integer >= 1 and <= 1024"),
+        ("network.net_arch=[8192, 8192, 8192]", "weights between its hidden layers"),
+        ("ppo.n_steps=5000000", "ppo.n_steps: a rollout of n_steps x n_envs"),
+        ("seed=-1", "seed: must be an integer >= 0"),
+        ("seed=4294967296", "seed: must be an integer >= 0 and <= 4294967295"),
+        ("total_timesteps=1e30", "total_timesteps"),
+    ],
+)
+def test_training_sizes_are_bounded(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_train_config(TRAIN_DIR / "ppo_default.yaml", [override])
+    assert needle in str(info.value)
+
+
+def test_observations_stay_finite_at_the_bounds() -> None:
+    """The largest values the schema allows still give finite rewards and observations."""
+    data = _set(_default(), "reward", {"cost_per_unit": 1000.0, "cost_per_rollback": 1000.0})
+    data["episode_ticks"] = 30
+    for m in data["modules"]:
+        m["value"] = 1e6
+        m["demand"]["base"] = 1e12
+    env = ResourceShiftEnv(scenario_from_dict(data))
+    obs, _ = env.reset(seed=0)
+    for _ in range(30):
+        obs, reward, *_ = env.step(env.action_space.sample())
+        assert np.isfinite(reward) and np.isfinite(obs).all()
