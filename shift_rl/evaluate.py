@@ -38,6 +38,7 @@ from shift_rl.agents import Policy, oracle_goal, resolve_policy
 from shift_rl.config import ScenarioConfig, load_scenario, with_trace
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.runtime import PolicyFileError
+from shift_rl.sim.exogenous import trace_quality
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class EvaluationReport:
     seconds: float = 0.0
     ticks: int = 1
     """Ticks per episode (what the gap-closed headroom is measured per)."""
+    trace_quality: dict[str, Any] | None = None
+    """For a replayed trace: its series and the ticks filled in each (missing rows, samples)."""
 
     def per_episode(self, name: str, metric: str) -> np.ndarray:
         res = self.results[name]
@@ -185,6 +188,8 @@ class EvaluationReport:
             "paired_against": first,
             "differences": {},
         }
+        if self.trace_quality is not None:
+            out["trace_quality"] = self.trace_quality
         for name in self.results:
             out["policies"][name] = {m: _summary(self.per_episode(name, m)) for m in METRICS}
             if name != first:
@@ -237,6 +242,16 @@ class EvaluationReport:
             if "undefined" in s["gap_closed"]
         }
         lines += [f"\nGap closed is undefined: {r}" for r in sorted(reasons)]
+        q = self.trace_quality
+        if q is not None and any(q["filled_ticks"]):
+            filled = ", ".join(
+                f"{c} {n} ({100 * n / q['ticks']:.1f} %)"
+                for c, n in zip(q["columns"], q["filled_ticks"], strict=True)
+                if n
+            )
+            lines.append(
+                f"\nTrace {q['path']}: ticks filled by interpolation (of {q['ticks']}): {filled}"
+            )
         return "\n".join(lines)
 
 
@@ -286,6 +301,7 @@ def evaluate(
     for name in everything:  # fail fast, before any episode runs
         if name != "oracle":
             load_any_policy(name, env)
+    quality = trace_quality(env.params)  # loads the trace: a bad one fails here, once
     start = time.perf_counter()
     chunks = max(1, min(episodes, workers))
     parts = [list(range(episodes))[k::chunks] for k in range(chunks)]
@@ -313,6 +329,7 @@ def evaluate(
         results=results,
         seconds=time.perf_counter() - start,
         ticks=cfg.episode_ticks,
+        trace_quality=quality,
     )
 
 

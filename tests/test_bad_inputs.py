@@ -5,6 +5,8 @@ test over the same inputs is ``tests/test_fuzz_inputs.py``."""
 from __future__ import annotations
 
 import copy
+import gzip
+import logging
 import os
 import shutil
 import time
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from shift_rl import traces
 from shift_rl.config import (
     SCENARIO_DIR,
     TRAIN_DIR,
@@ -24,6 +27,8 @@ from shift_rl.config import (
     scenario_from_dict,
 )
 from shift_rl.env import ResourceShiftEnv
+from shift_rl.evaluate import evaluate
+from shift_rl.traces import TraceError, load_trace
 
 TRACE = SCENARIO_DIR.parent / "traces" / "azure_functions_2019_top6.csv.gz"
 
@@ -319,3 +324,136 @@ def test_observations_stay_finite_at_the_bounds() -> None:
     for _ in range(30):
         obs, reward, *_ = env.step(env.action_space.sample())
         assert np.isfinite(reward) and np.isfinite(obs).all()
+
+
+# --- 14: real traces as they come ---------------------------------------------------------------
+
+
+def _csv(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_series_named_by_numbers_load(tmp_path: Path) -> None:
+    """VM ids as series names used to be read as 'line 1 looks like data'."""
+    trace = load_trace(_csv(tmp_path, "step,1633748,223811\n0,1,2\n1,3,4\n2,5,6\n"))
+    assert trace.columns == ("1633748", "223811")
+    assert trace.select(["223811"], 1).values[:, 0].tolist() == [2, 4, 6]
+    with pytest.raises(TraceError, match="a series is named '223811': quote the name"):
+        trace.select([223811], 1)
+    with pytest.raises(TraceError, match="looks like data"):
+        load_trace(_csv(tmp_path, "0,1633748,223811\n1,3,4\n2,5,6\n"))
+
+
+def test_a_time_column_mixing_timestamps_and_ticks_says_so(tmp_path: Path) -> None:
+    """It used to say 'goes back' (numpy read the integer as a year)."""
+    text = "time,a\n2020-01-01 00:00:00,1\n2020-01-01 00:01:00,2\n5,3\n"
+    with pytest.raises(TraceError) as info:
+        load_trace(_csv(tmp_path, text))
+    msg = str(info.value)
+    assert "line 4, column 1 ('time'): '5' is an integer tick index" in msg
+    assert "one kind of time" in msg and "goes back" not in msg
+    with pytest.raises(TraceError, match="is a timestamp, but the first data row's '0'"):
+        load_trace(_csv(tmp_path, "tick,a\n0,1\n1,2\n2020-01-01 00:00:00,3\n"))
+
+
+def test_a_vm_trace_with_a_few_empty_cells_loads_and_reports_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """30 days of 10-minute samples, 0.2 % of the cells empty (in used and unused series): it
+    used to be refused as 'missing value (empty cell)'; now the gaps are interpolated and
+    counted, and only a series missing most of its samples is refused, when it is used."""
+    rng = np.random.default_rng(0)
+    ticks, names = 30 * 144, ["1633748", "223811", "90210", "77"]
+    values = rng.uniform(1, 100, (ticks, len(names))).round(1)
+    text = values.astype(str).tolist()
+    holes = rng.random((ticks, 3)) < 0.002
+    for i, j in zip(*np.nonzero(holes), strict=True):
+        text[i][j] = ""
+    for i in range(ticks):
+        if i % 3:
+            text[i][3] = ""  # series "77" misses two samples in three
+    body = "\n".join(f"{i},{','.join(row)}" for i, row in enumerate(text))
+    path = _csv(tmp_path, "tick," + ",".join(names) + "\n" + body + "\n", "vm.csv.gz")
+    with caplog.at_level(logging.WARNING, logger="shift_rl.traces"):
+        trace = load_trace(path)
+    assert "missing sample(s)" in caplog.text
+    assert trace.missing[:3] == tuple(int(c) for c in holes.sum(axis=0))
+    assert np.isfinite(trace.values).all()
+    used = trace.select(["90210", "1633748"], 2)
+    assert used.missing == (trace.missing[2], trace.missing[0])
+    with pytest.raises(TraceError) as info:
+        trace.select(["77"], 1)
+    assert f"{trace.missing[3]:,} of its {ticks:,} ticks are missing (66.7 %)" in str(info.value)
+    # through a scenario: a trace with holes replays, the holes counted in the report
+    data = load_scenario("trace").model_dump(mode="json")
+    data["demand"]["trace"] = {"path": str(path), "columns": ["90210", "1633748", "223811"]}
+    data["modules"] = data["modules"][:3]
+    data["modules"][0]["units"] = 24
+    rep = evaluate(["static"], scenario_from_dict(data), episodes=1, seed=0)
+    quality = rep.to_dict()["trace_quality"]
+    assert quality["columns"] == ["90210", "1633748", "223811"]
+    assert quality["filled_ticks"] == [trace.missing[2], trace.missing[0], trace.missing[1]]
+
+
+def test_a_trace_whose_time_jumps_far_is_refused_before_allocating(tmp_path: Path) -> None:
+    """A 118-byte trace (ticks 0-4, then 1e9) used to ask for 7.45 GiB."""
+    path = _csv(tmp_path, "tick,a,b\n0,1,2\n1,1,2\n2,1,2\n3,1,2\n4,1,2\n1000000000,1,2\n")
+    assert path.stat().st_size < 120
+    started = time.perf_counter()
+    with pytest.raises(TraceError) as info:
+        load_trace(path)
+    assert time.perf_counter() - started < 2.0
+    assert "are missing (largest gap: 999,999,995 ticks after line 6)" in str(info.value)
+
+
+def test_a_gzip_bomb_stops_at_the_size_limit(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(traces, "MAX_TRACE_BYTES", 1 << 20)
+    path = tmp_path / "bomb.csv.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"tick,a\n")
+        f.write(b"\n" * (8 << 20))  # blank lines: no cell ever counts against the value limit
+    assert path.stat().st_size < 50_000
+    with pytest.raises(TraceError, match="more than 1 MiB of text"):
+        load_trace(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("tick,a\n0,1\n1,2\n" + "9" * 5000 + ",3\n", "characters); expected an integer tick"),
+        ("tick,a\n0,1\n1,2\n99999999999999999999,3\n", "out of range"),
+        ("time,a\n2020-01-01 00:00,1\n" + "2" * 100_000 + ",3\n", "expected a timestamp"),
+        ("tick,a\n0,1\n1," + "1" * 400 + "\n", "is not finite"),
+        ("tick,a\n0,1\n1,2\x00\n", "'2\\x00' is not a number"),
+        ("tick,a\n0,1\n1,0x10\n", "'0x10' is not a number"),
+        (
+            "tick," + ",".join(f"s{i}" for i in range(100_001)) + "\n0," + "1," * 100_000 + "1\n",
+            "at most 100,000 are allowed",
+        ),
+    ],
+)
+def test_odd_cells_end_in_a_trace_error(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(TraceError) as info:
+        load_trace(_csv(tmp_path, text))
+    assert needle in str(info.value) and "t.csv" in str(info.value)
+
+
+def test_trace_encodings_and_non_files(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(b"\xef\xbb\xbftick,a\r\n0,1\r\n1,2\r\n")
+    assert load_trace(path).values[:, 0].tolist() == [1, 2]
+    path.write_bytes("tick,a\n0,1\n1,2\n".encode("utf-16"))
+    with pytest.raises(TraceError, match="not UTF-8"):
+        load_trace(path)
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(TraceError, match="is not a regular file"):
+        load_trace(tmp_path / "dir.csv")
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(TraceError, match="is not a regular file"):
+        load_trace(fifo)

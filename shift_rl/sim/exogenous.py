@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -146,15 +147,39 @@ def _trace_series(
     count: int,
     tick_seconds: float,
     step_seconds: float | None,
-) -> np.ndarray:
-    """A trace's chosen series on the tick grid, each scaled to peak 1 (cached per process)."""
+) -> tuple[np.ndarray, dict[str, object]]:
+    """A trace's chosen series on the tick grid, each scaled to peak 1 (cached per process),
+    and what had to be filled in them (:func:`trace_quality`)."""
     from shift_rl.traces import load_trace
 
     trace = load_trace(path)
     if step_seconds is not None and trace.step_seconds is None:
         trace = replace(trace, step_seconds=step_seconds)
     trace = trace.resample(tick_seconds).select(list(columns) if columns else None, count)
-    return trace.values / trace.values.max(axis=0, keepdims=True)
+    quality = {
+        "path": Path(path).name,
+        "columns": list(trace.columns),
+        "ticks": trace.loaded_ticks,
+        "missing_rows": trace.filled_gaps,
+        "filled_ticks": list(trace.missing),
+    }
+    return trace.values / trace.values.max(axis=0, keepdims=True), quality
+
+
+def _series_of(params: ScenarioParams) -> tuple[np.ndarray, dict[str, object]]:
+    cfg = params.config
+    tc = cfg.demand.trace
+    assert tc is not None
+    columns = tuple(tc.columns) if tc.columns else None
+    return _trace_series(tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds)
+
+
+def trace_quality(params: ScenarioParams) -> dict[str, object] | None:
+    """For a scenario replaying a trace: the series used and, per series, how many ticks of the
+    loaded file were filled (missing rows and samples, interpolated); ``None`` without one."""
+    if params.config.demand.trace is None:
+        return None
+    return dict(_series_of(params)[1])
 
 
 def trace_demand(params: ScenarioParams, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -162,8 +187,7 @@ def trace_demand(params: ScenarioParams, rng: np.random.Generator, n: int) -> np
     cfg = params.config
     tc = cfg.demand.trace
     assert tc is not None
-    columns = tuple(tc.columns) if tc.columns else None
-    series = _trace_series(tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds)
+    series = _series_of(params)[0]
     total = series.shape[0]
     if tc.start_tick != "random" and tc.start_tick >= total:
         raise ConfigError(
