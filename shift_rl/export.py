@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from shift_rl.runtime import FORMAT_VERSION, ONNX, POLICY_JSON, WEIGHTS
+from shift_rl.runtime import FORMAT_VERSION, KIND, ONNX, POLICY_JSON, WEIGHTS, spec_digest
 
 
 def _atomic_dir(out: Path, files: dict[str, bytes]) -> None:
@@ -74,7 +74,7 @@ def export_model(
     nvec = [int(n) for n in model.action_space.nvec]
     spec = {
         "format_version": FORMAT_VERSION,
-        "kind": "mlp-multidiscrete-actor",
+        "kind": KIND,
         "observation": {
             "names": list(observation_names),
             "low": [float(v) for v in observation_low],
@@ -92,6 +92,7 @@ def export_model(
         "training": training,
         "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
     }
+    spec["spec_sha256"] = spec_digest(spec)  # covers policy.json itself, file hashes included
     files[POLICY_JSON] = (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()
     out_path = Path(out)
     _atomic_dir(out_path, files)

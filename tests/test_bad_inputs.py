@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import copy
 import gzip
+import hashlib
+import io
+import json
 import logging
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ import pytest
 import yaml
 
 from shift_rl import traces
+from shift_rl.agents import resolve_policy
 from shift_rl.config import (
     SCENARIO_DIR,
     TRAIN_DIR,
@@ -28,6 +33,7 @@ from shift_rl.config import (
 )
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import evaluate
+from shift_rl.runtime import PolicyFileError, load_policy, spec_digest
 from shift_rl.traces import TraceError, load_trace
 
 TRACE = SCENARIO_DIR.parent / "traces" / "azure_functions_2019_top6.csv.gz"
@@ -457,3 +463,208 @@ def test_trace_encodings_and_non_files(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(TraceError, match="is not a regular file"):
         load_trace(fifo)
+
+
+# --- 9 and 10: policy folders -------------------------------------------------------------------
+
+SHIPPED_POLICY = SCENARIO_DIR.parents[1] / "agents" / "ppo-default"
+
+
+@pytest.fixture(scope="module")
+def v2_policy(tmp_path_factory) -> Path:
+    """A format-2 export of an (untrained) PPO actor for the default scenario."""
+    from stable_baselines3 import PPO
+
+    from shift_rl.train import export_trained
+
+    env = ResourceShiftEnv("default")
+    model = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")
+    cfg = load_train_config(None, ["run_name=v2", "algo=ppo", "network.net_arch=[16]"])
+    out = tmp_path_factory.mktemp("v2") / "p"
+    export_trained(model, cfg, load_scenario("default"), out)
+    return out
+
+
+def _edited(src: Path, dest: Path, edit, rehash: bool = False) -> Path:
+    shutil.copytree(src, dest)
+    spec = json.loads((dest / "policy.json").read_text())
+    edit(spec)
+    if rehash and "spec_sha256" in spec:  # an editor who also recomputes the spec hash
+        spec["spec_sha256"] = spec_digest(spec)
+    (dest / "policy.json").write_text(json.dumps(spec, indent=2))
+    return dest
+
+
+EDITS = {
+    "nvec": lambda s: s["action"].__setitem__("nvec", [5, 7, 3]),
+    "activation": lambda s: s["network"].__setitem__("activation", "relu"),
+    "fingerprint": lambda s: s["scenario"].__setitem__("fingerprint", "0123456789abcdef"),
+    "uses_masks": lambda s: s["action"].__setitem__("uses_masks", "false"),
+}
+
+
+def test_the_export_is_format_2_with_a_hash_over_policy_json(v2_policy: Path) -> None:
+    spec = json.loads((v2_policy / "policy.json").read_text())
+    assert spec["format_version"] == 2 and spec["spec_sha256"] == spec_digest(spec)
+    assert load_policy(v2_policy).nvec.tolist() == [6, 6, 3]
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_an_edited_format_2_policy_json_is_refused(v2_policy: Path, tmp_path: Path, edit: str):
+    """nvec [5, 7, 3], tanh -> relu, another fingerprint and uses_masks "false" all used to
+    load silently; policy.json is now covered by its own hash."""
+    folder = _edited(v2_policy, tmp_path / "p", EDITS[edit])
+    with pytest.raises(PolicyFileError, match="spec_sha256 does not match"):
+        load_policy(folder)
+
+
+def test_format_2_fields_are_checked_even_with_a_recomputed_hash(v2_policy: Path, tmp_path):
+    bad = _edited(v2_policy, tmp_path / "a", EDITS["uses_masks"], rehash=True)
+    with pytest.raises(PolicyFileError, match=r"action.uses_masks: must be true or false"):
+        load_policy(bad)
+    bad = _edited(v2_policy, tmp_path / "b", EDITS["nvec"], rehash=True)
+    with pytest.raises(PolicyFileError, match=r"action.nvec: must start with the module count 6"):
+        load_policy(bad)
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_an_edited_shipped_format_1_policy_is_refused_or_flagged(
+    tmp_path: Path, edit: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Format 1 (the shipped releases) has no spec hash: its fields are checked for type and
+    against each other and the scenario; an edit that stays consistent is warned about."""
+    folder = _edited(SHIPPED_POLICY, tmp_path / "p", EDITS[edit])
+    params = ResourceShiftEnv("default").params
+    if edit == "fingerprint":
+        with caplog.at_level(logging.WARNING):
+            resolve_policy(str(folder), params)
+        assert "format 1 has no hash over policy.json" in caplog.text
+        assert "trained for scenario fingerprint 0123456789abcdef" in caplog.text
+        return
+    needle = {
+        "nvec": "action.nvec: must start with the module count 6 twice",
+        "activation": "network.activation: contradicts training.config.network.activation",
+        "uses_masks": "action.uses_masks: must be true or false (got 'false')",
+    }[edit]
+    with pytest.raises(PolicyFileError) as info:
+        load_policy(folder)
+    assert needle in str(info.value) and str(folder) in str(info.value)
+
+
+def test_the_shipped_releases_load_without_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    for name, scenario in (("ppo-default", "default"), ("ppo-cgroup", "cgroup")):
+        with caplog.at_level(logging.WARNING):
+            policy = resolve_policy(
+                str(SHIPPED_POLICY.parent / name), ResourceShiftEnv(scenario).params
+            )
+        assert policy.spec["format_version"] == 1
+    assert caplog.text == ""
+
+
+def test_renamed_modules_warn_and_reordered_ones_are_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = _default()
+    data["modules"][1]["name"] = "lookup"
+    with caplog.at_level(logging.WARNING):
+        resolve_policy(str(SHIPPED_POLICY), ResourceShiftEnv(scenario_from_dict(data)).params)
+    assert "'search'" in caplog.text and "'lookup'" in caplog.text
+    assert "at the same positions" in caplog.text
+    data = _default()
+    data["modules"][0], data["modules"][1] = data["modules"][1], data["modules"][0]
+    with pytest.raises(PolicyFileError, match="it would act on the wrong ones"):
+        resolve_policy(str(SHIPPED_POLICY), ResourceShiftEnv(scenario_from_dict(data)).params)
+
+
+def test_a_policy_for_other_amount_levels_is_refused() -> None:
+    data = _set(_default(), "action.amount_levels", [1, 4])
+    with pytest.raises(PolicyFileError, match=r"acts in MultiDiscrete\(\[6, 6, 3\]\) but"):
+        resolve_policy(str(SHIPPED_POLICY), ResourceShiftEnv(scenario_from_dict(data)).params)
+
+
+def _npz_member(name: str, header: dict[str, Any], payload: bytes = b"") -> tuple[str, bytes]:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return name, buf.getvalue() + payload
+
+
+def _with_weights(tmp_path: Path, members: list[tuple[str, bytes]]) -> Path:
+    folder = tmp_path / "p"
+    shutil.copytree(SHIPPED_POLICY, folder)
+    with zipfile.ZipFile(folder / "weights.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, blob in members:
+            zf.writestr(name, blob)
+    spec = json.loads((folder / "policy.json").read_text())
+    spec["files"]["weights.npz"] = hashlib.sha256((folder / "weights.npz").read_bytes()).hexdigest()
+    (folder / "policy.json").write_text(json.dumps(spec))
+    return folder
+
+
+def test_a_weights_archive_that_would_inflate_to_gigabytes_is_refused(tmp_path: Path) -> None:
+    """A 3 MB weights.npz used to expand to 3 GiB; the declared sizes are checked first."""
+    huge = _npz_member(
+        "hidden0_w.npy", {"descr": "<f4", "fortran_order": False, "shape": (30_000, 30_000)}
+    )
+    folder = _with_weights(tmp_path, [huge])
+    started = time.perf_counter()
+    with pytest.raises(PolicyFileError, match="declare more than 268,435,456 bytes"):
+        load_policy(folder)
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("arrays", "needle"),
+    [
+        ({"head_w": np.zeros((2, 2), dtype=object)}, "never pickled objects"),
+        ({"head_w": np.zeros((2, 2), dtype=np.int64)}, "never pickled objects"),
+        ({"extra": np.zeros(2)}, "2-hidden-layer actor"),
+        ({"head_b": np.full(15, np.nan, dtype=np.float32)}, "NaN or infinite weights"),
+    ],
+)
+def test_odd_weight_arrays_are_refused(tmp_path: Path, arrays, needle: str) -> None:
+    with np.load(SHIPPED_POLICY / "weights.npz") as z:
+        base = {k: z[k] for k in z.files}
+    base.update(arrays)
+    members = []
+    for k, v in base.items():
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, v, allow_pickle=True)
+        members.append((f"{k}.npy", buf.getvalue()))
+    with pytest.raises(PolicyFileError) as info:
+        load_policy(_with_weights(tmp_path, members))
+    assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("{", "not valid JSON"),
+        ('{"format_version": NaN}', "NaN is not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+        ('{"format_version": ' + "9" * 5000 + "}", "not valid JSON"),
+        ('{"format_version": true}', "format_version True is not supported"),
+        ('{"format_version": 1}', "required field(s) missing"),
+        ("\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_a_malformed_policy_json_is_one_policy_error(tmp_path: Path, text: str, needle: str):
+    folder = tmp_path / "p"
+    shutil.copytree(SHIPPED_POLICY, folder)
+    (folder / "policy.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(PolicyFileError) as info:
+        load_policy(folder)
+    assert needle in str(info.value) and "policy.json" in str(info.value)
+
+
+def test_listed_files_must_be_plain_files_in_the_folder(tmp_path: Path) -> None:
+    folder = _edited(
+        SHIPPED_POLICY, tmp_path / "a", lambda s: s["files"].__setitem__("../x", "0" * 64)
+    )
+    with pytest.raises(PolicyFileError, match="must be a plain file name"):
+        load_policy(folder)
+    folder = tmp_path / "b"
+    shutil.copytree(SHIPPED_POLICY, folder)
+    (folder / "policy.onnx").unlink()
+    (folder / "policy.onnx").mkdir()
+    with pytest.raises(PolicyFileError, match="not a regular file"):
+        load_policy(folder)
