@@ -31,6 +31,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -39,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", default="default", help="scenario name or YAML path")
     ap.add_argument("--trace", help="CSV/CSV.gz whose series replace the scenario's demand")
     ap.add_argument("--episodes", type=_positive, default=20, help="paired episodes (default 20)")
-    ap.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (default 0)")
+    ap.add_argument("--seed", type=_seed, default=0, help="episode i uses seed + i (default 0)")
     ap.add_argument("--workers", type=_positive, default=1, help="parallel processes (default 1)")
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument("--plots", type=Path, help="write PNG figures into this folder")
@@ -47,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    if not names:
+        ap.error(f"--policies {args.policies!r} names no policy; expected NAME[,NAME...]")
     try:
         report = evaluate(
             [n for n in names if n != "oracle"] or ["static"],

@@ -288,8 +288,16 @@ def evaluate(
     """Evaluate ``policies`` on the same ``episodes`` (seeds ``seed .. seed + episodes - 1``)."""
     if not policies:
         raise EvaluationError("no policy given: expected at least one name")
-    if episodes < 1:
-        raise EvaluationError(f"episodes must be >= 1, got {episodes}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int | np.integer) or episodes < 1:
+        raise EvaluationError(f"episodes must be an integer >= 1, got {episodes!r}")
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int | np.integer)
+        or not 0 <= seed <= 2**63 - episodes
+    ):
+        raise EvaluationError(
+            f"seed must be an integer >= 0 (episode i uses seed + i, below 2**63), got {seed!r}"
+        )
     if workers < 1:
         raise EvaluationError(f"workers must be >= 1, got {workers}")
     cfg = load_scenario(scenario)

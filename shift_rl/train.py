@@ -17,6 +17,7 @@ random states, which are restored just before the next rollout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -166,7 +167,8 @@ class Checkpointer(BaseCallback):
     """Atomic checkpoints at rollout starts whose step count is a multiple of ``every``.
 
     Each checkpoint folder holds ``model.zip`` (SB3's format: a trusted training artefact,
-    not a policy to share; exports are the safe format), ``state.json`` and ``rng.npz``.
+    not a policy to share; exports are the safe format), ``state.json`` and ``rng.npz``; their
+    sha256 go to the checkpoints folder's ``manifest.json`` (:func:`load_checkpoint`).
     On resume, ``restore`` holds the saved random states, applied before the first rollout.
     """
 
@@ -190,8 +192,85 @@ class Checkpointer(BaseCallback):
             self.saved.append(save_checkpoint(self.model, self.folder, self.cfg))
 
 
+MANIFEST = "manifest.json"
+"""In a run's checkpoints folder: the sha256 of every file of every checkpoint the run wrote."""
+CHECKPOINT_FILES = ("model.zip", "state.json", "rng.npz")
+
+
+class UntrustedCheckpoint(ConfigError):
+    """A checkpoint that is not one its run's manifest lists, unchanged: it is not loaded."""
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict[str, dict[str, str]]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_bytes()[: 64 * 2**20])
+        entries = data["checkpoints"]
+        assert isinstance(entries, dict)
+        return {str(k): dict(v) for k, v in entries.items()}
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as err:
+        raise UntrustedCheckpoint(f"{path}: unreadable checkpoint manifest ({err!r})") from None
+
+
+def _record(folder: Path, name: str, hashes: dict[str, str]) -> None:
+    entries = _read_manifest(folder)
+    entries[name] = hashes
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"format": 1, "checkpoints": entries}, indent=2, sort_keys=True))
+    os.replace(tmp, folder / MANIFEST)
+
+
+def verify_checkpoint(ckpt: Path) -> None:
+    """Refuse a checkpoint folder unless its run's manifest (``../manifest.json``, written by
+    :func:`save_checkpoint`) lists each of its files with the sha256 it has now.
+
+    ``model.zip`` is SB3's pickle-based format: loading it runs whatever code it holds. So
+    only checkpoints this project's training wrote, unchanged since, are loaded; a
+    ``model.zip`` from anywhere else is refused before it is opened.
+    """
+    ckpt = Path(ckpt)
+    manifest = ckpt.parent / MANIFEST
+    listed = _read_manifest(ckpt.parent).get(ckpt.name)
+    problem = None
+    if listed is None:
+        problem = f"is not listed in {manifest}"
+    else:
+        for name in CHECKPOINT_FILES:
+            file = ckpt / name
+            if not file.is_file():
+                problem = f"has no {name}"
+            elif listed.get(name) != _file_sha256(file):
+                problem = f"has a {name} whose sha256 is not the one {manifest} records"
+            if problem:
+                break
+    if problem:
+        raise UntrustedCheckpoint(
+            f"checkpoint {str(ckpt)!r} {problem}: model.zip is SB3's pickle-based format and "
+            "runs code when loaded, so only checkpoints written by this project's training "
+            "(listed with their sha256 in the manifest next to them) are loaded; retrain, or "
+            "export from the run folder that wrote it"
+        )
+
+
+def load_checkpoint(cfg: TrainConfig, ckpt: Path, env: VecEnv | None = None) -> Any:
+    """The SB3 model of a checkpoint, after :func:`verify_checkpoint`."""
+    verify_checkpoint(ckpt)
+    return algo_class(cfg).load(Path(ckpt) / "model.zip", env=env, device="cpu")
+
+
 def save_checkpoint(model: Any, folder: Path, cfg: TrainConfig) -> Path:
-    """Write ``folder/step_<n>/`` atomically: model, config and random states."""
+    """Write ``folder/step_<n>/`` atomically: model, config and random states, and record
+    their sha256 in ``folder/manifest.json`` (what :func:`load_checkpoint` trusts)."""
     final = folder / f"step_{model.num_timesteps:09d}"
     tmp = folder / f".tmp_{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -209,8 +288,10 @@ def save_checkpoint(model: Any, folder: Path, cfg: TrainConfig) -> Path:
     )
     state = {"num_timesteps": int(model.num_timesteps), "config": cfg.model_dump(mode="json")}
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    hashes = {name: _file_sha256(tmp / name) for name in CHECKPOINT_FILES}
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    _record(folder, final.name, hashes)
     return final
 
 
@@ -326,6 +407,7 @@ def train(
     variants = make_variants(scenario, cfg.randomization, cfg.seed)
     done = 0
     if resume is not None:
+        verify_checkpoint(resume)
         state = json.loads((resume / "state.json").read_text())
         done = int(state["num_timesteps"])
     per_episode = cfg.n_envs * scenario.episode_ticks
@@ -333,7 +415,7 @@ def train(
     if resume is None:
         model = build_model(cfg, venv, run_dir / "tb")
     else:
-        model = algo_class(cfg).load(resume / "model.zip", env=venv, device="cpu")
+        model = load_checkpoint(cfg, resume, env=venv)
         model.tensorboard_log = str(run_dir / "tb")
     ev = cfg.evaluation
     callbacks = CallbackList([

@@ -668,3 +668,119 @@ def test_listed_files_must_be_plain_files_in_the_folder(tmp_path: Path) -> None:
     (folder / "policy.onnx").mkdir()
     with pytest.raises(PolicyFileError, match="not a regular file"):
         load_policy(folder)
+
+
+# --- 8: checkpoints are trusted only from the run's own manifest --------------------------------
+
+
+class _Payload:
+    marker: Path
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _crafted_checkpoint(folder: Path, marker: Path) -> Path:
+    """A checkpoint folder whose model.zip runs code when SB3 loads it (a pickled payload in
+    its ``data``, which SB3 unpickles), next to a valid state.json and rng.npz."""
+    import base64
+    import pickle
+
+    ckpt = folder / "checkpoints" / "step_000000480"
+    ckpt.mkdir(parents=True)
+    _Payload.marker = marker
+    blob = base64.b64encode(pickle.dumps(_Payload())).decode()
+    data = {"policy_class": {":type:": "<class 'type'>", ":serialized:": blob}}
+    with zipfile.ZipFile(ckpt / "model.zip", "w") as zf:
+        zf.writestr("data", json.dumps(data))
+    cfg = load_train_config(None, ["run_name=crafted"])
+    state = {"num_timesteps": 480, "config": cfg.model_dump(mode="json")}
+    (ckpt / "state.json").write_text(json.dumps(state))
+    np.savez(ckpt / "rng.npz", torch=np.zeros(1))
+    return ckpt
+
+
+def test_export_refuses_a_checkpoint_its_run_did_not_write(tmp_path: Path, capsys) -> None:
+    """A crafted model.zip used to run its code in `export.py --model`."""
+    from scripts.export import main as export_cli
+
+    marker = tmp_path / "pwned"
+    ckpt = _crafted_checkpoint(tmp_path / "run", marker)
+    for model in (ckpt, tmp_path / "run"):  # the checkpoint, or its run folder
+        assert export_cli(["--model", str(model), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert "is not listed in" in err and "runs code when loaded" in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_listed_checkpoint_exports_and_a_changed_one_is_refused(tmp_path: Path, capsys):
+    from stable_baselines3 import PPO
+
+    from scripts.export import main as export_cli
+    from shift_rl.train import MANIFEST, load_checkpoint, save_checkpoint
+
+    cfg = load_train_config(None, ["run_name=tiny", "algo=ppo", "network.net_arch=[8]"])
+    model = PPO("MlpPolicy", ResourceShiftEnv("default"), n_steps=16, batch_size=16,
+                policy_kwargs={"net_arch": [8]}, device="cpu")  # fmt: skip
+    ckpt = save_checkpoint(model, tmp_path / "checkpoints", cfg)
+    assert json.loads((ckpt.parent / MANIFEST).read_text())["checkpoints"][ckpt.name]
+    assert export_cli(["--model", str(ckpt), "--out", str(tmp_path / "out")]) == 0
+    assert load_policy(tmp_path / "out").nvec.tolist() == [6, 6, 3]
+    marker = tmp_path / "pwned"
+    swapped = _crafted_checkpoint(tmp_path / "other", marker) / "model.zip"
+    shutil.copy(swapped, ckpt / "model.zip")  # same name, same folder: another file
+    assert export_cli(["--model", str(ckpt), "--out", str(tmp_path / "out2")]) == 2
+    assert "whose sha256 is not the one" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="whose sha256 is not the one"):
+        load_checkpoint(cfg, ckpt)
+    assert not marker.exists()
+
+
+def test_resume_refuses_an_unlisted_checkpoint_and_a_contradicting_config(tmp_path: Path):
+    from scripts.train import _resumed_config
+    from shift_rl.train import train
+
+    marker = tmp_path / "pwned"
+    ckpt = _crafted_checkpoint(tmp_path / "run", marker)
+    cfg = _resumed_config(ckpt, None, [])
+    with pytest.raises(ConfigError, match="is not listed in"):
+        train(cfg, out=tmp_path / "out", resume=ckpt, progress=False, evaluate_at_end=False)
+    assert not marker.exists()
+    # --resume used to ignore --config silently; the same config is fine, another one is not
+    same = tmp_path / "same.yaml"
+    same.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    assert _resumed_config(ckpt, same, []) == cfg
+    with pytest.raises(ConfigError) as info:
+        _resumed_config(ckpt, TRAIN_DIR / "ppo_default.yaml", ["ppo.learning_rate=1e-3"])
+    msg = str(info.value)
+    assert "differs from the config of checkpoint" in msg and "run_name" in msg
+    assert "drop --config" in msg
+
+
+# --- 15: the evaluate CLI ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--policies", ""], "names no policy"),  # used to evaluate static alone
+        (["--policies", " , "], "names no policy"),
+        (["--policies", "static", "--seed", "-1"], "expected an integer >= 0"),  # a traceback
+        (["--policies", "static", "--seed", "x"], "expected an integer >= 0"),
+        (["--policies", "static", "--episodes", "0"], "expected a positive integer"),
+    ],
+)
+def test_evaluate_cli_refuses_bad_arguments_before_running(argv, needle: str, capsys) -> None:
+    from scripts.evaluate import main as evaluate_cli
+
+    with pytest.raises(SystemExit) as info:
+        evaluate_cli(argv)
+    assert info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_evaluate_refuses_bad_seeds() -> None:
+    from shift_rl.evaluate import EvaluationError
+
+    for seed in (-1, 2**63, 1.5, True):
+        with pytest.raises(EvaluationError, match="seed must be an integer >= 0"):
+            evaluate(["static"], "default", episodes=1, seed=seed)

@@ -75,7 +75,7 @@ def test_markdown_table_lists_every_policy() -> None:
 def test_bad_inputs_fail_clearly(tmp_path) -> None:
     with pytest.raises(EvaluationError, match="unknown policy 'nope'"):
         evaluate(["nope"], SHORT, episodes=1)
-    with pytest.raises(EvaluationError, match="episodes must be >= 1"):
+    with pytest.raises(EvaluationError, match="episodes must be an integer >= 1"):
         evaluate(["static"], SHORT, episodes=0)
     empty = tmp_path / "not_a_policy"
     empty.mkdir()
