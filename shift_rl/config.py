@@ -41,8 +41,9 @@ SCENARIO_DIR = PROJECT_ROOT / "configs" / "scenarios"
 # Upper bounds: every size the simulator allocates or loops over is bounded here, so a typo
 # (``units: 2**64``, ``episode_ticks: 1e12``, ``cost_per_unit: 1e308``) is a ConfigError on
 # load, never an overflow, a hang or a memory blow-up later (README "Scenario format").
-MAX_UNITS = 100_000
-"""Units of one kind in a pool (and so in any allocation, floor or shift)."""
+MAX_UNITS = 10_000
+"""Units of one kind in a pool (and so in any allocation, floor or shift). The oracle bound's
+dynamic program costs about units**2 steps per tick and kind, so this keeps it near 0.1 s."""
 MAX_SERVERS = 100_000
 """Servers one module could run with the whole pool (the queue model is O(servers))."""
 MAX_TICKS = 1_000_000
@@ -273,7 +274,9 @@ class ForecastConfig(_Model):
     params: dict[Annotated[str, Field(max_length=64)], float | int] = Field(
         {}, max_length=16, description="keyword arguments of the model"
     )
-    history_ticks: NonNegTicks = Field(60, description="ticks of demand seen before an episode")
+    history_ticks: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        60, description="ticks of demand seen before an episode (the forecaster replays them)"
+    )
 
     @field_validator("model")
     @classmethod
@@ -477,7 +480,7 @@ MAX_EVENTS = 1_000_000
 MAX_BURST_WORK = 1e9
 """Most burst-tick terms one episode's draw sums (each burst decays over the episode)."""
 
-FORECAST_INT_LIMITS = {"horizons": 64, "lags": 1000, "harmonics": 50, "select": 1}
+FORECAST_INT_LIMITS = {"horizons": 32, "lags": 64, "harmonics": 16, "select": 1}
 """Integer forecaster parameters whose state grows faster than linearly (or that are flags);
 every other integer parameter (``season_ticks``, ``window``, ...) is at most ``MAX_TICKS``."""
 

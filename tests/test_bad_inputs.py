@@ -70,8 +70,8 @@ def _problem(data: dict[str, Any]) -> str:
         ("modules.0.demand.base", 1e308, "modules.0.demand.base"),
         ("modules.0.service_rate", 1e300, "modules.0.service_rate"),
         ("episode_ticks", 10**12, "episode_ticks: must be an integer >= 1 and <= 1000000"),
-        ("resources.0.units", 2**64, "resources.0.units: must be an integer >= 1 and <= 100000"),
-        ("modules.0.units", 2**64, "modules.0.units: must be an integer >= 0 and <= 100000"),
+        ("resources.0.units", 2**64, "resources.0.units: must be an integer >= 1 and <= 10000"),
+        ("modules.0.units", 2**64, "modules.0.units: must be an integer >= 0 and <= 10000"),
         ("modules.0.units_per_server", 1e-300, "modules.0.units_per_server"),
         ("forecast.params", {"alpha": 5.0}, "forecast.params: ema: alpha must be in (0, 1]"),
         ("forecast.params", {"nope": 1}, "forecast.params: forecaster 'ema': bad parameters"),
@@ -94,9 +94,7 @@ def test_forecaster_params_are_checked_with_the_scenario_tick() -> None:
         data
     )
     data = _set(_default(), "forecast", {"model": "ar", "params": {"lags": 10**6}})
-    assert "forecast.params.lags: 1000000 is out of range; allowed |value| <= 1000" in _problem(
-        data
-    )
+    assert "forecast.params.lags: 1000000 is out of range; allowed |value| <= 64" in _problem(data)
 
 
 def test_an_episode_too_big_for_memory_is_refused_naming_the_size() -> None:
@@ -105,7 +103,7 @@ def test_an_episode_too_big_for_memory_is_refused_naming_the_size() -> None:
     for m in data["modules"]:
         m.update(units=0, floor=0)
         m["demand"].pop("bursts", None)
-    data["resources"][0]["units"] = 100_000
+    data["resources"][0]["units"] = 10_000
     data["episode_ticks"] = 20_000
     msg = _problem(data)
     assert "episode_ticks: one env's episode would need" in msg and "MiB" in msg

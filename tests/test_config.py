@@ -187,7 +187,7 @@ def test_missing_required_field() -> None:
     _check(
         lambda d: d["modules"][0].pop("units"),
         "modules.0.units: required field is missing",
-        "an integer >= 0 and <= 100000 or a mapping",
+        "an integer >= 0 and <= 10000 or a mapping",
     )
 
 
@@ -197,7 +197,7 @@ def test_missing_required_field() -> None:
 def test_union_wrong_type_is_one_line() -> None:
     _check(
         lambda d: _set(d, "modules.0.units", "ten"),
-        "modules.0.units: must be an integer >= 0 and <= 100000 or a mapping (got 'ten')",
+        "modules.0.units: must be an integer >= 0 and <= 10000 or a mapping (got 'ten')",
     )
 
 
@@ -205,7 +205,7 @@ def test_union_mapping_value_names_the_kind() -> None:
     data = _multi()
     data["modules"][0]["units"]["mem"] = -3
     line = _one_problem(_error(data))
-    assert line == "modules.0.units.mem: must be an integer >= 0 and <= 100000 (got -3)"
+    assert line == "modules.0.units.mem: must be an integer >= 0 and <= 10000 (got -3)"
 
 
 def test_union_with_literal_lists_both_choices() -> None:
@@ -231,21 +231,21 @@ def test_no_pydantic_internals_in_messages() -> None:
 def test_negative_units() -> None:
     _check(
         lambda d: _set(d, "modules.0.units", -1),
-        "modules.0.units: must be an integer >= 0 and <= 100000 or a mapping (got -1)",
+        "modules.0.units: must be an integer >= 0 and <= 10000 or a mapping (got -1)",
     )
 
 
 def test_negative_pool_size() -> None:
     _check(
         lambda d: _set(d, "resources.0.units", -5),
-        "resources.0.units: must be an integer >= 1 and <= 100000 (got -5)",
+        "resources.0.units: must be an integer >= 1 and <= 10000 (got -5)",
     )
 
 
 def test_zero_pool_units() -> None:
     _check(
         lambda d: _set(d, "resources.0.units", 0),
-        "resources.0.units: must be an integer >= 1 and <= 100000 (got 0)",
+        "resources.0.units: must be an integer >= 1 and <= 10000 (got 0)",
     )
 
 
@@ -364,7 +364,7 @@ def test_amount_levels_above_max_units_per_shift() -> None:
 def test_amount_level_zero() -> None:
     _check(
         lambda d: _set(d, "action.amount_levels", [0, 1]),
-        "action.amount_levels.0: must be an integer >= 1 and <= 100000 (got 0)",
+        "action.amount_levels.0: must be an integer >= 1 and <= 10000 (got 0)",
     )
 
 
@@ -494,7 +494,7 @@ def test_multi_error_input_lists_every_problem_in_one_message() -> None:
     for fragment in (
         "tick_secs: unknown key",
         "safety.max_module_share: must be a number > 0 and <= 1 (got 2)",
-        "modules.0.units: must be an integer >= 0 and <= 100000 or a mapping (got -1)",
+        "modules.0.units: must be an integer >= 0 and <= 10000 or a mapping (got -1)",
         "modules.1.slo_seconds: must be a number > 0 and <= 1000000 (got 'slow')",
     ):
         assert fragment in body

@@ -22,7 +22,7 @@ import numpy as np
 
 from shift_rl.agents.base import NOOP_ACTION, HeuristicPolicy
 from shift_rl.observation import ObservedState
-from shift_rl.scenario import ScenarioParams
+from shift_rl.scenario import FORECAST_HORIZON_MAX, ScenarioParams
 from shift_rl.sim.queueing import attainment_curve, tick_metrics
 from shift_rl.sim.simulator import Simulator
 
@@ -145,6 +145,11 @@ class OracleMPCPolicy(HeuristicPolicy):
         if horizon < 1 or candidates < 1:
             raise ValueError(
                 f"oracle-mpc: horizon and candidates must be >= 1, got {horizon}, {candidates}"
+            )
+        if params.warmup_ticks + horizon > FORECAST_HORIZON_MAX:
+            raise ValueError(
+                f"oracle-mpc: warm-up {params.warmup_ticks} + horizon {horizon} ticks is more "
+                f"than the {FORECAST_HORIZON_MAX} ticks of demand known past an episode's end"
             )
         self.horizon, self.candidates = horizon, candidates
         self.sim: Simulator | None = None
