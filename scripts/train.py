@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = train(cfg, out=args.out, resume=args.resume, progress=not args.no_progress)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        source = args.resume or args.config
+        named = source is None or str(source) in str(err)
+        print(f"error: {'' if named else f'{source}: '}{err}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - started
     if result.report is not None:

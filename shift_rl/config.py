@@ -923,8 +923,9 @@ def parse_yaml(raw: bytes | str, source: str, what: str = "scenario") -> Any:
             ) from None
     if len(raw) > MAX_YAML_BYTES:
         raise ConfigError(f"invalid {what} {source}: longer than {MAX_YAML_BYTES} characters")
-    loader = _UniqueKeyLoader(raw)
+    loader = None
     try:
+        loader = _UniqueKeyLoader(raw)  # its reader refuses control characters right away
         node = loader.get_single_node()
         if node is None:
             return None
@@ -942,7 +943,8 @@ def parse_yaml(raw: bytes | str, source: str, what: str = "scenario") -> Any:
     except ValueError as err:  # e.g. an integer of more than 4300 digits
         raise ConfigError(f"invalid {what} {source}: a value cannot be read ({err})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
-from shift_rl.config import ScenarioConfig, load_scenario
+from shift_rl.config import ConfigError, ScenarioConfig, load_scenario
 from shift_rl.plane import PlaneBatch, StepResult, row_info
 from shift_rl.seeds import draw_episode_seed
 
@@ -174,6 +174,10 @@ class ResourceShiftEnv(gym.Env):
                 f"allowed: {self.metadata['render_modes']}"
             )
         self.scenario = load_scenario(scenario)
+        self.source = (
+            str(scenario) if isinstance(scenario, str | os.PathLike) else repr(self.scenario.name)
+        )
+        """The scenario as given (its file or name): errors of an episode's draw name it."""
         self.render_mode = render_mode
         self.plane = PlaneBatch(self.scenario, num_envs=1)
         self.params = self.plane.params
@@ -190,7 +194,10 @@ class ResourceShiftEnv(gym.Env):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         episode_seed = draw_episode_seed(self.np_random)
-        obs = self.plane.reset([episode_seed])
+        try:
+            obs = self.plane.reset([episode_seed])
+        except ConfigError as err:  # drawn demand or a trace window out of bounds
+            raise ConfigError(f"scenario {self.source}: {err}") from None
         self._last = None
         self._needs_reset = False
         return obs[0], {"episode_seed": episode_seed, **row_info(self.plane.metrics(), 0)}

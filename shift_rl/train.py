@@ -339,12 +339,17 @@ def _machine() -> str:
     return f"{describe()}, torch {torch.__version__}"
 
 
+def _where(cfg: TrainConfig) -> str:
+    return f"invalid training config for run {cfg.run_name!r} (scenario {cfg.scenario!r}): "
+
+
 def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
     """Checkpoints and rollouts must fall on episode boundaries (see module docstring)."""
     ticks = scenario.episode_ticks
+    where = _where(cfg)
     if cfg.ppo.n_steps % ticks != 0:
         raise ConfigError(
-            f"ppo.n_steps: {cfg.ppo.n_steps} must be a multiple of the scenario's "
+            f"{where}ppo.n_steps: {cfg.ppo.n_steps} must be a multiple of the scenario's "
             f"episode_ticks ({ticks}) so rollouts hold whole episodes"
         )
     rollout = cfg.ppo.n_steps * cfg.n_envs
@@ -352,7 +357,7 @@ def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
         value = getattr(cfg, field)
         if value % rollout != 0:
             raise ConfigError(
-                f"{field}: {value} must be a multiple of n_steps x n_envs = {rollout} "
+                f"{where}{field}: {value} must be a multiple of n_steps x n_envs = {rollout} "
                 f"(e.g. {max(1, round(value / rollout)) * rollout})"
             )
 
@@ -370,8 +375,9 @@ def check_inputs(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
     need = cfg.ppo.n_steps * cfg.n_envs * per_sample
     if need > MAX_ROLLOUT_BYTES:
         raise ConfigError(
-            f"ppo.n_steps: a rollout of n_steps x n_envs = {cfg.ppo.n_steps * cfg.n_envs:,} "
-            f"samples of {obs_dim} observations takes ~{need / 2**30:.1f} GiB, above the "
+            f"{_where(cfg)}ppo.n_steps: a rollout of n_steps x n_envs = "
+            f"{cfg.ppo.n_steps * cfg.n_envs:,} samples of {obs_dim} observations takes "
+            f"~{need / 2**30:.1f} GiB, above the "
             f"{MAX_ROLLOUT_BYTES // 2**30} GiB allowed"
         )
     for name in cfg.evaluation.baselines:
@@ -379,7 +385,7 @@ def check_inputs(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
             try:
                 resolve_policy(name, env.params)
             except PolicyFileError as err:
-                raise ConfigError(f"evaluation.baselines: {err}") from None
+                raise ConfigError(f"{_where(cfg)}evaluation.baselines: {err}") from None
 
 
 def train(
