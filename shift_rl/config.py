@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import errno
 import itertools
 import os
 import stat
@@ -792,7 +793,7 @@ def _trace_problem(data: dict[str, Any], written: Any) -> str | None:
     demand = data.get("demand")
     trace = demand.get("trace") if isinstance(demand, dict) else None
     path = trace.get("path") if isinstance(trace, dict) else None
-    if not isinstance(path, str) or Path(path).is_file():
+    if not isinstance(path, str) or path_kind(path) == "file":
         return None
     shown = repr(written) if written == path else f"{written!r} (resolved to {path!r})"
     return (
@@ -901,8 +902,8 @@ def read_yaml_file(path: Path, what: str = "scenario") -> Any:
             )
         with open(path, "rb") as f:
             raw = f.read(MAX_YAML_BYTES + 1)
-    except OSError as err:
-        raise ConfigError(f"{what} file {str(path)!r} cannot be read: {err}") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{what} file {_short_path(path)} cannot be read: {err}") from None
     if len(raw) > MAX_YAML_BYTES:
         raise ConfigError(
             f"{what} file {str(path)!r} is larger than {MAX_YAML_BYTES // 1024} KiB; expected "
@@ -988,6 +989,32 @@ def _check_expansion(root: yaml.Node, source: str, what: str) -> None:
         stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
 
 
+def path_kind(path: str | os.PathLike) -> str:
+    """What a path names, never raising: ``file``, ``dir``, ``other`` (a device, pipe or
+    socket), ``missing``, or ``invalid`` (a name the system refuses: a NUL byte, too long)."""
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError:
+        return "invalid"
+    except OSError as err:
+        return "invalid" if err.errno == errno.ENAMETOOLONG else "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "dir" if stat.S_ISDIR(mode) else "other"
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError):
+        return path
+
+
+def _short_path(path: str | os.PathLike) -> str:
+    text = repr(str(path))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _known_scenarios() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
 
@@ -1002,24 +1029,24 @@ def load_scenario(scenario: str | os.PathLike | ScenarioConfig) -> ScenarioConfi
             f"got {type(scenario).__name__}"
         )
     path = Path(scenario)
-    if not path.is_file() and len(path.parts) == 1:  # a bare name: look in configs/scenarios
+    kind = path_kind(path) if str(scenario) else "missing"
+    if kind != "file" and len(path.parts) == 1:  # a bare name: look in configs/scenarios
         for candidate in (SCENARIO_DIR / f"{path.name}.yaml", SCENARIO_DIR / path.name):
-            if candidate.is_file():
-                path = candidate
+            if path_kind(candidate) == "file":
+                path, kind = candidate, "file"
                 break
-    if not path.is_file():
+    if kind != "file":
         known = ", ".join(_known_scenarios())
-        if len(path.parts) > 1 or path.suffix in (".yaml", ".yml") or path.exists():
-            problem = (
-                "is a directory"
-                if path.is_dir()
-                else "is not a regular file"
-                if path.exists()
-                else "does not exist"
-            )
+        if len(path.parts) > 1 or path.suffix in (".yaml", ".yml") or kind != "missing":
+            problem = {
+                "dir": "is a directory",
+                "other": "is not a regular file",
+                "invalid": "is not a valid file name",
+            }.get(kind, "does not exist")
             raise ConfigError(
-                f"scenario file {str(scenario)!r} {problem} (resolved to {str(path.resolve())!r}); "
-                f"expected a YAML file or one of the shipped scenario names: {known}"
+                f"scenario file {_short_path(scenario)} {problem} (resolved to "
+                f"{_short_path(_resolved(path))}); expected a YAML file or one of the shipped "
+                f"scenario names: {known}"
             )
         raise ConfigError(
             f"unknown scenario {str(scenario)!r}; expected a YAML path or one of the shipped "
@@ -1044,8 +1071,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
             f"invalid scenario {path}: extends: must be a YAML path relative to "
             f"{str(path.parent)!r} (got {_show(parent)})"
         )
-    base_path = (path.parent / os.path.expanduser(parent)).resolve()
-    if not base_path.is_file():
+    base_path = _resolved(path.parent / os.path.expanduser(parent))
+    if path_kind(base_path) != "file":
         raise ConfigError(
             f"invalid scenario {path}: extends: {parent!r} is not a scenario file "
             f"(resolved to {str(base_path)!r}; expected a YAML path relative to "
@@ -1207,7 +1234,7 @@ class TrainEvalConfig(_Model):
         run trains for hours, not at its final evaluation."""
         from shift_rl.agents import POLICIES, REFERENCES
 
-        bad = [n for n in v if n not in POLICIES and n not in REFERENCES and not Path(n).is_dir()]
+        bad = [n for n in v if n not in POLICIES and n not in REFERENCES and path_kind(n) != "dir"]
         if bad:
             allowed = sorted(POLICIES) + list(REFERENCES)
             raise ValueError(
@@ -1300,10 +1327,10 @@ def load_train_config(
     every problem, unknown keys and wrong types included.
     """
     source = Path(path) if path is not None else TRAIN_DIR / "ppo_default.yaml"
-    if not source.exists():
+    if path_kind(source) in ("missing", "invalid"):
         known = sorted(p.name for p in TRAIN_DIR.glob("*.yaml"))
         raise ConfigError(
-            f"training config {str(source)!r} does not exist; expected a YAML file, e.g. "
+            f"training config {_short_path(source)} does not exist; expected a YAML file, e.g. "
             f"one of {known} in {TRAIN_DIR}"
         )
     data = read_yaml_file(source, "training config")

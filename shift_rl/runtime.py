@@ -336,7 +336,7 @@ def _check_files(folder: Path, files: dict[str, str]) -> None:
         file = folder / name
         try:
             info = file.stat()
-        except OSError:
+        except (OSError, ValueError):
             raise PolicyFileError(
                 f"{folder}: file {name!r} listed in {POLICY_JSON} is missing"
             ) from None
@@ -439,9 +439,14 @@ def load_policy(path: str | os.PathLike) -> ExportedPolicy:
     """
     folder = Path(path)
     meta = folder / POLICY_JSON
-    if not meta.is_file():
+    try:
+        found = stat.S_ISREG(os.stat(meta).st_mode)
+    except (OSError, ValueError):  # missing, or a name the system refuses (NUL, too long)
+        found = False
+    if not found:
+        shown = repr(str(folder)) if len(str(folder)) < 300 else repr(str(folder)[:297] + "...")
         raise PolicyFileError(
-            f"{str(folder)!r} is not a policy folder: {POLICY_JSON} not found "
+            f"{shown} is not a policy folder: {POLICY_JSON} not found "
             "(expected a folder written by scripts/export.py or scripts/train.py)"
         )
     spec = _read_spec(meta)

@@ -46,6 +46,7 @@ import logging
 import math
 import os
 import re
+import stat
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -373,8 +374,12 @@ def _open_text(path: Path, src: str) -> io.TextIOWrapper:
     name = path.name.lower()
     if not (name.endswith(".csv") or name.endswith(".csv.gz")):
         raise TraceError(f"{src}: unsupported file name; expected a .csv or .csv.gz file")
-    if not path.is_file():
-        what = "is not a regular file" if path.exists() else "no such file"
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, or a name the system refuses (NUL, too long)
+        mode = None
+    if mode is None or not stat.S_ISREG(mode):
+        what = "no such file" if mode is None else "is not a regular file"
         raise TraceError(f"{src}: {what}; expected an existing .csv or .csv.gz trace")
     raw: Any = gzip.open(path, "rb") if name.endswith(".gz") else open(path, "rb")
     limited = io.BufferedReader(_Limited(raw, MAX_TRACE_BYTES, src))

@@ -782,3 +782,24 @@ def test_evaluate_refuses_bad_seeds() -> None:
     for seed in (-1, 2**63, 1.5, True):
         with pytest.raises(EvaluationError, match="seed must be an integer >= 0"):
             evaluate(["static"], "default", episodes=1, seed=seed)
+
+
+# --- paths the system refuses --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a\x00b.yaml", "x" * 5000 + ".yaml", ""])
+def test_paths_the_system_refuses_are_project_errors(name: str) -> None:
+    """A NUL byte or an over-long name made os.stat raise ValueError / OSError(ENAMETOOLONG)
+    through pathlib's is_file(); every loader now answers with its own error."""
+    params = ResourceShiftEnv("default").params
+    loaders = [
+        (load_scenario, ConfigError),
+        (load_train_config, ConfigError),
+        (lambda n: load_trace(n + ".csv"), TraceError),
+        (load_policy, PolicyFileError),
+        (lambda n: resolve_policy(n, params), PolicyFileError),
+        (lambda n: load_train_config(None, [f"evaluation.baselines=[{n!r}]"]), ConfigError),
+    ]
+    for load, error in loaders:
+        with pytest.raises(error):
+            load(name)

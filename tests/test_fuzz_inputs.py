@@ -48,7 +48,7 @@ import shift_rl.agents
 import shift_rl.env
 import shift_rl.traces
 import shift_rl.train
-from shift_rl.config import SCENARIO_DIR, TRAIN_DIR
+from shift_rl.config import TRAIN_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "configs" / "traces" / "azure_functions_2019_top6.csv.gz"
@@ -230,7 +230,7 @@ def _laughs(levels: int) -> str:
 
 
 TEXT_EDITS = st.sampled_from(
-    ["none", "none", "none", "bom", "crlf", "truncate", "garbage", "bomb", "dupkey", "complex_key",
+    ["none"] * 16 + ["bom", "crlf", "truncate", "garbage", "bomb", "dupkey", "complex_key",
      "deep", "utf16", "latin1", "tabs", "extends_self", "extends_list", "extends_missing",
      "recursive", "bigint", "binary"]
 )  # fmt: skip
@@ -287,13 +287,13 @@ def edit_text(draw: st.DrawFn, text: str, name: str) -> bytes:
 
 
 def _scenario_bases() -> list[dict[str, Any]]:
+    """The shipped scenarios with every field written out (``extends`` resolved, the trace
+    path absolute), so an edit can hit any field, defaults included."""
+    from shift_rl.config import load_scenario
+
     out = []
     for name in ("default", "multi_resource", "faults", "trace", "cgroup"):
-        data = yaml.safe_load((SCENARIO_DIR / f"{name}.yaml").read_text())
-        trace = (data.get("demand") or {}).get("trace")
-        if trace:
-            trace["path"] = str(TRACE)
-        out.append(data)
+        out.append(load_scenario(name).model_dump(mode="json"))
     return out
 
 
@@ -404,8 +404,8 @@ def trace_files(draw: st.DrawFn) -> tuple[str, bytes]:
     timestamps = draw(st.booleans())
     names = draw(
         st.lists(
-            st.one_of(st.sampled_from(["a", "b", "1633748", "223811", "", "a", " x "]),
-                      st.text(min_size=1, max_size=8)),
+            st.one_of(st.sampled_from(["a", "b", "c", "1633748", "223811", "", "a", " x "]),
+                      st.text(min_size=1, max_size=8).filter(str.strip)),
             min_size=cols, max_size=cols,
         )
     )  # fmt: skip
@@ -452,15 +452,15 @@ def trace_files(draw: st.DrawFn) -> tuple[str, bytes]:
             table[i][0] = str(10**9) if not timestamps else "2090-01-01 00:00:00"
     eol = draw(st.sampled_from(["\n", "\r\n", "\n\n"]))
     text = eol.join(",".join(row) for row in table) + eol
-    enc = draw(st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1"]))
+    enc = draw(st.sampled_from(["utf-8"] * 7 + ["utf-8-sig", "utf-16", "latin-1"]))
     try:
         raw = text.encode(enc)
     except UnicodeEncodeError:
         raw = text.encode("utf-8")
-    name = draw(st.sampled_from(["t.csv", "t.csv", "t.csv.gz", "t.csv.gz", "t.txt", "T.CSV"]))
+    name = draw(st.sampled_from(["t.csv"] * 4 + ["t.csv.gz"] * 4 + ["t.txt", "T.CSV"]))
     if name.endswith(".gz"):
         raw = gzip.compress(raw)
-        if draw(st.integers(min_value=0, max_value=5)) == 0:
+        if draw(st.integers(min_value=0, max_value=9)) == 0:
             raw = raw[: len(raw) // 2]  # truncated
     elif draw(st.integers(min_value=0, max_value=9)) == 0:
         raw = gzip.compress(raw)  # gzip behind a .csv name

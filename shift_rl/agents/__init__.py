@@ -23,7 +23,7 @@ from shift_rl.agents.autoscalers import HPAPolicy, ProportionalPolicy, VPAPolicy
 from shift_rl.agents.base import HeuristicPolicy, Policy, StaticPolicy
 from shift_rl.agents.oracle import OracleMPCPolicy, oracle_goal
 from shift_rl.agents.potential import PotentialPolicy
-from shift_rl.config import PROJECT_ROOT
+from shift_rl.config import PROJECT_ROOT, path_kind
 from shift_rl.observation import ObservationBuilder, feature_layout
 from shift_rl.runtime import ExportedPolicy, PolicyFileError, load_policy
 from shift_rl.scenario import ScenarioParams
@@ -87,7 +87,7 @@ def resolve_policy(name: str, params: ScenarioParams) -> Policy:
     """
     if name in POLICIES:
         return make_policy(name, params)
-    if not Path(name).exists():
+    if path_kind(name) in ("missing", "invalid"):
         raise _unknown(name)
     policy = load_policy(name)
     check_policy_fits(policy, name, params)
@@ -161,7 +161,7 @@ def policy_scenario(name: str) -> str:
     ``default``."""
     if name in POLICIES:
         return "default"
-    if not Path(name).exists():
+    if path_kind(name) in ("missing", "invalid"):
         raise _unknown(name)
     return str(load_policy(name).spec["scenario"]["name"])
 
