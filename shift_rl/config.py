@@ -793,11 +793,19 @@ def _trace_problem(data: dict[str, Any], written: Any) -> str | None:
     demand = data.get("demand")
     trace = demand.get("trace") if isinstance(demand, dict) else None
     path = trace.get("path") if isinstance(trace, dict) else None
-    if not isinstance(path, str) or path_kind(path) == "file":
+    kind = path_kind(path) if isinstance(path, str) else "file"
+    if kind == "file":
         return None
-    shown = repr(written) if written == path else f"{written!r} (resolved to {path!r})"
+    shown = _short_path(written)
+    if written != path:
+        shown += f" (resolved to {_short_path(path)})"
+    problem = {
+        "dir": "is a directory",
+        "other": "is not a regular file",
+        "invalid": "is not a valid file name",
+    }.get(kind, "does not exist")
     return (
-        f"demand.trace.path: file {shown} does not exist; expected a CSV or CSV.gz trace "
+        f"demand.trace.path: file {shown} {problem}; expected a CSV or CSV.gz trace "
         "(a relative path is taken relative to the scenario file's directory)"
     )
 

@@ -21,6 +21,9 @@ from shift_rl.env import EnvResetNeeded, check_actions
 from shift_rl.plane import PlaneBatch
 from shift_rl.seeds import draw_episode_seed
 
+MAX_BATCH_BYTES = 16 * 2**30
+"""Most memory the episode arrays of one batch may take (checked before allocating)."""
+
 
 def with_masks(info: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
     """Gymnasium vector info: each (B, ...) array with its ``_key`` mask of the rows that
@@ -85,7 +88,8 @@ class ResourceShiftVectorEnv(VectorEnv):
     Each env keeps its episode's exogenous inputs (demand, slow-downs, telemetry gaps, report
     noise, unit failures) for ``X = history_ticks + episode_ticks + 33`` ticks: about
     ``X * (25 M + 16 R)`` bytes per env (~135 kB on ``default``, 1.3 MB on ``large``, so
-    5.4 GB for 4096 envs of ``large``).
+    5.4 GB for 4096 envs of ``large``); a batch that would keep more than 16 GiB is refused
+    with a ``ValueError`` before anything is allocated.
 
     ## Arguments
 
@@ -117,6 +121,15 @@ class ResourceShiftVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.scenario = load_scenario(scenario)
+        cfg = self.scenario
+        ticks = cfg.forecast.history_ticks + cfg.episode_ticks + 33
+        need = self.num_envs * ticks * (25 * len(cfg.modules) + 16 * len(cfg.resources))
+        if need > MAX_BATCH_BYTES:
+            raise ValueError(
+                f"num_envs={self.num_envs} envs of scenario {cfg.name!r} would keep "
+                f"~{need / 2**30:.1f} GiB of episode arrays (see Memory), above the "
+                f"{MAX_BATCH_BYTES // 2**30} GiB allowed: use fewer envs"
+            )
         self.plane = PlaneBatch(self.scenario, num_envs=self.num_envs)
         self.params = self.plane.params
         self.single_observation_space = self.plane.builder.space

@@ -803,3 +803,26 @@ def test_paths_the_system_refuses_are_project_errors(name: str) -> None:
     for load, error in loaders:
         with pytest.raises(error):
             load(name)
+
+
+def test_a_batch_too_big_for_memory_is_refused_before_allocating() -> None:
+    from shift_rl.vector import ResourceShiftVectorEnv
+
+    with pytest.raises(ValueError, match=r"num_envs=1000000000 envs .* above the 16 GiB"):
+        ResourceShiftVectorEnv(10**9, "default")
+
+
+def test_a_randomized_variant_out_of_range_is_a_config_error() -> None:
+    from shift_rl.training_envs import make_variants
+
+    cfg = load_train_config(None, ["randomization.variants=2", "randomization.demand_scale=[1, 1]"])
+    data = _set(_default(), "modules.0.demand.base", 1e11)
+    rc = cfg.randomization.model_copy(update={"demand_scale": [50.0, 60.0]})
+    with pytest.raises(ConfigError, match=r"variant 0 of 'default' \(randomization\.\*\)"):
+        make_variants(scenario_from_dict(data), rc, 0)
+
+
+def test_a_trace_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    data = load_scenario("trace").model_dump(mode="json")
+    data["demand"]["trace"]["path"] = str(tmp_path)
+    assert "is a directory; expected a CSV or CSV.gz trace" in _problem(data)
