@@ -432,8 +432,8 @@ def trace_files(draw: st.DrawFn) -> tuple[str, bytes]:
         if len(table) < 2 and op != "header":
             continue
         i = draw(st.integers(min_value=1, max_value=max(1, len(table) - 1)))
-        if op == "cell":
-            table[i][draw(st.integers(min_value=1, max_value=cols))] = draw(CELLS)
+        if op == "cell" and len(table[i]) > 1:
+            table[i][draw(st.integers(min_value=1, max_value=len(table[i]) - 1))] = draw(CELLS)
         elif op == "time":
             table[i][0] = draw(TIMES)
         elif op == "drop":
@@ -445,7 +445,7 @@ def trace_files(draw: st.DrawFn) -> tuple[str, bytes]:
         elif op == "ragged":
             table[i] = table[i][:-1] if draw(st.booleans()) else [*table[i], "1"]
         elif op == "header":
-            table[0][draw(st.integers(min_value=0, max_value=cols))] = draw(
+            table[0][draw(st.integers(min_value=0, max_value=len(table[0]) - 1))] = draw(
                 st.sampled_from(["", "0", "2020-01-01", "a", "dup"])
             )
         elif op == "jump":

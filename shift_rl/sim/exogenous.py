@@ -213,8 +213,8 @@ def _check_demand(demand: np.ndarray, params: ScenarioParams) -> None:
     raise ConfigError(
         f"modules.{j}.demand: the demand drawn for module {name!r} reaches "
         f"{float(demand[i, j]):.3g} requests per tick at tick {i - params.history_ticks} "
-        f"(limit {MAX_DEMAND:g}): lower its base, trend_per_day, regime or bursts, or shorten "
-        "the episode"
+        f"(limit {MAX_DEMAND:g}): lower its base, trend_per_day, regime, bursts or events, "
+        "or shorten the episode"
     )
 
 
