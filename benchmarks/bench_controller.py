@@ -24,7 +24,6 @@ import numpy as np
 
 from shift_rl.agents import make_policy
 from shift_rl.controller import ShiftController, SimulatedBackend
-from shift_rl.runtime import load_policy
 
 
 class ReplayBackend:
@@ -49,6 +48,10 @@ class ReplayBackend:
     def advance(self) -> None:
         self.i += 1
 
+    @property
+    def tick(self) -> int:
+        return self.i
+
     def history(self) -> np.ndarray:
         return self._history
 
@@ -62,15 +65,29 @@ def _import_seconds(code: str) -> float:
     return statistics.median(runs)
 
 
+def _load(folder: str):
+    from shift_rl.runtime import load_policy
+
+    return load_policy(folder)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--policy", default="agents/ppo-default", help="policy folder or name")
     ap.add_argument("--scenario", default="default")
     ap.add_argument("--ticks", type=int, default=2000)
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall (default) or this thread's CPU time (steadier on a shared machine)",
+    )
+    ap.add_argument("--skip-import", action="store_true", help="do not time the runtime import")
     args = ap.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.thread_time
     backend = ReplayBackend(args.scenario, 700)
     policies = {
-        "exported PPO": load_policy(args.policy) if os.path.isdir(args.policy) else None,
+        "exported PPO": _load(args.policy) if os.path.isdir(args.policy) else None,
         "potential": make_policy("potential", backend.params),
         "static": make_policy("static", backend.params),
     }
@@ -84,11 +101,13 @@ def main() -> None:
         ctl.run(200)  # warm-up: compilation, caches
         runs = []
         for _ in range(5):
-            t = time.perf_counter()
+            t = clock()
             for _ in range(args.ticks):
                 ctl.tick()
-            runs.append((time.perf_counter() - t) / args.ticks * 1e6)
+            runs.append((clock() - t) / args.ticks * 1e6)
         print(f"| {name} | {statistics.median(runs):.0f} |")
+    if args.skip_import:
+        return
     bare = _import_seconds("pass")
     runtime = _import_seconds(
         "import shift_rl.controller, shift_rl.runtime, sys; assert 'torch' not in sys.modules"

@@ -1,6 +1,6 @@
 """Env step cost: shift_rl scenarios side by side with gymnasium's CartPole-v1, in one run.
 
-    python benchmarks/bench_env.py [--steps 20000] [--rounds 5]
+    python benchmarks/bench_env.py [--steps 20000] [--rounds 5] [--clock wall|cpu]
 
 Both envs are made with ``gymnasium.make`` (so both carry the same default wrappers).
 Actions are drawn in advance (uniform over the action space; for shift_rl also a run that
@@ -20,6 +20,10 @@ import numpy as np
 import shift_rl
 from shift_rl.machine import describe
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+"""``cpu`` counts this thread's CPU time only: steadier than wall time on a shared machine."""
+clock = time.perf_counter
+
 
 def _time_steps(env: gym.Env, actions: list, masked: bool, rng: np.random.Generator) -> float:
     """Seconds per step over ``len(actions)`` steps, resets excluded from the clock."""
@@ -28,13 +32,13 @@ def _time_steps(env: gym.Env, actions: list, masked: bool, rng: np.random.Genera
     total = 0.0
     nvec = getattr(env.action_space, "nvec", None)
     for a in actions:
-        t0 = time.perf_counter()
+        t0 = clock()
         if masked:
             mask = base.action_masks()
             splits = np.split(mask, np.cumsum(nvec)[:-1])
             a = np.array([rng.choice(np.flatnonzero(s)) for s in splits])
         _, _, term, trunc, _ = env.step(a)
-        total += time.perf_counter() - t0
+        total += clock() - t0
         if term or trunc:
             env.reset()
     return total / len(actions)
@@ -45,7 +49,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20000, help="steps per round (default 20000)")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     ap.add_argument("--scenarios", default="default,large", help="comma-separated scenario names")
+    ap.add_argument("--clock", choices=CLOCKS, default="wall", help="wall (default) or cpu time")
     args = ap.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     if args.steps < 100 or args.rounds < 1:
         ap.error("--steps must be >= 100 and --rounds >= 1")
     rng = np.random.default_rng(0)
@@ -71,7 +78,7 @@ def main() -> None:
     cart_us = statistics.median(results["CartPole-v1"]) * 1e6
     print(f"machine: {describe()}")
     print(f"numpy {np.__version__}, gymnasium {gym.__version__}")
-    print(f"{args.rounds} rounds x {args.steps} steps, median round\n")
+    print(f"{args.rounds} rounds x {args.steps} steps, median round, {args.clock} clock\n")
     print("| env | us / step | steps / s | x CartPole |")
     print("|---|---:|---:|---:|")
     for key, vals in results.items():

@@ -4,14 +4,17 @@
         --ticks 720 --interval 0 --state-dir /tmp/ctl
 
 --policy is an exported policy folder or a built-in name (potential, hpa, ...). --mode shadow
-computes and logs what it would shift (next to potential) and moves nothing. While the file
-<state-dir>/HOLD exists nothing moves (the kill switch). A live line per tick, then a summary.
+computes and logs what it would shift (next to what potential proposes) and moves nothing.
+While the file <state-dir>/HOLD exists nothing moves (the kill switch). One line per tick (a
+live line that rewrites itself on a terminal; a plain line each tick when stdout is a file or a
+pipe), then a summary. --state-dir must be new, empty or a controller's earlier state folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import time
@@ -20,7 +23,101 @@ from pathlib import Path
 from shift_rl.agents import policy_scenario, resolve_policy
 from shift_rl.config import ConfigError
 from shift_rl.controller import BACKENDS, ShiftController, SimulatedBackend, TickRecord
+from shift_rl.outputs import OutputError, claim_dir
 from shift_rl.runtime import PolicyFileError
+
+STATE_KIND = "controller state"
+STATE_FILES = {"state.npz", "journal.jsonl", "audit.jsonl", "HOLD", "lock", "backend"}
+
+
+def _interval(text: str) -> float:
+    """--interval: a finite number of seconds >= 0 (not inf, nan or negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0.0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _ticks(text: str) -> int:
+    """--ticks: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def previous_state(folder: Path) -> list[str] | None:
+    """A controller state folder from before output markers: only the controller's files
+    (and the operator's HOLD file) in it."""
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    return sorted(names - {"HOLD"}) if names and names <= STATE_FILES else None
+
+
+def _proposal(action: list[int] | None, names: list[str], levels: list[int], kinds: list[str]):
+    """A raw action ``(src, dst, kind * K + k)`` as words (before the guard clips it)."""
+    if not action or action[0] == action[1]:
+        return "no shift"
+    kind, k = divmod(int(action[2]), len(levels))
+    what = f" {kinds[kind]}" if len(kinds) > 1 else ""
+    return f"{levels[k]}{what} {names[action[0]]}->{names[action[1]]}"
+
+
+def tick_line(rec: TickRecord, names: list[str], levels: list[int], kinds: list[str]) -> str:
+    """One tick in words: goal attainment, the shift (or what would shift), rollbacks, hold."""
+    if rec.shift:
+        what = f" {kinds[rec.shift[2]]}" if len(kinds) > 1 else ""
+        shift = f"{rec.shift[3]}{what} {names[rec.shift[0]]}->{names[rec.shift[1]]}"
+    else:
+        shift = "-"
+    goal = f"{rec.goal_attainment:.3f}" if rec.goal_attainment is not None else "  -  "
+    held = f" HOLD({rec.held})" if rec.held else ""
+    if rec.mode == "shadow":
+        mine = f"would shift {shift:<24}" if rec.shift else f"would shift {'nothing':<24}"
+        theirs = _proposal(rec.shadow_potential, names, levels, kinds)
+        return (
+            f"tick {rec.tick:5d}  goal {goal}  {mine} potential proposes {theirs:<24}"
+            f" rollbacks {len(rec.rollbacks)}{held}"
+        )
+    return (
+        f"tick {rec.tick:5d}  goal {goal}  shift {shift:<28} {rec.status:<8}"
+        f" rollbacks {len(rec.rollbacks)}{held}"
+    )
+
+
+def summary_rows(records: list[TickRecord], mode: str, wall: float) -> list[tuple[str, object]]:
+    goals = [r.goal_attainment for r in records if r.goal_attainment is not None]
+    rows: list[tuple[str, object]] = [
+        ("ticks", len(records)),
+        ("mode", mode),
+        ("mean goal attainment", f"{sum(goals) / max(len(goals), 1):.4f}"),
+        ("return (sum of rewards)", f"{sum(r.reward or 0.0 for r in records):.2f}"),
+    ]
+    if mode == "shadow":
+        would = [r for r in records if r.shift and r.status == "shadow"]
+        rows += [
+            ("shifts proposed (would have moved)", len(would)),
+            ("units that would have moved", sum(r.shift[3] for r in would)),
+            ("potential proposed a shift", sum(
+                1 for r in records if r.shadow_potential and
+                r.shadow_potential[0] != r.shadow_potential[1])),
+            ("units moved", "0 (shadow)"),
+        ]  # fmt: skip
+    else:
+        done = [r for r in records if r.shift and r.status != "shadow"]
+        rows += [("shifts", len(done)), ("units moved", sum(r.shift[3] for r in done))]
+    rows += [
+        ("rollbacks", sum(len(r.rollbacks) for r in records)),
+        ("held ticks", sum(1 for r in records if r.held)),
+        ("policy fallbacks", sum(1 for r in records if r.source != "policy")),
+        ("wall time", f"{wall:.1f} s"),
+    ]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,44 +128,56 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=BACKENDS, default="sim")
     ap.add_argument("--scenario", default=None, help="scenario (default: the policy's own)")
     ap.add_argument("--mode", choices=("active", "shadow"), default="active")
-    ap.add_argument("--ticks", type=int, default=720, help="intervals to run (default 720)")
-    ap.add_argument("--interval", type=float, default=0.0, help="seconds per interval")
-    ap.add_argument("--state-dir", type=Path, help="journal, audit log, state, HOLD file")
+    ap.add_argument("--ticks", type=_ticks, default=720, help="intervals to run (default 720)")
+    ap.add_argument("--interval", type=_interval, default=0.0, help="seconds per interval (>= 0)")
+    ap.add_argument(
+        "--state-dir",
+        type=Path,
+        help="journal, audit log, state, HOLD file; the backend's own state in "
+        "<state-dir>/backend (a restarted controller continues the episode)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="simulated backend's episode seed")
+    ap.add_argument(
+        "--tick-wall-seconds",
+        type=_interval,
+        default=1.0,
+        help="cgroup backend: wall seconds one tick lasts (default 1)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    if args.ticks < 1 or args.interval < 0:
-        ap.error("--ticks must be >= 1 and --interval >= 0")
 
     try:
+        if args.state_dir is not None:  # before anything writes into it
+            claim_dir(args.state_dir, STATE_KIND, legacy=previous_state)
         scenario = args.scenario or policy_scenario(args.policy)
+        backend_dir = args.state_dir / "backend" if args.state_dir is not None else None
         if args.backend == "sim":
-            backend = SimulatedBackend(scenario, seed=args.seed)
+            backend = SimulatedBackend(scenario, seed=args.seed, state_dir=backend_dir)
         else:
             from shift_rl.controller import CgroupBackend
 
-            backend = CgroupBackend(scenario, seed=args.seed)
+            backend = CgroupBackend(scenario, seed=args.seed, state_dir=backend_dir,
+                                    tick_wall_seconds=args.tick_wall_seconds)  # fmt: skip
         policy = resolve_policy(args.policy, backend.params)
         ctl = ShiftController(
             policy, backend, interval=args.interval, mode=args.mode, state_dir=args.state_dir
         )
-    except (ConfigError, PolicyFileError, ValueError, OSError) as err:
+    except (ConfigError, PolicyFileError, OutputError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     signal.signal(signal.SIGUSR1, lambda *_: ctl.hold(not ctl._manual_hold))
     names = [m.name for m in backend.params.config.modules]
+    kinds = [r.name for r in backend.params.config.resources]
+    levels = [int(v) for v in backend.params.amount_levels]
+    live = sys.stdout.isatty()
 
     def status(rec: TickRecord) -> None:
-        shift = f"{rec.shift[3]} {names[rec.shift[0]]}->{names[rec.shift[1]]}" if rec.shift else "-"
-        goal = f"{rec.goal_attainment:.3f}" if rec.goal_attainment is not None else "  -  "
-        held = f" HOLD({rec.held})" if rec.held else ""
-        print(
-            f"\rtick {rec.tick:5d}  goal {goal}  shift {shift:<28} {rec.status:<8}"
-            f" rollbacks {len(rec.rollbacks)}{held}   ",
-            end="",
-            flush=True,
-        )
+        line = tick_line(rec, names, levels, kinds)
+        if live:  # one line that rewrites itself
+            print(f"\r{line}   ", end="", flush=True)
+        else:  # a log: one line per tick
+            print(line, flush=True)
 
     started = time.perf_counter()
     try:
@@ -77,23 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         ctl.close()
         if hasattr(backend, "close"):
             backend.close()  # real backends stop their workers and remove their cgroups
-    print()
+    if live:
+        print()
     wall = time.perf_counter() - started
-    goals = [r.goal_attainment for r in records if r.goal_attainment is not None]
-    rows = [
-        ("ticks", len(records)),
-        ("mode", args.mode),
-        ("mean goal attainment", f"{sum(goals) / max(len(goals), 1):.4f}"),
-        ("return (sum of rewards)", f"{sum(r.reward or 0.0 for r in records):.2f}"),
-        ("shifts", sum(1 for r in records if r.shift)),
-        ("units moved", sum(r.shift[3] for r in records if r.shift and r.status != "shadow")),
-        ("rollbacks", sum(len(r.rollbacks) for r in records)),
-        ("held ticks", sum(1 for r in records if r.held)),
-        ("policy fallbacks", sum(1 for r in records if r.source != "policy")),
-        ("wall time", f"{wall:.1f} s"),
-    ]
     print("| metric | value |\n|---|---:|")
-    for key, value in rows:
+    for key, value in summary_rows(records, args.mode, wall):
         print(f"| {key} | {value} |")
     return 0
 

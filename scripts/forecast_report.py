@@ -17,7 +17,10 @@ project root when present, else the shipped ``configs/traces``):
   targets, test ticks ``H - 1 ..`` (the first forecasts come from the last train tick).
 * Season length: one day, ``86400 / step``, with the step from the timestamps
   (``Trace.step_seconds``) or, for tick-index traces, from the file name (azure: 60 s per row,
-  google: 300 s, nasa: 60 s) or ``--step``.
+  google: 300 s, nasa: 60 s) or ``--step``. ``seasonal_naive`` forecasts the value one season
+  earlier and, where it has none, the last value: on a trace of at most one day (the shipped
+  ``configs/traces`` slice is one day of azure functions) a season never completes, so its
+  rows equal ``last``. The report prints a note where this happens.
 
 Metrics (test split, pooled over series and target ticks, horizon ``h``):
 
@@ -48,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from shift_rl.forecast import FORECASTERS, make_forecaster, season_ticks_for
+from shift_rl.outputs import OutputError, check_file, write_file
 from shift_rl.traces import Trace, load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +61,19 @@ STEP_BY_PREFIX = {"azure_functions": 60.0, "google_2011_jobs": 300.0, "nasa_http
 """Seconds per row of the tick-index traces (see ../shared/traces/SOURCES.md)."""
 BASELINE = "seasonal_naive"
 NEAR_CONSTANT = 1e-3
+
+
+def _is_report(path: Path) -> bool:
+    """An earlier --json of this script: ``{trace file: {forecaster: {horizon: metrics}}}``."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and all(k.endswith((".csv", ".csv.gz")) and isinstance(v, dict) for k, v in data.items())
+    )
 
 
 def trace_files(folder: Path) -> list[Path]:
@@ -132,6 +149,9 @@ def report_file(
         f"{test.num_ticks}); {zeros} zero actual(s) skipped in MAPE; "
         f"{int((scale == 0).sum())} near-constant series left out of MASE"
     )
+    note = seasonal_note(trace.num_ticks, train.num_ticks, season, H)
+    if note:
+        print(note)
     result: dict[str, dict[str, dict[str, float]]] = {}
     cover: dict[str, list[float]] = {}
     for name in models:
@@ -155,6 +175,23 @@ def report_file(
         print(f"| {name} | " + " | ".join(cells) + " |")
     COVERAGE[path.name] = cover
     return result
+
+
+def seasonal_note(rows: int, train_rows: int, season: int, horizon: int) -> str | None:
+    """Why ``seasonal_naive`` may equal ``last``: the rows used hold less than a season back."""
+    if rows <= season:
+        return (
+            f"note: the {rows} rows used are at most one season ({season} ticks), so no target "
+            f"has a value one season earlier: {BASELINE} falls back to the last value and its "
+            "row equals `last`"
+        )
+    if train_rows + horizon <= season:
+        same = season - train_rows - horizon + 1
+        return (
+            f"note: the train split ({train_rows} rows) is shorter than one season ({season} "
+            f"ticks): {BASELINE} equals `last` on the first {same} test ticks"
+        )
+    return None
 
 
 COVERAGE: dict[str, dict[str, list[float]]] = {}
@@ -190,19 +227,44 @@ def check(results: dict, horizon: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--traces", type=Path, default=SHARED if SHARED.is_dir() else SHIPPED)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="The module docstring (python -m pydoc scripts.forecast_report) gives the "
+        "split, the metrics and the check in full.",
+    )
+    default = SHARED if SHARED.is_dir() else SHIPPED
+    ap.add_argument(
+        "--traces",
+        type=Path,
+        default=default,
+        help="folder of trace files (*.csv, *.csv.gz: a time column, then one column per "
+        "series; format in README 'Trace CSV format'); every file in it is reported "
+        f"(default {default})",
+    )
     ap.add_argument("--horizon", type=int, default=3, help="horizons 1..H (default 3)")
     ap.add_argument("--json", type=Path, default=None, help="write the metrics as JSON here")
     ap.add_argument("--series", type=int, default=8, help="first N series per file (default 8)")
     ap.add_argument("--max-days", type=float, default=14.0, help="most recent days kept")
-    ap.add_argument("--train-fraction", type=float, default=0.7)
+    ap.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.7,
+        help="share of each trace's rows (oldest first) that warms the models up; they are "
+        "scored online on the rest (default 0.7)",
+    )
     ap.add_argument("--step", type=float, default=None, help="seconds per row, tick-index files")
     ap.add_argument("--models", default=",".join(FORECASTERS), help="comma-separated names")
     ap.add_argument("-v", "--verbose", action="store_true", help="time each model (stderr)")
     args = ap.parse_args(argv)
     if args.horizon < 1 or args.series < 1 or args.max_days <= 0:
         ap.error("--horizon, --series and --max-days must be positive")
+    if not 0.0 < args.train_fraction < 1.0:
+        ap.error(f"--train-fraction must lie in (0, 1), got {args.train_fraction}")
+    if args.json is not None:
+        try:
+            check_file(args.json, _is_report, "forecast report (--json)")
+        except OutputError as err:
+            ap.error(str(err))
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(FORECASTERS))
     if unknown:
@@ -220,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = check(results, args.horizon)
     print(f"\n{'all traces pass' if ok else 'SOME TRACE FAILS'}; {time.perf_counter() - t0:.0f}s")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+        text = json.dumps(results, indent=2, sort_keys=False) + "\n"
+        write_file(args.json, text, _is_report, "forecast report (--json)")
     return 0 if ok else 1
 
 

@@ -19,6 +19,9 @@ import logging
 import sys
 from pathlib import Path
 
+from shift_rl.outputs import OutputError, check_file, write_file
+from shift_rl.traces import TraceError, load_trace
+
 logger = logging.getLogger("make_trace_slice")
 
 # Six of the 32 busiest always-invoked Azure functions, chosen for different daily shapes:
@@ -59,13 +62,20 @@ def make_slice(src: Path, out: Path, columns: list[str]) -> int:
         for row in reader:
             writer.writerow([row[i] for i in idx])
             rows += 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        open(out, "wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz,
-    ):
+    packed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, compresslevel=9, mtime=0) as gz:
         gz.write(buf.getvalue().encode("utf-8"))
+    write_file(out, packed.getvalue(), _is_trace, "trace slice (--out)")
     return rows
+
+
+def _is_trace(path: Path) -> bool:
+    """An existing --out is replaced only if it is a trace (an earlier slice)."""
+    try:
+        load_trace(path)
+    except (TraceError, OSError, ValueError):
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = make_slice(args.src, args.out, args.columns)
+    try:
+        check_file(args.out, _is_trace, "trace slice (--out)")
+        rows = make_slice(args.src, args.out, args.columns)
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     logger.info(
         "wrote %s: %d rows x %d series, %d bytes",
         args.out,

@@ -2,9 +2,14 @@
 
     python scripts/train.py                  # the default: configs/train/ppo_default.yaml
     python scripts/train.py --config configs/train/X.yaml --set ppo.learning_rate=1e-4
+    python scripts/train.py --out runs/my-run --set seed=3
     python scripts/train.py --resume runs/ppo-default/checkpoints/step_000115200
 
-TensorBoard: tensorboard --logdir runs/
+Everything a run writes goes into its run folder: runs/<run_name>/ (or --out DIR; a resumed
+run continues in its checkpoint's run folder): config.yaml, command.txt, checkpoints/, tb/
+(TensorBoard: tensorboard --logdir runs/) and the exported policy in policy/ with its model
+card. The shipped releases in agents/ are never written here: releasing a run is a separate,
+explicit step (scripts/export.py --model RUN --out agents/NAME --release).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from pathlib import Path
 
 from shift_rl.config import ConfigError, TrainConfig, load_train_config, train_config_from_dict
+from shift_rl.outputs import OutputError, shown
 
 
 def _flat(data: dict, prefix: str = "") -> dict[str, object]:
@@ -69,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--timesteps", type=int, help="total env steps (same as --set total_timesteps=N)"
     )
-    ap.add_argument("--out", type=Path, help="export folder (default agents/<run_name>)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="run folder: checkpoints, TensorBoard logs, config, command and the export in "
+        "policy/ (default runs/<run_name>, or the resumed checkpoint's run folder)",
+    )
     ap.add_argument("--resume", type=Path, help="checkpoint folder to continue from")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -85,24 +96,51 @@ def main(argv: list[str] | None = None) -> int:
             cfg = _resumed_config(args.resume, args.config, overrides)
         else:
             cfg = load_train_config(args.config, overrides)
-        from shift_rl.train import train  # torch and SB3 load only for a valid config
+        from shift_rl.config import load_scenario
+        from shift_rl.train import (  # torch and SB3 load only for a valid config
+            check_alignment,
+            check_run_folder,
+            describe_run,
+            run_folder,
+            train,
+        )
 
+        scenario = load_scenario(cfg.scenario)
+        check_alignment(cfg, scenario)
+        folder = run_folder(cfg, args.out, args.resume)
+        check_run_folder(folder, args.resume)
+        print(describe_run(cfg, folder, scenario, args.resume), flush=True)
         started = time.perf_counter()
-        result = train(cfg, out=args.out, resume=args.resume, progress=not args.no_progress)
-    except ConfigError as err:
+        result = train(cfg, out=folder, resume=args.resume, progress=not args.no_progress)
+    except (ConfigError, OutputError) as err:
         source = args.resume or args.config
         named = source is None or str(source) in str(err)
         print(f"error: {'' if named else f'{source}: '}{err}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - started
-    if result.report is not None:
-        print(result.report.markdown().replace(str(result.export_dir), cfg.run_name))
+    report = result.report
+    if report is not None:
+        print(f"\n## Evaluation: {report.episodes} held-out episodes, paired\n")
+        print(report.markdown())
+        print("\n" + "\n".join(report.legend()))
+        print("\n" + "\n".join(report.verdict_lines()))
+    if result.resumed_from:
+        trained = (
+            f"trained {result.trained:,} steps in this call (resumed at "
+            f"{result.resumed_from:,}; the run now has {result.timesteps:,})"
+        )
+    else:
+        trained = f"trained {result.trained:,} steps"
     print(
-        f"\ntrained {result.timesteps:,} steps in {result.seconds / 60:.1f} min "
-        f"({result.steps_per_second:,.0f} env steps/s end to end); "
-        f"total wall time {wall / 60:.1f} min"
+        f"\n{trained} in {result.seconds / 60:.1f} min ({result.steps_per_second:,.0f} env "
+        f"steps/s); total wall time with the evaluation {wall / 60:.1f} min"
     )
-    print(f"policy exported to {result.export_dir}; TensorBoard logs in {result.run_dir / 'tb'}")
+    run, policy = shown(result.run_dir), shown(result.export_dir)
+    print(f"run folder {run}/: the policy in {policy}/, TensorBoard logs in {run}/tb/")
+    print(
+        f"release it (maintainers only): python scripts/export.py --model {run} "
+        f"--out agents/{cfg.run_name} --release"
+    )
     return 0
 
 

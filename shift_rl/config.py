@@ -17,6 +17,7 @@ import difflib
 import errno
 import itertools
 import os
+import re
 import stat
 import types
 from collections import Counter
@@ -35,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+
+from shift_rl.archetypes import expand_scenario
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = PROJECT_ROOT / "configs" / "scenarios"
@@ -824,7 +827,9 @@ def scenario_from_dict(
             f"invalid scenario {source}: the top level must be a mapping of scenario fields "
             f"(name, resources, modules, ...), got {got}"
         )
-    data = dict(data)
+    data, problems = expand_scenario(dict(data), ModuleConfig, _error_lines)  # archetypes.py
+    if problems:
+        raise ConfigError(_format_errors(problems, source))
     demand = data.get("demand")
     trace = demand.get("trace") if isinstance(demand, dict) else None
     written = trace.get("path") if isinstance(trace, dict) else None
@@ -1228,34 +1233,21 @@ class TrainEvalConfig(_Model):
     baselines: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
         ["potential", "hpa", "static"],
         max_length=32,
-        description="compared with: built-in policy names or exported policy folders",
+        description="compared with: built-in policy names or exported policy folders (checked, "
+        "with the scenario, before training: shift_rl.train.check_inputs)",
     )
     every_timesteps: Steps = Field(57_600, description="steps between periodic evaluations")
     episodes_during: Annotated[int, Field(ge=1, le=10_000)] = Field(
         4, description="validation episodes per periodic evaluation"
     )
 
-    @field_validator("baselines")
-    @classmethod
-    def _known_baselines(cls, v: list[str]) -> list[str]:
-        """Every name a built-in policy or an existing policy folder: a typo fails before a
-        run trains for hours, not at its final evaluation."""
-        from shift_rl.agents import POLICIES, REFERENCES
-
-        bad = [n for n in v if n not in POLICIES and n not in REFERENCES and path_kind(n) != "dir"]
-        if bad:
-            allowed = sorted(POLICIES) + list(REFERENCES)
-            raise ValueError(
-                f"unknown baseline{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
-                f"expected built-in policies {allowed} or exported policy folders"
-            )
-        return v
-
 
 class TrainConfig(_Model):
     """A training run: scenario, algorithm, network, PPO settings, evaluation, checkpoints."""
 
-    run_name: str = Field("ppo-default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    run_name: str = Field(
+        "ppo-default", description="folder name of the run under runs/ (a plain name)"
+    )
     scenario: str = Field(
         "default", min_length=1, max_length=4096, description="scenario name or YAML path"
     )
@@ -1277,6 +1269,16 @@ class TrainConfig(_Model):
     network: NetworkConfig = NetworkConfig()
     randomization: RandomizationConfig = RandomizationConfig()
     evaluation: TrainEvalConfig = TrainEvalConfig()
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", value) or len(value) > 100:
+            raise ValueError(
+                "must be a plain folder name: letters, digits, underscores, hyphens and dots, "
+                "not starting with a dot, no path separator, at most 100 characters"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

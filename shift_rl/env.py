@@ -181,9 +181,9 @@ class ResourceShiftEnv(gym.Env):
         self.render_mode = render_mode
         self.plane = PlaneBatch(self.scenario, num_envs=1)
         self.params = self.plane.params
-        self.observation_space = self.plane.builder.space
-        self.action_space = gym.spaces.MultiDiscrete(self.plane.guard.action_nvec)
-        self.observation_names = self.plane.builder.names
+        self.observation_space = self.plane.core.builder.space
+        self.action_space = gym.spaces.MultiDiscrete(self.plane.core.guard.action_nvec)
+        self.observation_names = self.plane.core.builder.names
         self.module_names = [m.name for m in self.scenario.modules]
         self._last: StepResult | None = None
         self._nvec = np.asarray(self.action_space.nvec, dtype=np.int64)
@@ -232,7 +232,7 @@ class ResourceShiftEnv(gym.Env):
             f"{'module':<14}" + "".join(f"{k + ' (+in)':>12}" for k in kinds)
             + f"{'demand':>10}{'util':>7}{'lat/SLO':>9}{'attain':>8}{'lock':>6}",
         ]  # fmt: skip
-        lock = self.plane.guard.lock_remaining(tel.tick)[0]
+        lock = self.plane.core.guard.lock_remaining(tel.tick)[0]
         for m, name in enumerate(self.module_names):
             units = "".join(
                 f"{int(tel.alloc[0, m, r]):>7} (+{int(tel.incoming[0, m, r])})"
@@ -245,5 +245,12 @@ class ResourceShiftEnv(gym.Env):
             )
         if self._last is not None:
             s = self._last.shift[0]
-            lines.append(f"last shift: {s[3]} units of {kinds[s[2]]} from {s[0]} to {s[1]}")
+            if s[3] > 0:
+                names = self.module_names
+                last = f"{s[3]} units of {kinds[s[2]]} from {names[s[0]]} to {names[s[1]]}"
+            elif self._last.invalid[0]:
+                last = "none (the guard turned the proposal into a no-op)"
+            else:
+                last = "none (no shift proposed)"
+            lines.append(f"last shift: {last}")
         return "\n".join(lines)

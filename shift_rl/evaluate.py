@@ -4,8 +4,12 @@ Every policy plays the same episodes: episode ``i`` is ``env.reset(seed=seed + i
 sees the same demand and faults whatever it does. ``static`` and the ``oracle`` bound run on
 every episode (listed or not) because *gap closed* needs them:
 ``(return - static) / (oracle - static)``, the share of the reachable improvement a policy
-captures. Means come with 95 % confidence intervals (Student t over episodes); differences
-against the first listed policy are paired per episode.
+captures. Means come with 95 % confidence intervals (Student t over episodes), clipped to the
+metric's range: a mean of counts (SLO-violation ticks, units moved, rollbacks, invalid
+proposals) cannot be negative, nor goal attainment leave [0, 1], so neither can its interval.
+Differences are paired per episode: *the first listed policy minus the other* (positive: the
+first policy did better on return, goal attainment and gap closed), and :meth:`verdicts`
+turns them into plain statements (beats / loses to / no significant difference from).
 
 Gap closed is *undefined* in an episode where the oracle's headroom over static is below
 ``GAP_MIN_HEADROOM`` per tick (a lightly loaded plane where static already serves everything):
@@ -25,17 +29,16 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from shift_rl.agents import Policy, oracle_goal, resolve_policy
+from shift_rl.agents import POLICIES, Policy, oracle_goal, resolve_policy
 from shift_rl.config import ScenarioConfig, load_scenario, with_trace
+from shift_rl.distributed import FanOut
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.runtime import PolicyFileError
 from shift_rl.sim.exogenous import trace_quality
@@ -54,6 +57,14 @@ METRICS = (
     "rollbacks",
     "invalid_actions",
 )
+BOUNDS: dict[str, tuple[float, float]] = {
+    "goal_attainment": (0.0, 1.0),
+    "slo_violation_ticks": (0.0, math.inf),
+    "units_moved": (0.0, math.inf),
+    "rollbacks": (0.0, math.inf),
+    "invalid_actions": (0.0, math.inf),
+}
+"""The range of each bounded metric: its mean and confidence interval are clipped to it."""
 
 
 class EvaluationError(ValueError):
@@ -87,14 +98,23 @@ def load_any_policy(name: str, env: ResourceShiftEnv) -> Policy:
 
 
 def run_episode(
-    env: ResourceShiftEnv, policy: Policy, name: str, episode: int, seed: int, record: bool = False
+    env: ResourceShiftEnv,
+    policy: Policy,
+    name: str,
+    episode: int,
+    seed: int,
+    record: bool = False,
+    record_reward: bool = False,
 ) -> EpisodeResult:
-    """Play one full episode; with ``record``, keep per-tick allocation, demand and reward."""
+    """Play one full episode; with ``record``, keep per-tick allocation, demand and reward,
+    with ``record_reward`` only the reward."""
     obs, _ = env.reset(seed=seed)
     policy.reset()
     total = goal = 0.0
     violations = moved = rollbacks = invalid = 0
-    traj: dict[str, list] | None = {"alloc": [], "need": [], "reward": []} if record else None
+    traj: dict[str, list] | None = None
+    if record or record_reward:
+        traj = {"alloc": [], "need": [], "reward": []}
     done = False
     while not done:
         action = policy.act(obs, env.action_masks())
@@ -107,22 +127,28 @@ def run_episode(
         rollbacks += info["rollbacks"]
         invalid += info["invalid_action"]
         if traj is not None:
+            traj["reward"].append(reward)
+        if record and traj is not None:
             traj["alloc"].append(info["alloc"][:, 0].tolist())
             # demand as the units of the first kind it needs at the target utilization
             lam = env.plane.sim.exo_demand[0, env.params.history_ticks + info["tick"]]
             need = lam * env.params.servers_per_request * env.params.units_per_server[:, 0]
             traj["need"].append(need.tolist())
-            traj["reward"].append(reward)
     ticks = env.params.episode_ticks
     return EpisodeResult(
         name, episode, seed, total, goal / ticks, violations, moved, rollbacks, invalid, traj
     )
 
 
-def _oracle_episode(env: ResourceShiftEnv, episode: int, seed: int) -> EpisodeResult:
+def _oracle_episode(
+    env: ResourceShiftEnv, episode: int, seed: int, record: bool = False
+) -> EpisodeResult:
     env.reset(seed=seed)
     goal = oracle_goal(env.params, env.plane.sim)
-    return EpisodeResult("oracle", episode, seed, float(goal.sum()), float(goal.mean()), 0, 0, 0, 0)
+    traj = {"alloc": [], "need": [], "reward": goal.tolist()} if record else None
+    return EpisodeResult(
+        "oracle", episode, seed, float(goal.sum()), float(goal.mean()), 0, 0, 0, 0, traj
+    )
 
 
 def _run_chunk(
@@ -130,12 +156,18 @@ def _run_chunk(
 ) -> list[EpisodeResult]:
     env = ResourceShiftEnv(scenario)
     if name == "oracle":
-        return [_oracle_episode(env, i, seed + i) for i in episodes]
+        return [_oracle_episode(env, i, seed + i, record) for i in episodes]
     policy = load_any_policy(name, env)
-    return [run_episode(env, policy, name, i, seed + i, record and i == 0) for i in episodes]
+    return [
+        run_episode(env, policy, name, i, seed + i, record and i == 0, record_reward=record)
+        for i in episodes
+    ]
 
 
-def _summary(values: np.ndarray) -> dict[str, Any]:
+def _summary(
+    values: np.ndarray, bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> dict[str, Any]:
+    """Mean and 95 % Student-t interval of the finite values, clipped to ``bounds``."""
     values = values[np.isfinite(values)]
     n = len(values)
     if n == 0:
@@ -144,7 +176,63 @@ def _summary(values: np.ndarray) -> dict[str, Any]:
     if n < 2:
         return {"mean": mean, "ci95": [mean, mean], "n": n}
     half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
-    return {"mean": mean, "ci95": [mean - half, mean + half], "n": n}
+    lo, hi = bounds
+    return {"mean": mean, "ci95": [max(mean - half, lo), min(mean + half, hi)], "n": n}
+
+
+def policy_label(name: str, policy: Any) -> str:
+    """A short name for a policy: a built-in's name, an export's run name or folder name."""
+    if name in POLICIES or name == "oracle":
+        return name
+    spec = getattr(policy, "spec", None)
+    run = spec.get("training", {}).get("run_name") if isinstance(spec, dict) else None
+    return str(run) if run else Path(name).name
+
+
+def _signed(x: float, digits: int) -> str:
+    return f"{x:+.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The first policy against a baseline on paired episodes: ``difference = first - other``."""
+
+    policy: str
+    baseline: str
+    metric: str
+    mean: float
+    low: float
+    high: float
+    episodes: int
+
+    @property
+    def outcome(self) -> str:
+        """``beats`` if the whole 95 % interval is above 0, ``loses to`` if below, else
+        ``no significant difference from`` (also with fewer than 2 episodes)."""
+        if self.episodes >= 2 and self.low > 0:
+            return "beats"
+        if self.episodes >= 2 and self.high < 0:
+            return "loses to"
+        return "no significant difference from"
+
+    def line(self, labels: dict[str, str] | None = None) -> str:
+        labels = labels or {}
+        me, other = labels.get(self.policy, self.policy), labels.get(self.baseline, self.baseline)
+        what = self.metric.replace("_", " ")
+        digits = 1 if self.high - self.low >= 1 else 3
+        amount = (
+            f"{_signed(self.mean, digits)} {what} "
+            f"[{_signed(self.low, digits)}, {_signed(self.high, digits)}]"
+        )
+        if self.episodes < 2:
+            return (
+                f"{me} vs {other}: {_signed(self.mean, digits)} {what} on 1 episode; "
+                "at least 2 paired episodes are needed for a verdict"
+            )
+        how = f"(95 % CI, {self.episodes} paired episodes)"
+        if self.outcome == "no significant difference from":
+            return f"{me} shows no significant difference from {other}: {amount} {how}"
+        return f"{me} {self.outcome} {other} by {amount} {how}"
 
 
 @dataclass
@@ -159,10 +247,15 @@ class EvaluationReport:
     kinds: list[str]
     results: dict[str, list[EpisodeResult]]
     seconds: float = 0.0
-    ticks: int = 1
-    """Ticks per episode (what the gap-closed headroom is measured per)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    episode_ticks: int = 0
+    """Ticks per episode (also what the gap-closed headroom is measured per)."""
+    tick_seconds: float = 60.0
     trace_quality: dict[str, Any] | None = None
     """For a replayed trace: its series and the ticks filled in each (missing rows, samples)."""
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name, name)
 
     def per_episode(self, name: str, metric: str) -> np.ndarray:
         res = self.results[name]
@@ -170,7 +263,7 @@ class EvaluationReport:
             static = np.array([r.ret for r in self.results["static"]])
             oracle = np.array([r.ret for r in self.results["oracle"]])
             ret = np.array([r.ret for r in res])
-            return gap_closed(ret, static, oracle, self.ticks)
+            return gap_closed(ret, static, oracle, self.episode_ticks)
         key = "ret" if metric == "return" else metric
         return np.array([getattr(r, key) for r in res], dtype=np.float64)
 
@@ -185,25 +278,96 @@ class EvaluationReport:
             "trace": self.trace,
             "slo_target": SLO_TARGET,
             "policies": {},
+            "labels": {name: self.label(name) for name in self.results},
             "paired_against": first,
+            "difference": f"per episode: {first} minus the policy (positive: {first} did better)",
             "differences": {},
+            "verdicts": [],
         }
         if self.trace_quality is not None:
             out["trace_quality"] = self.trace_quality
         for name in self.results:
-            out["policies"][name] = {m: _summary(self.per_episode(name, m)) for m in METRICS}
+            out["policies"][name] = {
+                m: _summary(self.per_episode(name, m), BOUNDS.get(m, (-math.inf, math.inf)))
+                for m in METRICS
+            }
             if name != first:
                 out["differences"][name] = {
-                    m: _summary(self.per_episode(name, m) - self.per_episode(first, m))
+                    m: _summary(self.per_episode(first, m) - self.per_episode(name, m))
                     for m in ("return", "goal_attainment", "gap_closed")
                 }
         for table in (out["policies"], out["differences"]):
             for summary in table.values():
                 _mark_undefined(summary["gap_closed"], self.episodes)
+        out["verdicts"] = [
+            {**vars(v), "outcome": v.outcome, "text": v.line(out["labels"])}
+            for v in self.verdicts()
+        ]
         return out
 
+    def baselines(self) -> list[str]:
+        """What the first policy is judged against: the other listed policies (not the oracle
+        bound), or ``static`` when nothing else was listed."""
+        first = self.policies[0]
+        others = [n for n in self.policies[1:] if n != "oracle"]
+        if not others and first != "static":
+            others = ["static"]
+        return others
+
+    def verdicts(self, metric: str = "return") -> list[Verdict]:
+        """One :class:`Verdict` per baseline on the paired difference of ``metric``."""
+        first = self.policies[0]
+        out = []
+        for name in self.baselines():
+            s = _summary(self.per_episode(first, metric) - self.per_episode(name, metric))
+            if s["mean"] is None:
+                continue
+            lo, hi = s["ci95"]
+            out.append(Verdict(first, name, metric, s["mean"], lo, hi, s["n"]))
+        return out
+
+    def verdict_lines(self) -> list[str]:
+        """The verdicts as sentences, then the share of the gap the first policy closed."""
+        lines = [v.line(self.labels) for v in self.verdicts()]
+        first = self.policies[0]
+        gap = _summary(self.per_episode(first, "gap_closed"))
+        if first not in ("static", "oracle") and gap["mean"] is not None:
+            lo, hi = gap["ci95"]
+            lines.append(
+                f"{self.label(first)} closes {100 * gap['mean']:.0f} % [{100 * lo:.0f}, "
+                f"{100 * hi:.0f}] of the gap between static (0 %) and the oracle bound "
+                f"(100 %) (95 % CI, {gap['n']} paired episodes)"
+            )
+        return lines
+
+    def legend(self) -> list[str]:
+        """What the table's columns mean, in plain words (printed under the table)."""
+        ticks = f" of {self.episode_ticks} ticks" if self.episode_ticks else ""
+        lines = [
+            f"Each cell: mean [95 % CI] over {self.episodes} paired episodes{ticks} (seeds "
+            f"{self.seed}..{self.seed + self.episodes - 1}); intervals of counts are clipped "
+            "at 0.",
+            "- return: the episode's summed reward (value-weighted goal attainment per tick "
+            "minus the costs of units moved and rollbacks); higher is better.",
+            "- goal attainment: value-weighted share of demand served within its SLO, mean per "
+            "tick (1 = all of it).",
+            "- gap closed: (return - static) / (oracle - static): 0 = static allocation, "
+            "1 = the oracle upper bound.",
+            f"- SLO-violation ticks: ticks in which some module served less than "
+            f"{100 * SLO_TARGET:.0f} % of its demand within its SLO.",
+            "- units moved: units shifted per episode, rollbacks included; rollbacks: shifts "
+            "the guard undid because they hurt.",
+            "- invalid: proposed shifts per episode that the SafetyGuard turned into no-ops "
+            "(a module still in its stabilization window, at its floor or share cap, or the "
+            "tick's budget spent); they move nothing and cost nothing.",
+        ]
+        paths = {n: lab for n, lab in self.labels.items() if lab != n}
+        for name, lab in paths.items():
+            lines.append(f"- {lab} = {name}")
+        return lines
+
     def markdown(self) -> str:
-        """The result table: mean [95 % CI] per metric and policy."""
+        """The result table: mean [95 % CI] per metric and policy, then paired differences."""
         d = self.to_dict()
 
         def fmt(s: dict[str, Any], digits: int) -> str:
@@ -219,22 +383,24 @@ class EvaluationReport:
         lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, s in d["policies"].items():
             lines.append(
-                f"| {name} | {fmt(s['return'], 1)} | {fmt(s['goal_attainment'], 4)} "
-                f"| {fmt(s['gap_closed'], 3)} | {fmt(s['slo_violation_ticks'], 1)} "
-                f"| {fmt(s['units_moved'], 0)} | {fmt(s['rollbacks'], 1)} "
-                f"| {fmt(s['invalid_actions'], 1)} |"
+                f"| {self.label(name)} | {fmt(s['return'], 1)} | "
+                f"{fmt(s['goal_attainment'], 4)} | {fmt(s['gap_closed'], 3)} "
+                f"| {fmt(s['slo_violation_ticks'], 1)} | {fmt(s['units_moved'], 0)} "
+                f"| {fmt(s['rollbacks'], 1)} | {fmt(s['invalid_actions'], 1)} |"
             )
         if d["differences"]:
+            first = self.label(d["paired_against"])
             lines += [
                 "",
-                f"Paired difference against `{d['paired_against']}` (mean [95 % CI]):",
+                f"Paired difference `{first}` minus each policy, per episode (mean [95 % CI]; "
+                f"positive: `{first}` did better):",
                 "",
             ]
             lines += ["| policy | return | goal attainment | gap closed |", "|---|---:|---:|---:|"]
             for name, s in d["differences"].items():
                 lines.append(
-                    f"| {name} | {fmt(s['return'], 2)} | {fmt(s['goal_attainment'], 4)} "
-                    f"| {fmt(s['gap_closed'], 3)} |"
+                    f"| {self.label(name)} | {fmt(s['return'], 2)} | "
+                    f"{fmt(s['goal_attainment'], 4)} | {fmt(s['gap_closed'], 3)} |"
                 )
         reasons = {
             s["gap_closed"]["undefined"]
@@ -282,10 +448,16 @@ def evaluate(
     episodes: int = 20,
     seed: int = 0,
     trace: str | os.PathLike | None = None,
-    workers: int = 1,
+    workers: int | None = 1,
     record: bool = False,
+    ray_address: str | None = None,
 ) -> EvaluationReport:
-    """Evaluate ``policies`` on the same ``episodes`` (seeds ``seed .. seed + episodes - 1``)."""
+    """Evaluate ``policies`` on the same ``episodes`` (seeds ``seed .. seed + episodes - 1``).
+
+    ``workers`` and ``ray_address`` say how the episodes fan out (see
+    :class:`shift_rl.distributed.FanOut`: serially, over processes, over a local Ray or a
+    Ray cluster); the report is the same whichever is used.
+    """
     if not policies:
         raise EvaluationError("no policy given: expected at least one name")
     if isinstance(episodes, bool) or not isinstance(episodes, int | np.integer) or episodes < 1:
@@ -298,7 +470,7 @@ def evaluate(
         raise EvaluationError(
             f"seed must be an integer >= 0 (episode i uses seed + i, below 2**63), got {seed!r}"
         )
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise EvaluationError(f"workers must be >= 1, got {workers}")
     cfg = load_scenario(scenario)
     if trace is not None:
@@ -306,19 +478,19 @@ def evaluate(
     names = list(dict.fromkeys(policies))
     everything = [*names, *(r for r in ("static", "oracle") if r not in names)]
     env = ResourceShiftEnv(cfg)
+    labels = {"oracle": "oracle"}
     for name in everything:  # fail fast, before any episode runs
         if name != "oracle":
-            load_any_policy(name, env)
+            labels[name] = policy_label(name, load_any_policy(name, env))
+    if len(set(labels.values())) < len(labels):  # two exports of one run: show their paths
+        labels = {name: name for name in labels}
     quality = trace_quality(env.params)  # loads the trace: a bad one fails here, once
     start = time.perf_counter()
-    chunks = max(1, min(episodes, workers))
-    parts = [list(range(episodes))[k::chunks] for k in range(chunks)]
-    tasks = [(cfg, name, part, seed, record) for name in everything for part in parts]
-    if workers == 1:
-        done = [_run_chunk(*t) for t in tasks]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            done = list(pool.map(_run_chunk, *zip(*tasks, strict=True)))
+    with FanOut(workers, ray_address) as pool:  # serial, processes or Ray: same results
+        chunks = max(1, min(episodes, pool.width))
+        parts = [list(range(episodes))[k::chunks] for k in range(chunks)]
+        tasks = [(cfg, name, part, seed, record) for name in everything for part in parts]
+        done = pool.map(_run_chunk, *zip(*tasks, strict=True))
     results: dict[str, list[EpisodeResult]] = {name: [] for name in everything}
     for chunk in done:
         for r in chunk:
@@ -336,72 +508,43 @@ def evaluate(
         kinds=cfg.resource_names,
         results=results,
         seconds=time.perf_counter() - start,
-        ticks=cfg.episode_ticks,
+        labels=labels,
+        episode_ticks=cfg.episode_ticks,
+        tick_seconds=float(cfg.tick_seconds),
         trace_quality=quality,
     )
 
 
+PLOTS_KIND = "evaluation figures"
+
+
+def check_plots_dir(directory: str | os.PathLike) -> None:
+    """Raise :class:`~shift_rl.outputs.OutputError` unless :func:`plot` may write there."""
+    from shift_rl.outputs import check_dir
+
+    check_dir(directory, PLOTS_KIND)
+
+
 def plot(report: EvaluationReport, directory: str | os.PathLike) -> list[Path]:
-    """PNG figures: allocation and demand over episode 0 per policy, reward per tick, metrics."""
-    import matplotlib
+    """Write the figures of :mod:`shift_rl.plots` into ``directory``; return their paths.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``directory`` must be new, empty or hold earlier figures (:mod:`shift_rl.outputs`); the
+    earlier figures are replaced, other files stay.
+    """
+    from shift_rl.outputs import claim_dir
+    from shift_rl.plots import figures
 
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
-    recorded = {n: rs[0].trajectory for n, rs in report.results.items() if rs and rs[0].trajectory}
-    for name, traj in recorded.items():
-        fig, ax = plt.subplots(figsize=(11, 5))
-        alloc, need = np.array(traj["alloc"]), np.array(traj["need"])
-        for m, module in enumerate(report.modules):
-            (line,) = ax.plot(alloc[:, m], lw=1.4, label=module)
-            ax.plot(need[:, m], lw=0.7, ls="--", color=line.get_color())
-        ax.set_xlabel("tick")
-        ax.set_ylabel(f"units of {report.kinds[0]}")
-        ax.set_title(
-            f"{report.scenario}: {name}, episode 0 (solid: units serving; "
-            "dashed: units the demand needs at the target utilization)"
-        )
-        ax.legend(ncol=3, fontsize=8)
-        path = out / f"allocation_{name.replace('/', '_')}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        files.append(path)
-    if recorded:
-        fig, ax = plt.subplots(figsize=(10, 4))
-        for name, traj in recorded.items():
-            ax.plot(traj["reward"], label=name, lw=0.8)
-        ax.set_xlabel("tick")
-        ax.set_ylabel("reward")
-        ax.legend()
-        path = out / "reward_per_tick.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        files.append(path)
-    d = report.to_dict()["policies"]
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.5))
-    for ax, metric in zip(
-        axes, ("goal_attainment", "gap_closed", "units_moved", "rollbacks"), strict=True
-    ):
-        names = [n for n in d if d[n][metric]["mean"] is not None]
-        means = np.array([d[n][metric]["mean"] for n in names])
-        lo = means - np.array([d[n][metric]["ci95"][0] for n in names])
-        ax.bar(names, means, yerr=lo, capsize=3)
-        ax.set_title(metric)
-        ax.tick_params(axis="x", rotation=60)
-    path = out / "metrics.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    files.append(path)
-    return files
+    check_plots_dir(directory)
+    rendered = figures(report)
+    return claim_dir(directory, PLOTS_KIND).replace_files(rendered)
 
 
 __all__ = [
     "EpisodeResult",
     "EvaluationError",
     "EvaluationReport",
+    "Verdict",
+    "check_plots_dir",
     "evaluate",
     "gap_closed",
     "plot",

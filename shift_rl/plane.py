@@ -1,9 +1,11 @@
-"""A batch of simulated control planes: simulator, guard, forecaster, reputation, observation.
+"""The env's batch: simulated control planes, each the control-plane core plus the simulator.
 
-This is the one implementation of a tick that both the single env (a batch of one) and the
-batched env use; they are thin shells around :class:`PlaneBatch`. It also owns what both
-report (:meth:`PlaneBatch.metrics`, :meth:`PlaneBatch.step_info`) and how an env draws an
-episode's seed (:func:`draw_episode_seed`), so the shells cannot drift apart.
+:class:`PlaneBatch` drives the tick of :mod:`shift_rl.core` (guard, forecaster, reputation,
+observation, reward: the same object the runtime controller runs) against a
+:class:`~shift_rl.sim.simulator.Simulator` that owns the resources and the truth. Both the
+single env (a batch of one) and the batched env are thin shells around it. It also owns what
+both report (:meth:`PlaneBatch.metrics`, :meth:`PlaneBatch.step_info`), so the shells cannot
+drift apart.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ from typing import Any
 import numpy as np
 
 from shift_rl.config import ScenarioConfig
-from shift_rl.forecast import Forecaster, make_forecaster
-from shift_rl.observation import ObservationBuilder
-from shift_rl.reputation import Reputation
-from shift_rl.safety import CLIPPED, INVALID, SafetyGuard
+from shift_rl.core import ControlCore
+from shift_rl.safety import CLIPPED, INVALID
 from shift_rl.scenario import ScenarioParams, layout_differences
 from shift_rl.sim.simulator import Simulator
 
@@ -84,23 +84,8 @@ class PlaneBatch:
                 )
         self.variant_params = [ScenarioParams.from_config(v) for v in variants] or [p]
         self.sim = Simulator(p, num_envs)
-        self.guard = SafetyGuard.from_params(p, num_envs)
-        fc = scenario.forecast
-        self.forecaster: Forecaster = make_forecaster(
-            fc.model,
-            num_envs,
-            p.num_modules,
-            tick_seconds=p.tick_seconds,  # seasonal models: one day of ticks
-            **{"horizons": max(4, p.forecast_horizon), **fc.params},
-        )
-        rc = scenario.reputation
-        self.reputation = Reputation(
-            num_envs, p.num_modules, p.servers_per_request, rc.alpha, rc.attainment_weight
-        )
-        self.builder = ObservationBuilder(p, num_envs)
+        self.core = ControlCore(p, num_envs)
         self._env_index = np.arange(num_envs, dtype=np.int64)
-        self.forecast_mean = np.zeros((num_envs, p.num_modules))
-        self.forecast_spread = np.zeros((num_envs, p.num_modules))
 
     def reset(
         self,
@@ -113,25 +98,11 @@ class PlaneBatch:
         observations (rows not reset keep theirs)."""
         params = None if variants is None else [self.variant_params[v] for v in variants]
         self.sim.reset(seeds, rows, params)
-        self.guard.reset(rows)
-        self.reputation.reset(rows)
-        self.forecaster.reset(rows)
-        sim = self.sim
-        h = self.params.history_ticks
-        hist = np.where(sim.exo_missing[:, :h], np.nan, sim.exo_demand[:, :h])
-        keep = (
-            np.ones(self.num_envs, dtype=bool) if rows is None else np.isin(self._env_index, rows)
-        )
-        for i in range(h):  # warm the forecaster on demand seen before the episode
-            self.forecaster.update(np.where(keep[:, None], hist[:, i], np.nan), active=keep)
-        tel = sim.telemetry()
-        self.forecaster.update(np.where(keep[:, None], tel.demand, np.nan), active=keep)
-        return self._observe()
+        return self.core.start(self.sim.observed_history(), self.sim.telemetry(), rows)
 
     def action_masks(self) -> np.ndarray:
         """(B, 2M + RK) per-dimension masks; a buffer the next call overwrites."""
-        tel = self.sim.telemetry()
-        return self.guard.mask(tel.tick, tel.alloc, tel.incoming)
+        return self.core.mask(self.sim.telemetry())
 
     def metrics(self, goal: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """What every reset and step reports per env (fresh (B, ...) arrays): the tick and the
@@ -139,8 +110,8 @@ class PlaneBatch:
         and errors, gaps and allocation."""
         sim = self.sim
         tel = sim.telemetry()
-        if goal is None:  # row by row (see step): the same sum a batch of one computes
-            goal = (sim.true_attainment * self.params.value).sum(axis=1)
+        if goal is None:
+            goal = self.core.goal(sim.true_attainment)
         return {
             "tick": tel.tick.copy(),
             "goal_attainment": goal.copy(),
@@ -172,30 +143,25 @@ class PlaneBatch:
 
     def step(self, actions: np.ndarray) -> StepResult:
         """One tick: clip and execute proposals, advance, judge, update forecasts, observe."""
-        p, sim, guard = self.params, self.sim, self.guard
-        tel = sim.telemetry()
-        src, dst, kind, units, status = guard.clip(tel.tick, actions, tel.alloc, tel.incoming)
-        moved = sim.shift(self._env_index, src, dst, kind, units)
-        guard.register(tel.tick, self._env_index, src, dst, kind, moved, tel.attainment)
+        sim, core, env = self.sim, self.core, self._env_index
+        tel = sim.telemetry()  # live views: they show each stage's state as the tick runs
+        src, dst, kind, units, status = core.clip(tel, actions)
+        moved = sim.shift(env, src, dst, kind, units)
+        core.register(tel, env, src, dst, kind, moved)
         sim.step()
-        rb_env, rb_src, rb_dst, rb_kind, rb_units = guard.judge(tel.tick, tel.attainment, tel.alloc)
+        rb_env, rb_src, rb_dst, rb_kind, rb_units = core.judge(tel)
         units_moved = moved.astype(np.float64)
         rollbacks = np.zeros(self.num_envs)
         if rb_env.size:
             rb_moved = sim.shift(rb_env, rb_src, rb_dst, rb_kind, rb_units)
             np.add.at(units_moved, rb_env, rb_moved)
             np.add.at(rollbacks, rb_env, 1.0)
-        self.reputation.update(tel)
-        self.forecaster.update(tel.demand)
-        # Row by row, not a matrix product: BLAS may sum differently for another batch size,
-        # and a row must not depend on the rest of the batch.
-        goal = (sim.true_attainment * p.value).sum(axis=1)
-        rc = p.config.reward
-        move_cost = rc.cost_per_unit * units_moved
-        rollback_cost = rc.cost_per_rollback * rollbacks
+        obs = core.observe(tel)
+        goal = core.goal(sim.true_attainment)
+        reward, move_cost, rollback_cost = core.reward(goal, units_moved, rollbacks)
         return StepResult(
-            obs=self._observe(),
-            reward=goal - move_cost - rollback_cost,
+            obs=obs,
+            reward=reward,
             goal_attainment=goal,
             move_cost=move_cost,
             rollback_cost=rollback_cost,
@@ -205,11 +171,5 @@ class PlaneBatch:
             clipped=status == CLIPPED,
             shift=np.stack((src, dst, kind, moved), axis=1),
             units_failed=sim.lost.copy(),
-            truncated=tel.tick >= p.episode_ticks,
+            truncated=tel.tick >= self.params.episode_ticks,
         )
-
-    def _observe(self) -> np.ndarray:
-        tel = self.sim.telemetry()
-        mean, spread = self.forecaster.predict(self.params.forecast_horizon)
-        self.forecast_mean, self.forecast_spread = mean, spread
-        return self.builder.build(tel, mean, spread, self.reputation.score, self.guard)

@@ -13,6 +13,7 @@ import math
 import numba
 import numpy as np
 
+from shift_rl.arraystate import load_arrays, save_arrays
 from shift_rl.telemetry import Telemetry
 
 
@@ -62,3 +63,12 @@ class Reputation:
         _update(tel.attainment, tel.demand, tel.reported_need, tel.missing,
                 self.servers_per_request, self.alpha, self.weight, self.attainment,
                 self.accuracy, self.prev_need, self.score)  # fmt: skip
+
+    STATE = ("attainment", "accuracy", "prev_need", "score")
+    """The arrays that make up the reputation's state (see :mod:`shift_rl.arraystate`)."""
+
+    def state(self, prefix: str = "reputation.") -> dict[str, np.ndarray]:
+        return save_arrays(self, self.STATE, prefix)
+
+    def load_state(self, record: dict[str, np.ndarray], prefix: str = "reputation.") -> None:
+        load_arrays(self, self.STATE, record, prefix, owner="reputation")

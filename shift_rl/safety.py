@@ -32,10 +32,12 @@ from typing import Any
 import numba
 import numpy as np
 
+from shift_rl.arraystate import load_arrays, save_arrays
 from shift_rl.scenario import ScenarioParams
 
 NOOP, OK, CLIPPED, INVALID = 0, 1, 2, -1
 """Status of a proposed shift after :meth:`SafetyGuard.clip`."""
+_NO_BASELINE = np.zeros(0)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,12 @@ class GuardSettings:
             else getattr(self, f.name)
             for f in fields(self)
         }
+
+
+@numba.njit(cache=True, inline="always")
+def pair_attainment(value, att_s, att_d, s, d):  # pragma: no cover - compiled
+    """Value-weighted goal attainment of a shift's two modules: what a judgement compares."""
+    return (value[s] * att_s + value[d] * att_d) / (value[s] + value[d])
 
 
 @numba.njit(cache=True)
@@ -176,6 +184,7 @@ def _register(
     units,
     attainment,
     value,
+    given,
     window,
     lock_until,
     partner,
@@ -195,7 +204,10 @@ def _register(
             budget_tick[b] = tick[b]
             used[b, :] = 0
         used[b, kind[i]] += u
-        pair = (value[s] * attainment[b, s] + value[d] * attainment[b, d]) / (value[s] + value[d])
+        if given.shape[0] > 0:  # a baseline recorded at the shift (a journal's)
+            pair = given[i]
+        else:
+            pair = pair_attainment(value, attainment[b, s], attainment[b, d], s, d)
         for m in (s, d):
             lock_until[b, m] = tick[b] + window
             p_kind[b, m] = kind[i]
@@ -236,9 +248,7 @@ def _judge(
             d = partner[b, s]
             if d < 0 or not is_src[b, s] or judge_at[b, s] > tick[b]:
                 continue
-            now = (value[s] * attainment[b, s] + value[d] * attainment[b, d]) / (
-                value[s] + value[d]
-            )
+            now = pair_attainment(value, attainment[b, s], attainment[b, d], s, d)
             r = p_kind[b, s]
             back = min(p_units[b, s], alloc[b, d, r] - floor[d, r])
             partner[b, s] = -1
@@ -321,6 +331,12 @@ class SafetyGuard:
               s.max_units_per_shift, s.max_units_per_tick, *out)  # fmt: skip
         return out[0], out[1], out[2], out[3], out[4]
 
+    def pair_attainment(self, attainment: np.ndarray, env: int, src: int, dst: int) -> float:
+        """Value-weighted attainment of a shift's pair: the baseline a judgement compares
+        with at the end of the window (NaN when either side's telemetry is missing)."""
+        return float(pair_attainment(self.settings.value, attainment[env, src],
+                                     attainment[env, dst], src, dst))  # fmt: skip
+
     def register(
         self,
         tick: np.ndarray,
@@ -330,12 +346,34 @@ class SafetyGuard:
         kind: np.ndarray,
         units: np.ndarray,
         attainment: np.ndarray,
+        baseline: np.ndarray | None = None,
     ) -> None:
-        """Record executed shifts: lock both modules, charge the tick budget, open a judgement."""
+        """Record executed shifts (parallel arrays): lock both modules, charge the tick budget,
+        open a judgement against the pair's attainment in ``attainment`` (B, M) at the tick
+        of the shift, or against ``baseline`` (one per shift: what a journal recorded)."""
         s = self.settings
-        _register(tick, env, src, dst, kind, units, attainment, s.value, s.stabilization_ticks,
-                  self.lock_until, self.partner, self.is_src, self.kind, self.units,
-                  self.judge_at, self.baseline, self.budget_tick, self.used)  # fmt: skip
+        given = _NO_BASELINE if baseline is None else np.asarray(baseline, dtype=np.float64)
+        _register(tick, env, src, dst, kind, units, attainment, s.value, given,
+                  s.stabilization_ticks, self.lock_until, self.partner, self.is_src, self.kind,
+                  self.units, self.judge_at, self.baseline, self.budget_tick,
+                  self.used)  # fmt: skip
+
+    def relock(self, tick: np.ndarray, env: int, src: int, dst: int) -> None:
+        """Lock a rolled-back pair for a window with nothing pending, as :meth:`judge` leaves
+        it: for a rollback replayed from a journal after a restart."""
+        for m in (src, dst):
+            self.lock_until[env, m] = tick[env] + self.settings.stabilization_ticks
+            self.partner[env, m] = -1
+
+    STATE = ("lock_until", "partner", "is_src", "kind", "units", "judge_at", "baseline",
+             "budget_tick", "used")  # fmt: skip
+    """The arrays that make up the guard's state (see :mod:`shift_rl.arraystate`)."""
+
+    def state(self, prefix: str = "guard.") -> dict[str, np.ndarray]:
+        return save_arrays(self, self.STATE, prefix)
+
+    def load_state(self, record: dict[str, np.ndarray], prefix: str = "guard.") -> None:
+        load_arrays(self, self.STATE, record, prefix, owner="guard")
 
     def judge(
         self, tick: np.ndarray, attainment: np.ndarray, alloc: np.ndarray

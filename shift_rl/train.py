@@ -1,9 +1,10 @@
 """Library side of ``scripts/train.py``: PPO / MaskablePPO on the shift env, reproducibly.
 
 A run trains on ``n_envs`` copies of the scenario (or of randomized variants of it), logs
-to TensorBoard under ``runs/<run-name>/``, evaluates periodically on validation seeds next to
-the tuned Potential baseline, checkpoints atomically, exports the policy and evaluates it
-against the baselines on held-out seeds.
+to TensorBoard, evaluates periodically on validation seeds next to the tuned Potential
+baseline, checkpoints atomically, exports the policy and evaluates it against the baselines
+on held-out seeds. Everything goes into one run folder (``runs/<run-name>/`` or ``--out``;
+see :func:`train`); the shipped releases in ``agents/`` are never written by a run.
 
 Seeds are kept apart: training episodes use seeds from ``TRAIN_SEED_BASE``, periodic
 validation from ``VALIDATION_SEED_BASE``, and the final evaluation the small seeds
@@ -27,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,14 +54,13 @@ from shift_rl.export import export_model
 from shift_rl.machine import describe
 from shift_rl.runtime import PolicyFileError
 from shift_rl.safety import GuardSettings
-from shift_rl.seeds import VALIDATION_SEED_BASE
+from shift_rl.seeds import TRAIN_SEED_BASE, VALIDATION_SEED_BASE
 from shift_rl.torch_policy import ShiftActorCriticPolicy, ShiftMaskablePolicy
 from shift_rl.training_envs import make_variants, make_vec_env
 
 logger = logging.getLogger(__name__)
 
 RUNS_DIR = PROJECT_ROOT / "runs"
-AGENTS_DIR = PROJECT_ROOT / "agents"
 
 
 def algo_class(cfg: TrainConfig) -> type:
@@ -119,8 +120,15 @@ class PeriodicEvaluation(BaseCallback):
     moved, rollbacks) so TensorBoard shows them side by side.
     """
 
-    def __init__(self, scenario: ScenarioConfig, every: int, episodes: int) -> None:
+    def __init__(
+        self,
+        scenario: ScenarioConfig,
+        every: int,
+        episodes: int,
+        on_result: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
         super().__init__()
+        self.on_result = on_result  # e.g. the sweep's report to Ray Tune
         self.every, self.next_at = every, every
         self.env = ResourceShiftEnv(scenario)
         self.seeds = [VALIDATION_SEED_BASE + i for i in range(episodes)]
@@ -136,7 +144,8 @@ class PeriodicEvaluation(BaseCallback):
             oracle.append(float(oracle_goal(env.params, env.plane.sim).sum()))
         self.reference = {"static": np.array(static), "oracle": np.array(oracle)}
         self.potential = self._measure(make_policy("potential", self.env.params))
-        self.next_at = (self.num_timesteps // self.every + 1) * self.every
+        # on resume the callback starts before its first step: read the model's count
+        self.next_at = (self.model.num_timesteps // self.every + 1) * self.every
 
     def _measure(self, policy: Any) -> dict[str, float]:
         res = [run_episode(self.env, policy, "p", i, s) for i, s in enumerate(self.seeds)]
@@ -160,7 +169,73 @@ class PeriodicEvaluation(BaseCallback):
                 self.logger.record(f"eval/policy/{key}", value)
                 self.logger.record(f"eval/potential/{key}", self.potential[key])
             logger.info("step %d: eval %s", self.num_timesteps, mine)
+            if self.on_result is not None:
+                self.on_result(self.num_timesteps, mine)
         return True
+
+
+class TrainingProgress(BaseCallback):
+    """Steps done, elapsed time and time left, on stderr.
+
+    On a terminal a tqdm bar (steps, elapsed, time left, steps/s); otherwise (a log file, a
+    pipe) one line per tenth of the run, so a redirected log stays readable. The time left is
+    extrapolated from the steps/s so far; it does not include the final evaluation, which the
+    run announces.
+    """
+
+    def __init__(self, total: int, stream: Any = None, tty: bool | None = None) -> None:
+        super().__init__()
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.bar: Any = None
+        self.start_steps = 0
+        self.started = 0.0
+        self.next_line = 0
+
+    def _on_training_start(self) -> None:
+        self.start_steps = self.model.num_timesteps
+        self.started = time.perf_counter()
+        self.next_line = 1
+        if self.tty:
+            from tqdm import tqdm
+
+            try:  # a terminal that reports no size (0 columns) would get an empty bar
+                sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+            except (OSError, ValueError, AttributeError):
+                sized = False
+            self.bar = tqdm(
+                total=self.total, unit=" steps", unit_scale=True, file=self.stream,
+                dynamic_ncols=sized, ncols=None if sized else 100, nrows=None if sized else 24,
+                smoothing=0.05,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed} elapsed, "
+                "{remaining} left, {rate_fmt}]",
+            )  # fmt: skip
+
+    def _on_step(self) -> bool:
+        done = self.model.num_timesteps - self.start_steps
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+        elif self.total > 0 and done * 10 >= self.next_line * self.total:
+            self.next_line = done * 10 // self.total + 1
+            elapsed = time.perf_counter() - self.started
+            left = elapsed * (self.total - done) / max(done, 1)
+            print(
+                f"trained {done:,}/{self.total:,} steps ({100 * done / self.total:.0f} %), "
+                f"{_minutes(elapsed)} elapsed, about {_minutes(left)} left",
+                file=self.stream,
+                flush=True,
+            )
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m}:{s:02d}"
 
 
 class Checkpointer(BaseCallback):
@@ -306,15 +381,22 @@ def restore_rng(checkpoint: Path) -> None:
         random.setstate((3, tuple(int(v) for v in z["python"]), None if np.isnan(g) else g))
 
 
-# -- the run --------------------------------------------------------------------------------
+# -- the run ---------------------------------------------------------------------------------
+RUN_KIND = "training run"
+POLICY_DIR = "policy"
+"""The run's export: ``<run folder>/policy/`` (a policy folder, see :mod:`shift_rl.export`)."""
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
     export_dir: Path
-    timesteps: int
-    seconds: float
+    timesteps: int  # the run's total after this call
+    trained: int  # steps trained in this call (less than ``timesteps`` after a resume)
+    seconds: float  # wall time of the training in this call (without the final evaluation)
     steps_per_second: float
     report: EvaluationReport | None
+    resumed_from: int = 0  # the run's steps before this call
 
 
 def _git_revision() -> str:
@@ -341,6 +423,92 @@ def _machine() -> str:
 
 def _where(cfg: TrainConfig) -> str:
     return f"invalid training config for run {cfg.run_name!r} (scenario {cfg.scenario!r}): "
+
+
+def run_folder(cfg: TrainConfig, out: Path | None = None, resume: Path | None = None) -> Path:
+    """Where a run writes everything: ``out``, else the resumed checkpoint's run, else
+    ``runs/<run_name>/``."""
+    if out is not None:
+        return Path(out)
+    if resume is not None and Path(resume).parent.name == "checkpoints":
+        return Path(resume).parent.parent
+    return RUNS_DIR / cfg.run_name
+
+
+def _previous_run(folder: Path) -> list[str] | None:
+    """A run folder written before output markers existed: config.yaml and command.txt."""
+    if (folder / "config.yaml").is_file() and (folder / "command.txt").is_file():
+        return ["config.yaml", "command.txt"]
+    return None
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    return sorted((folder / "checkpoints").glob("step_*/state.json"))
+
+
+def check_run_folder(folder: Path, resume: Path | None = None) -> None:
+    """Raise :class:`~shift_rl.outputs.OutputError` unless ``folder`` may take this run.
+
+    It must be new, empty or an earlier run folder (:mod:`shift_rl.outputs`), outside the
+    releases in ``agents/``; a fresh run never goes into a folder that already holds
+    checkpoints of another run (resume that one, or choose another folder).
+    """
+    from shift_rl.export import RELEASES_DIR
+    from shift_rl.outputs import OutputError, check_dir, inside, shown
+
+    if inside(folder, RELEASES_DIR):
+        raise OutputError(
+            f"run folder {str(folder)!r} is inside {RELEASES_DIR}, which holds the shipped "
+            "releases; train into runs/ (the default) or another folder, and release the "
+            "result explicitly with scripts/export.py --model RUN --out agents/NAME --release"
+        )
+    check_dir(folder, RUN_KIND, legacy=_previous_run)
+    found = _checkpoints(folder) if folder.is_dir() else []
+    if resume is None and found:
+        last = found[-1].parent
+        raise OutputError(
+            f"run folder {shown(folder)!r} already holds a run (checkpoints up to "
+            f"{last.name}); continue it with --resume {shown(last)}, or train into another "
+            "folder with --out DIR or --set run_name=NAME"
+        )
+    check_dir(folder / POLICY_DIR, "policy export", legacy=_previous_export)
+
+
+def _previous_export(folder: Path) -> list[str] | None:
+    from shift_rl.export import previous_export
+
+    return previous_export(folder)
+
+
+def describe_run(
+    cfg: TrainConfig, folder: Path, scenario: ScenarioConfig, resume: Path | None = None
+) -> str:
+    """The header a run prints before it trains: what, where, how long, how it is judged."""
+    from shift_rl.outputs import shown
+
+    ev = cfg.evaluation
+    per_episode = cfg.n_envs * scenario.episode_ticks
+    lines = [
+        f"Training {cfg.algo} on scenario {scenario.name!r} "
+        f"({len(scenario.modules)} modules, {scenario.episode_ticks} ticks per episode)",
+        f"  run name     {cfg.run_name}",
+        f"  run folder   {shown(folder)}/  (checkpoints, TensorBoard logs, config, export in "
+        f"{POLICY_DIR}/)",
+        f"  timesteps    {cfg.total_timesteps:,} env steps = {cfg.n_envs} envs x "
+        f"{cfg.total_timesteps // per_episode:,} episodes each (vec_env {cfg.vec_env})",
+        f"  seed         {cfg.seed} (training episodes from seed {TRAIN_SEED_BASE:,}, "
+        f"validation from {VALIDATION_SEED_BASE:,})",
+        f"  evaluation   {ev.episodes} paired held-out episodes, seeds {ev.seed}.."
+        f"{ev.seed + ev.episodes - 1}, against {', '.join(ev.baselines)} "
+        "(and the oracle bound)",
+    ]
+    if resume is not None:
+        done = int(json.loads((Path(resume) / "state.json").read_text())["num_timesteps"])
+        lines.append(
+            f"  resuming     from {resume} at {done:,} steps: "
+            f"{max(cfg.total_timesteps - done, 0):,} steps to train"
+        )
+    return "\n".join(lines)
 
 
 def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
@@ -380,12 +548,16 @@ def check_inputs(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
             f"~{need / 2**30:.1f} GiB, above the "
             f"{MAX_ROLLOUT_BYTES // 2**30} GiB allowed"
         )
-    for name in cfg.evaluation.baselines:
+    for name in cfg.evaluation.baselines:  # a typo fails now, not after hours of training
         if name not in POLICIES and name not in REFERENCES:
             try:
                 resolve_policy(name, env.params)
             except PolicyFileError as err:
-                raise ConfigError(f"{_where(cfg)}evaluation.baselines: {err}") from None
+                allowed = sorted(POLICIES) + list(REFERENCES)
+                raise ConfigError(
+                    f"{_where(cfg)}evaluation.baselines: {err} (baselines are built-in "
+                    f"policies {allowed} or exported policy folders)"
+                ) from None
 
 
 def train(
@@ -394,21 +566,33 @@ def train(
     resume: Path | None = None,
     progress: bool = True,
     evaluate_at_end: bool = True,
+    on_validation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train, checkpoint, export to ``out`` (default ``agents/<run_name>``) and evaluate."""
+    """Train, checkpoint, export, evaluate: everything goes into one run folder.
+
+    The run folder is ``out``, else the resumed checkpoint's run folder, else
+    ``runs/<run_name>/`` (:func:`run_folder`); it holds ``config.yaml``, ``command.txt``
+    (one entry per invocation), ``checkpoints/``, ``tb/`` and the export ``policy/`` with its
+    model card. It must pass :func:`check_run_folder`. ``agents/`` is never written.
+    ``on_validation(timesteps, metrics)`` is called after each periodic validation with the
+    ``eval/policy/*`` values (the sweep reports them to Ray Tune).
+    """
+    from shift_rl.outputs import claim_dir, shown
+
     torch.set_num_threads(cfg.torch_threads)
     scenario = load_scenario(cfg.scenario)
     check_alignment(cfg, scenario)
     check_inputs(cfg, scenario)
-    run_dir = RUNS_DIR / cfg.run_name
+    run_dir = run_folder(cfg, out, resume)
+    check_run_folder(run_dir, resume)
+    folder = claim_dir(run_dir, RUN_KIND, legacy=_previous_run)
     ckpt_dir = run_dir / "checkpoints"
-    export_dir = Path(out) if out is not None else AGENTS_DIR / cfg.run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(
-        yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-    )
-    (run_dir / "command.txt").write_text(
-        " ".join([sys.executable, *sys.argv]) + f"\ngit {_git_revision()}\n"
+    export_dir = run_dir / POLICY_DIR
+    folder.write_text("config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    previous = (run_dir / "command.txt").read_text() if (run_dir / "command.txt").is_file() else ""
+    folder.write_text(
+        "command.txt",
+        previous + " ".join([sys.executable, *sys.argv]) + f"\ngit {_git_revision()}\n",
     )
     variants = make_variants(scenario, cfg.randomization, cfg.seed)
     done = 0
@@ -424,17 +608,18 @@ def train(
         model = load_checkpoint(cfg, resume, env=venv)
         model.tensorboard_log = str(run_dir / "tb")
     ev = cfg.evaluation
-    callbacks = CallbackList([
-        Checkpointer(ckpt_dir, cfg.checkpoint_every, cfg, restore=resume),
-        PeriodicEvaluation(scenario, ev.every_timesteps, ev.episodes_during),
-    ])  # fmt: skip
     remaining = cfg.total_timesteps - done
+    callbacks = [
+        Checkpointer(ckpt_dir, cfg.checkpoint_every, cfg, restore=resume),
+        PeriodicEvaluation(scenario, ev.every_timesteps, ev.episodes_during, on_validation),
+    ]
+    if progress:
+        callbacks.append(TrainingProgress(max(remaining, 0)))
     started = time.perf_counter()
     if remaining > 0:
         model.learn(
             total_timesteps=remaining,
-            callback=callbacks,
-            progress_bar=progress,
+            callback=CallbackList(callbacks),
             reset_num_timesteps=resume is None,
             tb_log_name="ppo",
         )
@@ -444,14 +629,26 @@ def train(
     export_trained(model, cfg, scenario, export_dir)
     report = None
     if evaluate_at_end:
-        report = evaluate([str(export_dir), *ev.baselines], scenario, ev.episodes, ev.seed)
-    rate = max(remaining, 0) / max(seconds, 1e-9)
-    result = TrainResult(run_dir, export_dir, int(model.num_timesteps), seconds, rate, report)
+        if progress:
+            print(
+                f"evaluating on {ev.episodes} held-out episodes against "
+                f"{', '.join(ev.baselines)} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+        report = evaluate([shown(export_dir), *ev.baselines], scenario, ev.episodes, ev.seed)
+    trained = int(model.num_timesteps) - done
+    rate = max(trained, 0) / max(seconds, 1e-9)
+    result = TrainResult(
+        run_dir, export_dir, int(model.num_timesteps), trained, seconds, rate, report, done
+    )
     write_model_card(result, cfg)
     return result
 
 
-def export_trained(model: Any, cfg: TrainConfig, scenario: ScenarioConfig, out: Path) -> Path:
+def export_trained(
+    model: Any, cfg: TrainConfig, scenario: ScenarioConfig, out: Path, release: bool = False
+) -> Path:
     """Export a trained model with everything a controller needs to trust and run it."""
     env = ResourceShiftEnv(scenario)
     return export_model(
@@ -475,11 +672,20 @@ def export_trained(model: Any, cfg: TrainConfig, scenario: ScenarioConfig, out: 
             "config": cfg.model_dump(mode="json"),
             "git": _git_revision(),
         },
+        release=release,
     )
 
 
 def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:
     """``README.md`` of the exported policy: what it is, how it was made, how it scores."""
+    from shift_rl.export import POLICY_KIND, previous_export
+    from shift_rl.outputs import claim_dir
+
+    resumed = (
+        f" (this call: {result.trained:,} steps after a resume at {result.resumed_from:,})"
+        if result.resumed_from
+        else ""
+    )
     lines = [
         f"# {cfg.run_name}",
         "",
@@ -493,7 +699,7 @@ def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:
         f"| seed | {cfg.seed} |",
         f"| timesteps | {result.timesteps:,} |",
         f"| wall time | {result.seconds / 60:.1f} min "
-        f"({result.steps_per_second:,.0f} env steps/s) |",
+        f"({result.steps_per_second:,.0f} env steps/s){resumed} |",
         f"| machine | {_machine()} |",
         f"| git | {_git_revision()} |",
         "",
@@ -506,7 +712,11 @@ def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:
             f"## Evaluation ({ev.episodes} held-out episodes, seeds {ev.seed}.."
             f"{ev.seed + ev.episodes - 1}, paired)",
             "",
-            result.report.markdown().replace(str(result.export_dir), cfg.run_name),
+            result.report.markdown(),
+            "",
+            *result.report.legend(),
+            "",
+            *result.report.verdict_lines(),
             "",
         ]
     lines += [
@@ -517,4 +727,5 @@ def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:
         "```",
         "",
     ]
-    (result.export_dir / "README.md").write_text("\n".join(lines))
+    folder = claim_dir(result.export_dir, POLICY_KIND, legacy=previous_export)
+    folder.write_text("README.md", "\n".join(lines))

@@ -154,8 +154,8 @@ class BatchedTrainingEnv(VecEnv):
         self._ret = np.zeros(n)
         self._len = np.zeros(n, dtype=np.int64)
         self._actions = np.zeros((n, 3), dtype=np.int64)
-        action_space = gym.spaces.MultiDiscrete(self.plane.guard.action_nvec)
-        super().__init__(n, self.plane.builder.space, action_space)
+        action_space = gym.spaces.MultiDiscrete(self.plane.core.guard.action_nvec)
+        super().__init__(n, self.plane.core.builder.space, action_space)
 
     def reset(self) -> np.ndarray:
         for i, s in enumerate(self._seeds):

@@ -26,9 +26,11 @@ import numpy as np
 from shift_rl.agents import TUNED_DIR, make_policy
 from shift_rl.agents.autoscalers import HPAParams
 from shift_rl.agents.potential import PotentialParams
-from shift_rl.config import load_scenario
+from shift_rl.config import ScenarioConfig, load_scenario
+from shift_rl.distributed import FanOut
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import run_episode
+from shift_rl.outputs import check_dir, claim_dir
 from shift_rl.seeds import TRAIN_SEED_BASE
 
 logger = logging.getLogger(__name__)
@@ -63,14 +65,41 @@ def _suggest(trial: Any, space: dict[str, tuple]) -> dict[str, Any]:
     return out
 
 
+def _returns(
+    scenario: ScenarioConfig, name: str, params: dict[str, Any], seeds: Sequence[int]
+) -> list[float]:
+    """Returns of ``name`` with ``params`` on ``scenario``'s episodes ``seeds`` (one task)."""
+    env = ResourceShiftEnv(scenario)
+    policy = make_policy(name, env.params, **params)
+    return [run_episode(env, policy, name, i, s).ret for i, s in enumerate(seeds)]
+
+
 def score(
-    name: str, params: dict[str, Any], envs: Sequence[ResourceShiftEnv], seeds: Sequence[int]
+    name: str,
+    params: dict[str, Any],
+    scenarios: Sequence[ScenarioConfig],
+    seeds: Sequence[int],
+    pool: FanOut | None = None,
 ) -> float:
-    """Mean return of a parameter set over the given envs and seeds."""
-    total = []
-    for env in envs:
-        policy = make_policy(name, env.params, **params)
-        total += [run_episode(env, policy, name, i, s).ret for i, s in enumerate(seeds)]
+    """Mean return of a parameter set over the given scenarios and seeds.
+
+    With a ``pool`` (entered :class:`~shift_rl.distributed.FanOut`), the episodes are spread
+    over its processes or Ray tasks; the returns are put back in order (scenario by
+    scenario, seed by seed) before the mean is taken, so the float is the same bit for bit.
+    """
+    if pool is None:
+        with FanOut() as serial:
+            return score(name, params, scenarios, seeds, serial)
+    chunks = max(1, min(len(seeds), -(-pool.width // len(scenarios))))
+    parts = [list(seeds)[k::chunks] for k in range(chunks)]
+    tasks = [(cfg, name, params, part) for cfg in scenarios for part in parts]
+    done = pool.map(_returns, *zip(*tasks, strict=True))
+    total: list[float] = []
+    for j in range(len(scenarios)):
+        by_seed = {}
+        for part, rets in zip(parts, done[j * chunks : (j + 1) * chunks], strict=True):
+            by_seed.update(zip(part, rets, strict=True))
+        total += [by_seed[s] for s in seeds]
     return float(np.mean(total))
 
 
@@ -81,13 +110,21 @@ def tune(
     episodes: int = 6,
     seed: int = 0,
     out_dir: Path = TUNED_DIR,
+    workers: int | None = 1,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
-    """Search ``name``'s parameters; write ``params.json`` and ``trials.csv``; return the record."""
+    """Search ``name``'s parameters; write ``params.json`` and ``trials.csv``; return the record.
+
+    The trials run one after the other (TPE learns from each); a trial's episodes fan out
+    over ``workers`` processes or Ray (:class:`~shift_rl.distributed.FanOut`), which changes
+    nothing in the result.
+    """
     import optuna
 
     if name not in SEARCH_SPACES:
         raise ValueError(f"no search space for {name!r}; tunable: {sorted(SEARCH_SPACES)}")
-    envs = [ResourceShiftEnv(load_scenario(s)) for s in scenarios]
+    check_dir(out_dir / name, TUNED_KIND, legacy=_previous_tuning)  # before the search runs
+    configs = [load_scenario(s) for s in scenarios]
     seeds = [TRAIN_SEED_BASE + i for i in range(episodes)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -95,9 +132,11 @@ def tune(
     # the untuned defaults are the first trial, so tuning can only help
     defaults = asdict(DEFAULTS[name]())
     study.enqueue_trial({k: defaults[k] for k in SEARCH_SPACES[name]})
-    study.optimize(
-        lambda t: score(name, _suggest(t, SEARCH_SPACES[name]), envs, seeds), n_trials=trials
-    )
+    with FanOut(workers, ray_address) as pool:
+        study.optimize(
+            lambda t: score(name, _suggest(t, SEARCH_SPACES[name]), configs, seeds, pool),
+            n_trials=trials,
+        )
     best = dict(study.best_params)
     default_score = study.trials[0].value
     record = {
@@ -119,18 +158,21 @@ def tune(
             f"python {platform.python_version()}",
         },
     }
-    folder = out_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "params.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    folder = claim_dir(out_dir / name, TUNED_KIND, legacy=_previous_tuning)
+    folder.write_text("params.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     keys = sorted({k for t in study.trials for k in t.params})
     rows = ["trial,value," + ",".join(keys)]
     for t in study.trials:
         rows.append(f"{t.number},{t.value}," + ",".join(str(t.params.get(k, "")) for k in keys))
-    _atomic_write(folder / "trials.csv", "\n".join(rows) + "\n")
+    folder.write_text("trials.csv", "\n".join(rows) + "\n")
     return record
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+TUNED_KIND = "tuned parameters"
+
+
+def _previous_tuning(folder: Path) -> list[str] | None:
+    """A folder of tuned parameters written before output markers: its params.json."""
+    if (folder / "params.json").is_file():
+        return [n for n in ("params.json", "trials.csv") if (folder / n).is_file()]
+    return None

@@ -132,11 +132,11 @@ class ResourceShiftVectorEnv(VectorEnv):
             )
         self.plane = PlaneBatch(self.scenario, num_envs=self.num_envs)
         self.params = self.plane.params
-        self.single_observation_space = self.plane.builder.space
-        self.single_action_space = gym.spaces.MultiDiscrete(self.plane.guard.action_nvec)
+        self.single_observation_space = self.plane.core.builder.space
+        self.single_action_space = gym.spaces.MultiDiscrete(self.plane.core.guard.action_nvec)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.observation_names = self.plane.builder.names
+        self.observation_names = self.plane.core.builder.names
         self.module_names = [m.name for m in self.scenario.modules]
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._restart = np.zeros(self.num_envs, dtype=bool)  # ended last step: reset next step

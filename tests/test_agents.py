@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from shift_rl.agents import POLICIES, make_policy, oracle_goal
+from shift_rl.agents import POLICIES, make_policy, oracle_goal, resolve_policy
 from shift_rl.agents.autoscalers import HPAPolicy
 from shift_rl.agents.oracle import best_goal
 from shift_rl.agents.potential import PotentialPolicy
@@ -255,3 +255,26 @@ def test_tuned_baselines_beat_static_on_every_kind_of_pool(name: str) -> None:
         rep = evaluate([name], scenario, episodes=4, seed=0)
         diff = rep.per_episode(name, "return") - rep.per_episode("static", "return")
         assert diff.mean() > 0, (scenario, diff)
+
+
+class _EveryPair(PotentialPolicy):
+    """Potential deciding with the seed's loop over every pair (the reference)."""
+
+    def decide(self, state):  # type: ignore[override]
+        return self.decide_every_pair(state)
+
+
+@pytest.mark.parametrize("scenario", ["default", "multi_resource", "large", "faults"])
+def test_potential_best_gap_search_chooses_as_every_pair_loop(scenario: str) -> None:
+    env = ResourceShiftEnv(scenario)
+    fast = resolve_policy("potential", env.params)
+    slow = _EveryPair(env.params, **vars(fast.p))
+    for seed in (0, 1):
+        obs, _ = env.reset(seed=seed)
+        fast.reset()
+        slow.reset()
+        for _ in range(200):
+            mask = env.action_masks()
+            a = fast.act(obs, mask)
+            assert np.array_equal(a, slow.act(obs, mask))
+            obs, *_ = env.step(a)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,9 +22,10 @@ import pytest
 from shift_rl.agents import make_policy
 from shift_rl.controller import ShiftController, SimulatedBackend
 from shift_rl.controller.backend import ResourceBackend
-from shift_rl.controller.cgroup import (
+from shift_rl.controller.cgroup import CgroupBackend
+from shift_rl.controller.cgroup_child import work
+from shift_rl.controller.cgroups import (
     GROUP_PREFIX,
-    CgroupBackend,
     cgroup_support,
     detect_cgroup,
     remove_stale_groups,
@@ -50,6 +52,21 @@ def _assert_cleaned(be: CgroupBackend) -> None:
     for child in [be.loadgen, *be.workers]:
         assert child is not None and child.proc.poll() is not None, f"{child.role} still runs"
     assert not _our_groups()
+
+
+def _best_cpu_seconds(iterations: int, total: float = 0.05) -> float:
+    """Least CPU time of ``work(iterations)`` over runs that fill ``total`` CPU-seconds.
+
+    Load only adds time to a run (cache misses, a slower shared core), so the best of many runs
+    measures the machine, not its neighbours, as the worker's calibration (a best of three) does.
+    """
+    best, spent = float("inf"), 0.0
+    while spent < total or best == float("inf"):
+        c0 = time.thread_time()
+        work(iterations)
+        took = time.thread_time() - c0
+        best, spent = min(best, took), spent + took
+    return best
 
 
 def _check_protocol(be: ResourceBackend, advance: Callable[[], None]) -> None:
@@ -110,8 +127,15 @@ def test_cgroup_backend_conformance_and_cleanup() -> None:
         tel = be.telemetry()
         assert not tel.missing.any() and tel.demand.sum() > 0
         assert np.allclose(tel.confidence, np.exp(-be.params.claimed_noise))
-        costs = [c["cost"] for c in be.calibration]
-        np.testing.assert_allclose(costs, be.cost, rtol=0.5)  # calibrated to the scenario
+        # calibrated to the scenario: the iterations each worker chose cost its module's CPU
+        # time per request on this machine. Best against best (re-measured here), so load
+        # drops out (one clean run among many) or cancels (both sides slowed alike). The cost
+        # a worker reports is a single run, which load can inflate (0.00333 against 0.002 on
+        # a busy machine): only bounded loosely, against a unit or scale slip
+        best = [_best_cpu_seconds(c["iterations"]) for c in be.calibration]
+        np.testing.assert_allclose(best, be.cost, rtol=0.5)
+        reported = np.array([c["cost"] for c in be.calibration])
+        assert ((reported > be.cost / 10) & (reported < be.cost * 10)).all(), reported
         with pytest.raises(ValueError, match="modules are"):
             be.move(0, 7, 0, 1)
     _assert_cleaned(be)

@@ -293,10 +293,22 @@ def test_extends_chains_and_bad_values(tmp_path: Path) -> None:
 # --- 15: training config checked before training -----------------------------------------------
 
 
-def test_unknown_baseline_fails_on_load_not_after_training() -> None:
-    with pytest.raises(ConfigError, match=r"evaluation.baselines: unknown baseline 'nosuch'"):
-        load_train_config(None, ["evaluation.baselines=[nosuch]"])
-    assert load_train_config(None, ["evaluation.baselines=[oracle, vpa]"])
+def test_unknown_baseline_fails_before_training(tmp_path: Path, capsys) -> None:
+    """`evaluation.baselines=[nosuch]` used to fail only at the final evaluation."""
+    from scripts.train import main as train_cli
+    from shift_rl.train import check_inputs
+
+    cfg = load_train_config(None, ["evaluation.baselines=[nosuch]"])
+    with pytest.raises(ConfigError, match=r"evaluation.baselines: unknown policy 'nosuch'"):
+        check_inputs(cfg, load_scenario(cfg.scenario))
+    started = time.perf_counter()
+    argv = ["--set", "evaluation.baselines=[potential, nosuch]", "--out", str(tmp_path / "run")]
+    assert train_cli([*argv, "--no-progress"]) == 2
+    assert time.perf_counter() - started < 60
+    assert "evaluation.baselines: unknown policy 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    check_inputs(load_train_config(None, ["evaluation.baselines=[oracle, vpa]"]),
+                 load_scenario("default"))  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -787,6 +799,13 @@ def test_evaluate_refuses_bad_seeds() -> None:
 # --- paths the system refuses --------------------------------------------------------------------
 
 
+def _check_baseline(name: str) -> None:
+    from shift_rl.train import check_inputs
+
+    cfg = load_train_config(None, [f"evaluation.baselines=[{name!r}]"])
+    check_inputs(cfg, load_scenario(cfg.scenario))
+
+
 @pytest.mark.parametrize("name", ["a\x00b.yaml", "x" * 5000 + ".yaml", ""])
 def test_paths_the_system_refuses_are_project_errors(name: str) -> None:
     """A NUL byte or an over-long name made os.stat raise ValueError / OSError(ENAMETOOLONG)
@@ -798,7 +817,7 @@ def test_paths_the_system_refuses_are_project_errors(name: str) -> None:
         (lambda n: load_trace(n + ".csv"), TraceError),
         (load_policy, PolicyFileError),
         (lambda n: resolve_policy(n, params), PolicyFileError),
-        (lambda n: load_train_config(None, [f"evaluation.baselines=[{n!r}]"]), ConfigError),
+        (lambda n: _check_baseline(n), ConfigError),
     ]
     for load, error in loaders:
         with pytest.raises(error):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -222,3 +224,35 @@ def test_state_of_another_scenario_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="another scenario"):
         ShiftController(make_policy("static", other.params), other, interval=0,
                         state_dir=tmp_path)  # fmt: skip
+
+
+def test_cli_log_has_one_line_per_tick_and_shows_what_shadow_would_do(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, str(root / "scripts" / "controller.py"), "--policy", "hpa",
+         "--mode", "shadow", "--ticks", "30", "--state-dir", str(tmp_path / "ctl")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "\r" not in out.stdout  # stdout is a pipe: plain lines, no live line
+    ticks = [ln for ln in out.stdout.splitlines() if ln.startswith("tick ")]
+    assert len(ticks) == 30 and all("potential proposes" in ln for ln in ticks)
+    assert any("would shift" in ln and "would shift nothing" not in ln for ln in ticks)
+    assert "| units moved | 0 (shadow) |" in out.stdout
+    would = [ln for ln in out.stdout.splitlines() if "units that would have moved" in ln]
+    assert would and int(would[0].split("|")[2]) > 0
+    assert "| shifts | " not in out.stdout
+    # a folder holding someone else's files is refused as the state dir
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.md").write_text("x")
+    bad = subprocess.run(
+        [sys.executable, str(root / "scripts" / "controller.py"), "--policy", "hpa",
+         "--ticks", "2", "--state-dir", str(mine)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "notes.md" in bad.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.md"]

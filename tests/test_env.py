@@ -163,7 +163,12 @@ def test_render_ansi_shows_every_module() -> None:
     assert isinstance(text, str)
     for name in env.unwrapped.module_names:
         assert name in text
-    assert "last shift: 2 units of cpu from 3 to 2" in text
+    names = env.unwrapped.module_names
+    assert f"last shift: 2 units of cpu from {names[3]} to {names[2]}" in text
+    env.step(np.array([1, 1, 0]))  # source == target: no shift, not "0 units from 1 to 1"
+    assert env.render().splitlines()[-1] == "last shift: none (no shift proposed)"
+    env.step(np.array([3, 2, 1]))  # both modules are locked by the first shift
+    assert "the guard turned the proposal into a no-op" in env.render()
 
 
 def test_unknown_render_mode_rejected() -> None:

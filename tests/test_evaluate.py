@@ -37,8 +37,8 @@ def test_static_and_oracle_always_run_and_gap_closed_is_their_ratio() -> None:
     assert d["policies"]["oracle"]["gap_closed"]["mean"] == pytest.approx(1.0)
     lo, hi = d["policies"]["potential"]["return"]["ci95"]
     assert lo <= d["policies"]["potential"]["return"]["mean"] <= hi
-    diff = d["differences"]["static"]["return"]["mean"]
-    assert diff == pytest.approx(static.mean() - ret.mean())
+    diff = d["differences"]["static"]["return"]["mean"]  # the first policy minus the other
+    assert diff == pytest.approx(ret.mean() - static.mean())
 
 
 def test_gap_closed_is_undefined_not_zero_when_static_is_already_optimal() -> None:
@@ -111,3 +111,141 @@ def test_trace_replaces_the_demand(tmp_path) -> None:
     replay = evaluate(["static"], SHORT, episodes=1, seed=0, trace=csv)
     assert replay.trace == str(csv)
     assert base.per_episode("static", "return") != replay.per_episode("static", "return")
+
+
+def _synthetic(first: list[float], other: list[float], rollbacks: list[int] | None = None):
+    """A report of policies 'mine' and 'theirs' (plus static and oracle) with given returns."""
+    from shift_rl.evaluate import EpisodeResult, EvaluationReport
+
+    n = len(first)
+    rb = rollbacks or [0] * n
+
+    def rows(name: str, rets: list[float], rbs: list[int]) -> list[EpisodeResult]:
+        return [EpisodeResult(name, i, i, r, 0.9, 3, 10, b, 5) for i, (r, b) in
+                enumerate(zip(rets, rbs, strict=True))]  # fmt: skip
+
+    results = {
+        "mine": rows("mine", first, rb),
+        "theirs": rows("theirs", other, [0] * n),
+        "static": rows("static", [0.0] * n, [0] * n),
+        "oracle": rows("oracle", [100.0] * n, [0] * n),
+    }
+    return EvaluationReport("toy", "f", n, 0, None, ["mine", "theirs"], ["m0"], ["cpu"],
+                            results, episode_ticks=720)  # fmt: skip
+
+
+def test_verdicts_say_who_wins_in_plain_words() -> None:
+    better = _synthetic([52.0, 54.0, 53.0, 55.0], [50.0, 51.0, 50.5, 51.5])
+    (v,) = better.verdicts()
+    assert v.outcome == "beats" and v.mean == pytest.approx(2.75)
+    assert v.line() == "mine beats theirs by +2.8 return [+1.7, +3.8] (95 % CI, 4 paired episodes)"
+    worse = _synthetic([50.0, 51.0, 50.5, 51.5], [52.0, 54.0, 53.0, 55.0])
+    assert worse.verdicts()[0].outcome == "loses to"
+    assert worse.verdict_lines()[0].startswith("mine loses to theirs by -2.8 return")
+    tie = _synthetic([50.0, 52.0, 50.0, 52.0], [51.0, 51.0, 51.0, 51.0])
+    assert tie.verdicts()[0].outcome == "no significant difference from"
+    assert "mine shows no significant difference from theirs" in tie.verdict_lines()[0]
+    assert "mine closes 54 % [51, 56] of the gap" in better.verdict_lines()[-1]
+    d = better.to_dict()
+    assert d["verdicts"][0]["outcome"] == "beats" and d["differences"]["theirs"]["return"][
+        "mean"
+    ] == pytest.approx(2.75)  # first minus other: positive when the first policy did better
+
+
+def test_intervals_of_counts_never_go_below_zero() -> None:
+    rep = _synthetic([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], rollbacks=[0, 0, 0, 3])
+    s = rep.to_dict()["policies"]["mine"]["rollbacks"]
+    assert s["mean"] == pytest.approx(0.75) and s["ci95"][0] == 0.0 and s["ci95"][1] > 0.75
+    assert "| 0.8 [0.0, 3.1] |" in rep.markdown()
+    real = evaluate(["potential", "hpa"], SHORT, episodes=3, seed=0).to_dict()["policies"]
+    for name, metrics in real.items():
+        for m in ("slo_violation_ticks", "units_moved", "rollbacks", "invalid_actions"):
+            assert metrics[m]["ci95"][0] >= 0.0, (name, m)
+        assert (
+            0.0
+            <= metrics["goal_attainment"]["ci95"][0]
+            <= metrics["goal_attainment"]["ci95"][1]
+            <= 1.0
+        )
+
+
+def test_cli_prints_what_the_columns_mean_and_a_verdict(capsys) -> None:
+    code = evaluate_cli(["--policies", "potential,hpa", "--scenario", "default",
+                         "--episodes", "2"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "- invalid: proposed shifts per episode that the SafetyGuard turned" in out
+    assert "intervals of counts are clipped at 0" in out
+    assert any(line.startswith("potential ") and " hpa" in line and "2 paired episodes" in line
+               for line in out.splitlines())  # fmt: skip
+
+
+def test_cli_checks_json_and_plots_before_running(tmp_path, monkeypatch, capsys) -> None:
+    import scripts.evaluate as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "evaluate", lambda *a, **k: calls.append(1))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert evaluate_cli(["--policies", "static", "--json", str(folder)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "out.tmp").exists()
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    assert evaluate_cli(["--policies", "static", "--json", str(notes)]) == 2
+    assert "refusing to overwrite it" in capsys.readouterr().err
+    assert notes.read_text() == '{"mine": 1}'
+    (folder / "thesis.txt").write_text("x")
+    assert evaluate_cli(["--policies", "static", "--plots", str(folder)]) == 2
+    assert "thesis.txt" in capsys.readouterr().err
+    assert calls == []  # nothing ran
+
+
+def test_cli_replaces_its_own_json_and_figures_only(tmp_path, capsys) -> None:
+    out, plots = tmp_path / "out.json", tmp_path / "plots"
+    args = ["--policies", "potential", "--scenario", "default", "--episodes", "2",
+            "--json", str(out), "--plots", str(plots)]  # fmt: skip
+    assert evaluate_cli(args) == 0
+    (plots / "caption.txt").write_text("mine")
+    assert evaluate_cli(args) == 0  # the second run replaces its own outputs
+    assert (plots / "caption.txt").read_text() == "mine"
+    names = sorted(p.name for p in plots.iterdir() if not p.name.startswith("."))
+    assert names == ["allocation_potential.png", "allocation_static.png", "caption.txt",
+                     "leaderboard.png", "metrics.png", "reward_per_tick.png"]  # fmt: skip
+    assert json.loads(out.read_text())["episodes"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "plots"]
+
+
+def test_figures_name_scenario_and_episodes_and_keep_counts_above_zero() -> None:
+    from matplotlib.collections import LineCollection
+
+    from shift_rl import plots
+
+    rep = evaluate(["potential", "hpa"], SHORT, episodes=3, seed=0, record=True)
+    where = "scenario 'default', 3 paired episodes (seeds 0..2)"
+    figs = {
+        "metrics": plots.metrics_figure(rep),
+        "leaderboard": plots.leaderboard_figure(rep),
+        "reward": plots.reward_figure(rep),
+        "allocation": plots.allocation_figure(rep, "potential"),
+    }
+    for name, fig in figs.items():
+        title = fig.get_suptitle()
+        assert "scenario 'default'" in title, name
+        if name != "allocation":
+            assert where in title, (name, title)
+        for ax in fig.axes:
+            if ax.get_visible() and ax.has_data():
+                assert ax.get_xlabel() or name == "allocation", (name, ax.get_title())
+    assert "episode 0 (seed 0)" in figs["allocation"].get_suptitle()
+    for ax in figs["metrics"].axes[3:]:  # the count panels: no whisker below 0
+        assert "per episode" in ax.get_xlabel()
+        for coll in ax.collections:
+            if isinstance(coll, LineCollection):
+                for seg in coll.get_segments():
+                    assert seg[:, 0].min() >= 0.0, ax.get_xlabel()
+    labels = [t.get_text() for ax in figs["reward"].axes for t in ax.get_legend().get_texts()]
+    assert "oracle upper bound" in labels
+    assert set(plots.figures(rep)) == {"metrics.png", "leaderboard.png", "reward_per_tick.png",
+                                       "allocation_potential.png", "allocation_hpa.png",
+                                       "allocation_static.png"}  # fmt: skip

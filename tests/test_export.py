@@ -164,3 +164,112 @@ def test_export_cli_round_trip(exported, tmp_path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert out.returncode == 2 and "no checkpoint there" in out.stderr
+
+
+def _run_folder(model, root: Path) -> Path:
+    """A run folder as training leaves it: a checkpoint and the run's export with its card."""
+    from shift_rl.config import load_scenario, load_train_config
+    from shift_rl.train import save_checkpoint
+
+    cfg = load_train_config(None, ["run_name=export-test", "algo=maskable_ppo"])
+    save_checkpoint(model, root / "checkpoints", cfg)
+    export_trained(model, cfg, load_scenario("default"), root / "policy")
+    (root / "policy" / "README.md").write_text("# export-test\n\nthe run's model card\n")
+    return root
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_export_never_deletes_files_it_did_not_write(exported, tmp_path) -> None:
+    from shift_rl.config import load_scenario, load_train_config
+    from shift_rl.outputs import OutputError
+
+    _, model = exported
+    cfg, scenario = load_train_config(None, ["run_name=x"]), load_scenario("default")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("three years")
+    (mine / "notes.md").write_text("ideas")
+    with pytest.raises(OutputError, match="holds files shift_rl did not write"):
+        export_trained(model, cfg, scenario, mine)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.md", "thesis.txt"]
+    run = _run_folder(model, tmp_path / "run")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export.py"), "--model", str(run),
+         "--out", str(mine)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2 and "refusing to write there" in out.stderr, out.stderr
+    assert (mine / "thesis.txt").read_text() == "three years"
+    assert (mine / "notes.md").read_text() == "ideas"
+    # onto an earlier export: its files are replaced, a file the user added stays
+    again = tmp_path / "again"
+    export_trained(model, cfg, scenario, again)
+    (again / "notes.md").write_text("about this policy")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export.py"), "--model", str(run),
+         "--out", str(again)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "with the run's model card" in out.stdout
+    assert (again / "notes.md").read_text() == "about this policy"
+    assert "the run's model card" in (again / "README.md").read_text()
+    load_policy(again)
+
+
+def test_releases_in_agents_change_only_with_release(exported, tmp_path, monkeypatch) -> None:
+    import shift_rl.export as ex
+    from scripts.export import main as export_cli
+
+    _, model = exported
+    before = _tree(ROOT / "agents")
+    run = _run_folder(model, tmp_path / "run")
+    for args, message in (
+        (["--out", str(ROOT / "agents" / "ppo-default")], "pass --release|--release"),
+        (["--out", str(ROOT / "agents" / "potential"), "--release"], "did not write"),
+        (["--out", str(ROOT / "agents"), "--release"], "releases folder itself"),
+    ):
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "export.py"), "--model", str(run), *args],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert any(m in out.stderr for m in message.split("|")), out.stderr
+    assert _tree(ROOT / "agents") == before
+    # a release onto an earlier release (recognized by its policy.json, no marker yet)
+    agents = tmp_path / "agents"
+    monkeypatch.setattr(ex, "RELEASES_DIR", agents)
+    agents.mkdir()
+    old = _copy(exported[0], agents / "rel")
+    (old / "README.md").write_text("# the old card\n")
+    (old / "CHANGELOG.md").write_text("kept\n")
+    assert export_cli(["--model", str(run), "--out", str(old)]) == 2  # no --release
+    assert export_cli(["--model", str(run), "--out", str(old), "--release"]) == 0
+    assert (old / "CHANGELOG.md").read_text() == "kept\n"
+    assert "the run's model card" in (old / "README.md").read_text()
+    load_policy(old)
+
+
+def test_onnx_export_uses_the_supported_exporter_quietly(exported, tmp_path, caplog) -> None:
+    import logging
+    import warnings
+
+    pytest.importorskip("onnxscript")
+    from shift_rl.config import load_scenario, load_train_config
+
+    _, model = exported
+    cfg = load_train_config(None, ["run_name=quiet"])
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        export_trained(model, cfg, load_scenario("default"), tmp_path / "q")
+    noisy = [w for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    assert not noisy, [str(w.message)[:120] for w in noisy]
+    assert not [r for r in caplog.records if r.name.startswith("torch")]
+    assert (tmp_path / "q" / "policy.onnx").is_file()

@@ -453,3 +453,26 @@ def test_forecast_report_json(tmp_path: Path) -> None:
     assert code == (0 if by_model[best]["1"]["mase"] < by_model["seasonal_naive"]["1"]["mase"]
                     and min(v["2"]["mase"] for v in by_model.values())
                     < by_model["seasonal_naive"]["2"]["mase"] else 1)  # fmt: skip
+
+
+def test_forecast_report_explains_its_options_and_the_seasonal_tie(tmp_path, capsys) -> None:
+    from scripts import forecast_report
+
+    with pytest.raises(SystemExit):
+        forecast_report.main(["--help"])
+    helptext = " ".join(capsys.readouterr().out.split())
+    assert "--traces TRACES folder of trace files" in helptext
+    assert "share of each trace's rows (oldest first) that warms the models up" in helptext
+    code = forecast_report.main(["--traces", str(ROOT / "configs" / "traces"), "--series", "1",
+                                 "--models", "last,seasonal_naive,ema"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code in (0, 1)
+    assert "seasonal_naive falls back to the last value and its row equals `last`" in out
+    assert forecast_report.seasonal_note(2880, 2016, 1440, 3) is None
+    assert "equals `last` on the first" in forecast_report.seasonal_note(2000, 1000, 1440, 3)
+    notes = tmp_path / "notes.json"
+    notes.write_text("[1]")
+    with pytest.raises(SystemExit):  # refused before any work, the file untouched
+        forecast_report.main(["--traces", str(ROOT / "configs" / "traces"), "--json", str(notes)])
+    assert "refusing to overwrite it" in capsys.readouterr().err
+    assert notes.read_text() == "[1]"

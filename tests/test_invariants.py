@@ -300,7 +300,7 @@ class Checker:
         # The guard's locks agree with the ones the rules imply.
         t = int(tel.tick[0])
         np.testing.assert_array_equal(
-            np.maximum(self.env.plane.guard.lock_until[0] - t, 0),
+            np.maximum(self.env.plane.core.guard.lock_until[0] - t, 0),
             np.maximum(self.lock_until - t, 0),
             err_msg="guard locks differ from the stabilization windows of executed shifts",
         )

@@ -25,6 +25,7 @@ keeps it inside the limits. One shift per tick (the env's action), the best pair
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,35 +94,81 @@ class PotentialPolicy(HeuristicPolicy):
         return potential, optimal, servers
 
     def decide(self, state: ObservedState) -> np.ndarray:
-        p, q = self.params, self.p
+        """The pair of largest potential gap whose shift is feasible (ties: the lowest
+        ``(dst, src)``): the seed's loop over every pair (:meth:`decide_every_pair`), found by
+        visiting pairs in decreasing gap order and stopping at the first feasible one."""
         potential, optimal, _ = self.scores(state)
-        ups = p.units_per_server
+        ctx = self._pair_context(potential, optimal, state)
+        sources, targets = ctx[0], ctx[1]
+        if not np.isfinite(potential).all():  # (never, the observation is finite): the loop
+            return self._every_pair(potential, ctx)
+        # Targets by decreasing potential, sources by increasing one, ties by index: the key
+        # (-gap, dst, src) then grows along both axes (IEEE subtraction is monotone), so a
+        # heap from the corner yields pairs exactly in the seed loop's order of preference.
+        t = targets[np.lexsort((targets, -potential[targets]))].tolist()
+        s = sources[np.lexsort((sources, potential[sources]))].tolist()
+        if not t or not s:
+            return NOOP_ACTION.copy()
+        pot = potential.tolist()
+        heap = [(-(pot[t[0]] - pot[s[0]]), t[0], s[0], 0, 0)]
+        seen = {(0, 0)}
+        while heap:
+            neg_gap, dst, src, i, j = heapq.heappop(heap)
+            if -neg_gap <= 0.0:
+                break
+            if src != dst and not pot[dst] <= self.p.min_gap * pot[src]:
+                action = self._pair_action(src, dst, -neg_gap, potential, ctx)
+                if action is not None:
+                    return action
+            for a, b in ((i + 1, j), (i, j + 1)):
+                if a < len(t) and b < len(s) and (a, b) not in seen:
+                    seen.add((a, b))
+                    heapq.heappush(heap, (-(pot[t[a]] - pot[s[b]]), t[a], s[b], a, b))
+        return NOOP_ACTION.copy()
+
+    def decide_every_pair(self, state: ObservedState) -> np.ndarray:
+        """:meth:`decide` as the seed writes it: every (target, source) pair, O(M^2)."""
+        potential, optimal, _ = self.scores(state)
+        return self._every_pair(potential, self._pair_context(potential, optimal, state))
+
+    def _pair_context(self, potential: np.ndarray, optimal: np.ndarray, state: ObservedState):
         surplus, deficit = self.kind_gaps(optimal, state)
         give = np.minimum(surplus, self.giveable(state))
         room = self.room(state)
         held = state.alloc + state.incoming
-        best, best_gap = NOOP_ACTION.copy(), 0.0
         sources = np.flatnonzero(give.max(axis=1) >= 1)
         targets = np.flatnonzero((room.max(axis=1) >= 1) & (potential > 0))
+        return sources, targets, give, room, deficit, held
+
+    def _every_pair(self, potential: np.ndarray, ctx) -> np.ndarray:
+        sources, targets = ctx[0], ctx[1]
+        best, best_gap = NOOP_ACTION.copy(), 0.0
         for dst in targets:
             for src in sources:
-                if src == dst or potential[dst] <= q.min_gap * potential[src]:
+                if src == dst or potential[dst] <= self.p.min_gap * potential[src]:
                     continue
                 gap = potential[dst] - potential[src]
                 if gap <= best_gap:
                     continue
-                want = deficit[dst]
-                if want.max() < 1:  # at its optimum: probe, in the kind that binds it
-                    want = np.zeros_like(want)
-                    want[np.argmin(held[dst] / ups[dst])] = q.probe_units
-                usable = np.minimum(give[src], room[dst])
-                fits = np.where((usable >= 1) & (want > 0), want, -1.0)
-                kind = int(np.argmax(fits))
-                if fits[kind] < 0:
-                    continue
-                base = min(usable[kind], max(want[kind], 1.0))
-                amount = np.ceil(base * min(1.0, q.aggressiveness * gap / potential[dst]))
-                action = self.shift(int(src), int(dst), kind, amount)
-                if action[0] != action[1]:
+                action = self._pair_action(int(src), int(dst), gap, potential, ctx)
+                if action is not None:
                     best, best_gap = action, gap
         return best
+
+    def _pair_action(self, src: int, dst: int, gap: float, potential: np.ndarray, ctx):
+        """The shift of one (src, dst) pair, or None when it moves nothing."""
+        q, ups = self.p, self.params.units_per_server
+        _, _, give, room, deficit, held = ctx
+        want = deficit[dst]
+        if want.max() < 1:  # at its optimum: probe, in the kind that binds it
+            want = np.zeros_like(want)
+            want[np.argmin(held[dst] / ups[dst])] = q.probe_units
+        usable = np.minimum(give[src], room[dst])
+        fits = np.where((usable >= 1) & (want > 0), want, -1.0)
+        kind = int(np.argmax(fits))
+        if fits[kind] < 0:
+            return None
+        base = min(usable[kind], max(want[kind], 1.0))
+        amount = np.ceil(base * min(1.0, q.aggressiveness * gap / potential[dst]))
+        action = self.shift(src, dst, kind, amount)
+        return action if action[0] != action[1] else None

@@ -1,5 +1,11 @@
 """CgroupBackend: the controller drives real processes whose CPU is capped by Linux cgroups.
 
+This module is the backend and its process supervision (starting, feeding, restarting and
+stopping the children, collecting their replies into telemetry). The children themselves are
+in :mod:`shift_rl.controller.cgroup_child` (standard library only, the line protocol), the
+cgroup hierarchy in :mod:`shift_rl.controller.cgroups`; the names users import from here
+(:class:`CgroupBackend`, :func:`cgroup_support`, :func:`detect_cgroup`, ...) keep working.
+
 One backend is one small control plane on this machine:
 
 - **accelerated clock**: one tick (the scenario's ``tick_seconds``, e.g. 60 s) lasts
@@ -9,11 +15,10 @@ One backend is one small control plane on this machine:
   second, the SLO lasts ``slo_seconds / scale`` wall seconds, and telemetry reports latencies
   back in scenario seconds. Requests per tick, utilizations and goal attainment do not change,
   so the simulator of the same scenario models the accelerated system;
-- **workers**: one process per module, a single-threaded server. It takes requests from a pipe
-  in arrival order and serves each with a fixed amount of CPU work (chained SHA-256, calibrated
-  in the worker at start so that one request costs ``unit_cpu * units_per_server /
-  (service_rate * scale)`` CPU-seconds: one server's worth of units then serves exactly the
-  scenario's ``service_rate``);
+- **workers**: one process per module, a single-threaded FIFO server whose requests each cost
+  ``unit_cpu * units_per_server / (service_rate * scale)`` CPU-seconds (calibrated in the
+  worker at start): one server's worth of units then serves exactly the scenario's
+  ``service_rate``;
 - **load generator**: one process that replays the episode's demand schedule (the scenario's
   trace or synthetic demand, drawn from ``seed`` exactly as :class:`SimulatedBackend` draws it):
   tick ``k`` carries ``round(demand[k])`` requests at uniformly random instants (a Poisson
@@ -21,9 +26,8 @@ One backend is one small control plane on this machine:
   arrivals);
 - **cgroups**: a parent group with a raised CPU weight (so a busy machine cannot starve the
   workers below their caps: the caps, not the neighbours, are what the policy controls) and one
-  leaf per worker whose CPU is capped to ``units * unit_cpu`` of one CPU: cgroup v2 ``cpu.max``
-  where the v2 hierarchy has the cpu controller, else v1 ``cpu.cfs_quota_us`` /
-  ``cpu.cfs_period_us``. One *unit* is ``unit_cpu`` of a CPU, e.g. 0.1 = 2 ms per 20 ms period.
+  leaf per worker whose CPU is capped to ``units * unit_cpu`` of one CPU. One *unit* is
+  ``unit_cpu`` of a CPU, e.g. 0.1 = 2 ms per 20 ms period.
 
 Time: interval ``k`` is ``[t0 + k D, t0 + (k + 1) D)`` on the monotonic clock (``D`` =
 ``tick_wall_seconds``). The constructor runs interval 0 and measures it (telemetry tick 0, the
@@ -79,443 +83,69 @@ delegated v2 subtree): :func:`cgroup_support` says why not.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
-import random
-import re
 import select
-import struct
-import sys
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-_CHILD_MODULE = "_shift_rl_cgroup_child"
-"""Module name under which the worker and load-generator processes load this file by path.
+import numpy as np
+from gymnasium.utils import seeding
 
-Children need only the standard library; loading the file alone (not the ``shift_rl`` package)
-keeps their start-up at a few tens of milliseconds and their memory small.
-"""
+from shift_rl.config import ScenarioConfig, load_scenario
+from shift_rl.controller.backend import BackendError, BackendStateError
+from shift_rl.controller.cgroup_child import FIELDS, LineReader, child_argv
+from shift_rl.controller.cgroups import (
+    GROUP_PREFIX,
+    MIN_QUOTA_US,
+    CgroupTree,
+    CgroupUnavailableError,
+    cgroup_support,
+    detect_cgroup,
+    remove_stale_groups,
+)
+from shift_rl.controller.statefile import STATE_FILE, StateFileError, read_state, write_state
+from shift_rl.scenario import ScenarioParams
+from shift_rl.sim.exogenous import draw_exogenous
+from shift_rl.telemetry import Telemetry
 
-if __name__ != _CHILD_MODULE:  # the parent side (children skip the heavy imports)
-    import subprocess
-
-    import numpy as np
-    from gymnasium.utils import seeding
-
-    from shift_rl.config import ScenarioConfig, load_scenario
-    from shift_rl.controller.backend import BackendError
-    from shift_rl.scenario import ScenarioParams
-    from shift_rl.sim.exogenous import draw_exogenous
-    from shift_rl.telemetry import Telemetry
+__all__ = [
+    "GROUP_PREFIX",
+    "MAX_RESTARTS",
+    "MIN_QUOTA_US",
+    "CgroupBackend",
+    "CgroupTree",
+    "CgroupUnavailableError",
+    "cgroup_support",
+    "detect_cgroup",
+    "remove_stale_groups",
+]
 
 logger = logging.getLogger(__name__)
 
-GROUP_PREFIX = "shift_rl-"
-_GROUP_RE = re.compile(r"^shift_rl-(\d+)-[0-9a-f]+$")
-MIN_QUOTA_US = 1000  # the kernel's smallest quota (v1 and v2)
 MAX_RESTARTS = 3
-_REQUEST = struct.Struct("<d")  # one request on a worker's pipe: its scheduled arrival time
 _PIPE_BYTES = 1 << 20  # pipe buffer asked for (fits ~130k waiting requests)
-# bucket fields kept by a worker per interval
-_FIELDS = ("arrived", "ok", "late", "dropped", "latency_sum", "busy")
 
 
-class CgroupUnavailableError(OSError):
-    """This host cannot run the cgroup backend; the message says what is missing."""
-
-
-# =============================================================================================
-# Children: worker and load generator (standard library only)
-# =============================================================================================
-def _work(iterations: int) -> bytes:
-    """The CPU cost of one request: chained SHA-256 (pure CPU, no memory traffic, no I/O)."""
-    h = b"shift_rl"
-    for _ in range(iterations):
-        h = hashlib.sha256(h).digest()
-    return h
-
-
-def _calibrate(cost_seconds: float) -> int:
-    """Iterations of :func:`_work` that cost ``cost_seconds`` of CPU in this process.
-
-    Measured with the thread's CPU clock, so neither CPU contention nor a cgroup cap distorts
-    it; the best of three runs of >= 20 ms each (the least disturbed by cache misses).
-    """
-    n = 64
-    while True:
-        c0 = time.thread_time()
-        _work(n)
-        if time.thread_time() - c0 >= 0.02 or n >= 1 << 24:
-            break
-        n *= 2
-    best = math.inf
-    for _ in range(3):
-        c0 = time.thread_time()
-        _work(n)
-        best = min(best, (time.thread_time() - c0) / n)
-    return max(1, round(cost_seconds / max(best, 1e-9)))
-
-
-class _LineReader:
-    """Newline-delimited JSON from a file descriptor, without blocking."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self.buf = fd, b""
-
-    def read(self) -> list[dict] | None:
-        """Complete messages available now; None at end of file."""
-        try:
-            data = os.read(self.fd, 1 << 16)
-        except BlockingIOError:
-            return []
-        if not data:
-            return None
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()]
-
-
-def _send(msg: dict) -> None:
-    os.write(1, (json.dumps(msg) + "\n").encode())
-
-
-def _worker_main(cfg: dict) -> None:
-    """Serve requests from the pipe ``cfg['fd']`` in arrival order until told to quit.
-
-    Commands (one JSON object per line on stdin): ``start`` (the interval clock), ``stats``
-    (report and forget the buckets up to interval ``k``), ``quit``. End of stdin = the parent
-    is gone: exit. While requests wait it serves them; otherwise it sleeps in ``select``.
-    """
-    fd = int(cfg["fd"])
-    os.set_blocking(fd, False)
-    os.set_blocking(0, False)
-    slo, timeout = float(cfg["slo"]), float(cfg["timeout"])
-    iterations = _calibrate(float(cfg["cost"]))
-    c0 = time.thread_time()
-    _work(iterations)
-    _send({"ready": True, "iterations": iterations, "cost": time.thread_time() - c0})
-    ctl = _LineReader(0)
-    pending: collections.deque[float] = collections.deque()
-    buckets: dict[int, list[float]] = {}
-    t0: float | None = None
-    tick = 1.0
-    partial = b""
-    sources = [0, fd]
-
-    def bucket(t: float) -> list[float]:
-        k = max(0, int((t - t0) // tick)) if t0 is not None else 0
-        b = buckets.get(k)
-        if b is None:
-            b = buckets[k] = [0.0] * len(_FIELDS)
-        return b
-
-    while True:
-        wait = 0.0 if pending and t0 is not None else 1.0
-        ready, _, _ = select.select(sources, [], [], wait)
-        if 0 in ready:
-            msgs = ctl.read()
-            if msgs is None:
-                return
-            for msg in msgs:
-                cmd = msg.get("cmd")
-                if cmd == "quit":
-                    return
-                if cmd == "start":
-                    t0, tick = float(msg["t0"]), float(msg["tick"])
-                elif cmd == "stats":
-                    k = int(msg["k"])
-                    out = [0.0] * len(_FIELDS)
-                    for key in [key for key in buckets if key <= k]:
-                        out = [a + b for a, b in zip(out, buckets.pop(key), strict=True)]
-                    _send({"k": k, "backlog": len(pending), **dict(zip(_FIELDS, out, strict=True))})
-        if fd in ready:
-            try:
-                data = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                data = None
-            if data == b"":  # the load generator finished
-                sources.remove(fd)
-            elif data:
-                partial += data
-                n = len(partial) // _REQUEST.size
-                for (t,) in _REQUEST.iter_unpack(partial[: n * _REQUEST.size]):
-                    pending.append(t)
-                    bucket(t)[0] += 1
-                partial = partial[n * _REQUEST.size :]
-        if pending and t0 is not None:
-            arrived = pending.popleft()
-            now = time.monotonic()
-            if now - arrived > timeout:  # shed: it waited too long to be worth serving
-                bucket(now)[3] += 1
-                continue
-            c0 = time.thread_time()
-            _work(iterations)
-            busy = time.thread_time() - c0
-            done = time.monotonic()
-            b = bucket(done)
-            b[1 if done - arrived <= slo else 2] += 1
-            b[4] += done - arrived
-            b[5] += busy
-
-
-def _loadgen_main(cfg: dict) -> None:
-    """Send each scheduled request to its module's pipe at its arrival instant, then exit.
-
-    Sleeps in ``select`` on stdin between arrivals (so it notices the parent's end at once). A
-    full pipe (a worker far behind) drops the request here and logs it.
-    """
-    fds = [int(f) for f in cfg["fds"]]
-    for f in fds:
-        os.set_blocking(f, False)
-    t0, tick = float(cfg["t0"]), float(cfg["tick"])
-    rng = random.Random(int(cfg["seed"]))
-    lost = [0] * len(fds)
-    for k, row in enumerate(cfg["counts"]):
-        events = sorted(
-            (t0 + (k + rng.random()) * tick, m) for m, n in enumerate(row) for _ in range(int(n))
-        )
-        for t, m in events:
-            delay = t - time.monotonic()
-            if delay > 0.0005:
-                ready, _, _ = select.select([0], [], [], delay)
-                if ready:  # a line (quit) or end of file (parent gone): stop either way
-                    return
-            try:
-                os.write(fds[m], _REQUEST.pack(t))
-            except (BlockingIOError, BrokenPipeError):
-                lost[m] += 1
-        if any(lost):
-            print(f"shift_rl loadgen: tick {k}: pipe full, lost {lost}", file=sys.stderr)
-            lost = [0] * len(fds)
-
-
-def _child_main(argv: list[str]) -> None:
-    """Entry point of a child process: ``<role> <json config>``."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children end
-    role, cfg = argv[0], json.loads(argv[1])
-    {"worker": _worker_main, "loadgen": _loadgen_main}[role](cfg)
-
-
-_BOOT = (
-    "import importlib.util as u, sys; "
-    f"s = u.spec_from_file_location({_CHILD_MODULE!r}, sys.argv[1]); "
-    "m = u.module_from_spec(s); s.loader.exec_module(m); m._child_main(sys.argv[2:])"
-)
-
-
-# =============================================================================================
-# cgroups
-# =============================================================================================
-def _mounts() -> list[tuple[str, str, list[str]]]:
-    """(mount point, fs type, options) of the cgroup file systems."""
-    out = []
-    with open("/proc/mounts") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 4 and parts[2] in ("cgroup", "cgroup2"):
-                out.append((parts[1].replace("\\040", " "), parts[2], parts[3].split(",")))
-    return out
-
-
-def detect_cgroup() -> tuple[str, Path]:
-    """``("v2", mount)`` when cgroup v2 has the cpu controller, else ``("v1", cpu mount)``.
-
-    Raises :class:`CgroupUnavailableError` naming what is missing (not Linux, no cpu
-    controller in either hierarchy, or no write access).
-    """
-    if not sys.platform.startswith("linux"):
-        raise CgroupUnavailableError(f"cgroups need Linux; this is {sys.platform}")
-    try:
-        mounts = _mounts()
-    except OSError as err:
-        raise CgroupUnavailableError(f"cannot read /proc/mounts: {err}") from None
-    seen = []
-    for point, fstype, _opts in mounts:
-        if fstype != "cgroup2":
-            continue
-        try:
-            controllers = (Path(point) / "cgroup.controllers").read_text().split()
-        except OSError:
-            controllers = []
-        seen.append(f"cgroup v2 at {point} has controllers {controllers or '(none)'}")
-        if "cpu" in controllers:
-            if not os.access(point, os.W_OK):
-                raise CgroupUnavailableError(
-                    f"cgroup v2 at {point} has the cpu controller but is not writable "
-                    "(run as root or delegate a subtree)"
-                )
-            return "v2", Path(point)
-    for point, fstype, opts in mounts:
-        if fstype == "cgroup" and "cpu" in opts:
-            if not os.access(point, os.W_OK) or not os.access(
-                Path(point) / "cgroup.procs", os.W_OK
-            ):
-                raise CgroupUnavailableError(
-                    f"cgroup v1 cpu hierarchy at {point} is not writable (run as root)"
-                )
-            return "v1", Path(point)
-    seen.append("no cgroup v1 hierarchy with the cpu controller is mounted")
-    raise CgroupUnavailableError("no writable cgroup with the cpu controller: " + "; ".join(seen))
-
-
-def cgroup_support() -> str | None:
-    """None when this host can run :class:`CgroupBackend`, else the reason it cannot."""
-    try:
-        detect_cgroup()
-    except CgroupUnavailableError as err:
-        return str(err)
-    return None
-
-
-class CgroupTree:
-    """Our groups: ``<mount>/shift_rl-<pid>-<id>/`` (raised CPU weight) with one leaf each."""
-
-    def __init__(self, version: str, mount: Path, leaves: list[str], weight_factor: float) -> None:
-        self.version, self.mount = version, mount
-        self.root = mount / f"{GROUP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
-        remove_stale_groups(mount)
-        if version == "v2":
-            self._enable_cpu(mount)
-        self.root.mkdir()
-        self.leaves: dict[str, Path] = {}
-        try:
-            if version == "v2":
-                self._enable_cpu(self.root)
-                weight = int(min(10000, max(1, round(100 * weight_factor))))
-                (self.root / "cpu.weight").write_text(f"{weight}\n")
-            else:
-                shares = int(min(262144, max(2, round(1024 * weight_factor))))
-                (self.root / "cpu.shares").write_text(f"{shares}\n")
-            for name in leaves:
-                path = self.root / name
-                path.mkdir()
-                self.leaves[name] = path
-        except OSError:
-            self.remove()
-            raise
-
-    @staticmethod
-    def _enable_cpu(group: Path) -> None:
-        control = group / "cgroup.subtree_control"
-        if "cpu" not in control.read_text().split():
-            control.write_text("+cpu\n")
-
-    def set_cap(self, leaf: str, cpus: float, period_us: int) -> int:
-        """Cap a leaf to ``cpus`` CPUs (at least the kernel's minimum quota); returns quota."""
-        quota = max(MIN_QUOTA_US, round(cpus * period_us))
-        path = self.leaves[leaf]
-        if self.version == "v2":
-            (path / "cpu.max").write_text(f"{quota} {period_us}\n")
-        else:
-            period = path / "cpu.cfs_period_us"
-            if int(period.read_text()) != period_us:
-                period.write_text(f"{period_us}\n")
-            (path / "cpu.cfs_quota_us").write_text(f"{quota}\n")
-        return quota
-
-    def add(self, leaf: str, pid: int) -> None:
-        (self.leaves[leaf] / "cgroup.procs").write_text(f"{pid}\n")
-
-    def cpu_stat(self, leaf: str) -> dict[str, int]:
-        """The leaf's ``cpu.stat`` (throttling counters; v2 also usage)."""
-        out = {}
-        with contextlib.suppress(OSError, ValueError):
-            for line in (self.leaves[leaf] / "cpu.stat").read_text().splitlines():
-                key, value = line.split()
-                out[key] = int(value)
-        return out
-
-    def remove(self) -> bool:
-        """Remove the leaves and the group (they must hold no process); True when gone."""
-        return _remove_group(self.root)
-
-
-def _group_pids(group: Path) -> list[int]:
-    pids = []
-    for procs in group.rglob("cgroup.procs"):
-        with contextlib.suppress(OSError, ValueError):
-            pids += [int(p) for p in procs.read_text().split()]
-    return pids
-
-
-def _remove_group(group: Path, attempts: int = 20) -> bool:
-    """rmdir a group and its children, retrying briefly while exiting tasks leave."""
-    for attempt in range(attempts):
-        try:
-            for child in sorted((p for p in group.rglob("*") if p.is_dir()), reverse=True):
-                child.rmdir()
-            group.rmdir()
-            return True
-        except FileNotFoundError:
-            if not group.exists():
-                return True
-        except OSError as err:
-            if attempt == attempts - 1:
-                logger.warning("could not remove cgroup %s: %s", group, err)
-                return False
-        time.sleep(0.05)
-    return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_groups(mount: Path) -> list[Path]:
-    """Remove groups left by backends whose process is gone (killed before ``close``).
-
-    Their children exit on their own when the parent dies (end of stdin); any still inside
-    are ours and are killed. Returns the groups removed.
-    """
-    import signal
-
-    removed = []
-    with contextlib.suppress(OSError):
-        for group in mount.iterdir():
-            match = _GROUP_RE.match(group.name)
-            if not match or _alive(int(match.group(1))) or not group.is_dir():
-                continue
-            for pid in _group_pids(group):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            if _remove_group(group):
-                logger.info("removed stale cgroup %s", group)
-                removed.append(group)
-    return removed
-
-
-# =============================================================================================
-# The backend
-# =============================================================================================
 class _Child:
     """A child process with a JSON-lines control channel on its stdin / stdout."""
 
     def __init__(self, role: str, cfg: dict, pass_fds: tuple[int, ...]) -> None:
         self.role = role
         self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-c", _BOOT, str(Path(__file__).resolve()), role,
-             json.dumps(cfg)],
+            child_argv(role, cfg),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=pass_fds,
             start_new_session=True,  # no terminal signals: the backend ends its children
         )  # fmt: skip
         assert self.proc.stdout is not None
         self.fd = self.proc.stdout.fileno()
         os.set_blocking(self.fd, False)
-        self.reader = _LineReader(self.fd)
+        self.reader = LineReader(self.fd)
         self.inbox: list[dict] = []
 
     @property
@@ -620,6 +250,7 @@ class CgroupBackend:
         weight_factor: float = 16.0,
         stats_timeout: float = 2.0,
         start_delay: float = 0.3,
+        state_dir: str | os.PathLike | None = None,
     ) -> None:
         self.params = p = ScenarioParams.from_config(load_scenario(scenario))
         if p.num_resources != 1:
@@ -690,6 +321,9 @@ class CgroupBackend:
         self.tree: CgroupTree | None = None
         self._closed = False
         self._owner = os.getpid()
+        self.seed = int(seed)
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.resumed = self._load() if self.state_dir is not None else False
 
         import atexit
 
@@ -722,19 +356,21 @@ class CgroupBackend:
             raise BackendError(f"workers {sorted(set(range(p.num_modules)) - set(ready))} did "
                                "not start (calibration) within 30 s")  # fmt: skip
         self.calibration = [ready[j] for j in range(p.num_modules)]
-        self.t0 = time.monotonic() + start_delay
+        # interval t starts after the delay; a resumed episode's earlier intervals lie before
+        self.t0 = time.monotonic() + start_delay - self.t * self.tick_wall
         for w in self.workers:
             w.send({"cmd": "start", "t0": self.t0, "tick": self.tick_wall})
         cfg = {
             "fds": [w for _, w in self._pipes], "t0": self.t0, "tick": self.tick_wall,
-            "counts": self.schedule.tolist(), "seed": int(seed),
+            "counts": self.schedule.tolist(), "seed": int(seed), "first": self.t,
         }  # fmt: skip
         self.loadgen = _Child("loadgen", cfg, tuple(w for _, w in self._pipes))
         self.tree.add("loadgen", self.loadgen.pid)
         for _, w in self._pipes:  # only the load generator writes; EOF reaches workers at its end
             os.close(w)
         self._pipes = [(r, -1) for r, _ in self._pipes]
-        self._measure(0)
+        self._measure(self.t)
+        self._save()
 
     def _spawn_worker(self, j: int) -> _Child:
         p = self.params
@@ -805,7 +441,7 @@ class CgroupBackend:
                 rows.append(None)
                 continue
             missing[j] = False
-            arrived, ok, late_n, dropped = (rep[f] for f in _FIELDS[:4])
+            arrived, ok, late_n, dropped = (rep[f] for f in FIELDS[:4])
             completed, resolved = ok + late_n, ok + late_n + dropped
             cap = self._cap_seconds(j, start, end)
             met["demand"][j] = arrived
@@ -890,6 +526,7 @@ class CgroupBackend:
         self.transit[-1, dst] += u
         self.units_moved += u
         self.moves += 1
+        self._save()
         logger.debug("tick %d: moved %d units %d -> %d", self.t, u, src, dst)
         return u
 
@@ -910,6 +547,60 @@ class CgroupBackend:
                 logger.error("could not raise the cap of module %d: %s", j, err)
         self._measure(self.t + 1)
         self.t += 1
+        self._save()
+
+    # -- durable state ------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        return {"backend": "cgroup", "fingerprint": self.params.fingerprint(), "seed": self.seed,
+                "tick_wall": self.tick_wall, "unit_cpu": self.unit_cpu}  # fmt: skip
+
+    def _save(self) -> None:
+        """The allocation, units in transit and the clock, atomically (after every change)."""
+        if self.state_dir is None:
+            return
+        meta = {**self._meta(), "t": self.t, "units_moved": self.units_moved,
+                "moves": self.moves}  # fmt: skip
+        write_state(self.state_dir, meta, {"alloc": self.alloc, "transit": self.transit})
+
+    def _load(self) -> bool:
+        """Continue a saved episode: its allocation, transit and clock (the replayed episode
+        pauses while no controller runs: its processes are the controller's children)."""
+        assert self.state_dir is not None
+        file = self.state_dir / STATE_FILE
+        expect = {"alloc": self.alloc, "transit": self.transit}
+        fields = {"backend": "str", "fingerprint": "str", "t": "count", "units_moved": "count",
+                  "moves": "count"}  # fmt: skip
+        try:
+            saved = read_state(self.state_dir, expect, meta_fields=fields)
+        except StateFileError as err:
+            raise BackendStateError(str(err)) from None
+        if saved is None:
+            return False
+        meta, arrays = saved
+        if {k: meta.get(k) for k in self._meta()} != self._meta():
+            raise BackendStateError(
+                f"{file}: the saved cgroup backend ran {meta} but this one is {self._meta()}: "
+                "use the state folder of this scenario, seed and clock"
+            )
+        alloc, transit, p = arrays["alloc"], arrays["transit"], self.params
+        if (
+            (alloc < 0).any() or (transit < 0).any()
+            or int(alloc.sum() + transit.sum()) > int(p.pool_units[0])
+            or meta["t"] > p.episode_ticks
+        ):  # fmt: skip
+            raise BackendStateError(
+                f"{file}: allocation {alloc.tolist()} + transit {transit.sum(axis=0).tolist()} "
+                f"at tick {meta['t']} breaks the pool of {int(p.pool_units[0])} units"
+            )
+        self.alloc[...] = alloc
+        self.transit[...] = transit
+        self.t, self.units_moved, self.moves = meta["t"], meta["units_moved"], meta["moves"]
+        return True
+
+    @property
+    def tick(self) -> int:
+        """Intervals run since the episode started (the backend's clock)."""
+        return self.t
 
     def history(self) -> np.ndarray:
         """The schedule's demand before the episode, (history_ticks, modules)."""
@@ -923,14 +614,14 @@ class CgroupBackend:
     def summary(self, since_tick: int = 1) -> dict[str, Any]:
         """Totals over the measured intervals from ``since_tick`` (1: those under control)."""
         p = self.params
-        totals = {f: np.zeros(p.num_modules) for f in _FIELDS}
+        totals = {f: np.zeros(p.num_modules) for f in FIELDS}
         goals = []
         for rec in self.records:
             if rec["tick"] < since_tick:
                 continue
             for j, row in enumerate(rec["modules"]):
                 if row is not None:
-                    for f in _FIELDS:
+                    for f in FIELDS:
                         totals[f][j] += row[f]
             goals.append(float(np.nansum(np.array(rec["attainment"]) * p.value)))
         resolved = totals["ok"] + totals["late"] + totals["dropped"]

@@ -11,8 +11,11 @@ Every interval (:meth:`ShiftController.tick`):
    forecaster, and build the next observation with the env's own builder;
 4. append an audit record and save the state atomically.
 
-That is the env's step in the same order, so with a :class:`SimulatedBackend` and the same
-seed the controller reproduces the env's returns exactly.
+It is the control-plane core of :mod:`shift_rl.core` (the very object the env's batch steps,
+with one plane) plus a backend plus the journal: the env's tick in the same order, so with a
+:class:`SimulatedBackend` and the same seed the controller reproduces the env's returns
+exactly. Its state is the core's record (:meth:`~shift_rl.core.ControlCore.state`) and the
+controller's clock and journal position, saved atomically every tick.
 
 Safe behaviour, never a crash of the loop:
 
@@ -29,6 +32,7 @@ Safe behaviour, never a crash of the loop:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +41,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from shift_rl.agents import Policy, make_policy
-from shift_rl.controller.backend import ResourceBackend
-from shift_rl.controller.journal import JsonLines, read_state, write_state
-from shift_rl.forecast import Forecaster, make_forecaster
-from shift_rl.observation import ObservationBuilder
-from shift_rl.reputation import Reputation
-from shift_rl.safety import CLIPPED, INVALID, OK, SafetyGuard
+from shift_rl.controller.backend import BackendStateError, ResourceBackend
+from shift_rl.controller.journal import Journal, JsonLines
+from shift_rl.controller.statedir import StateDir, state_specs
+from shift_rl.controller.validated import ValidatedBackend
+from shift_rl.core import ControlCore
+from shift_rl.safety import CLIPPED, INVALID, OK
 from shift_rl.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -89,14 +93,12 @@ class TickRecord:
 
 
 class ShiftController:
-    """Runs a policy against a backend with the env's observation, forecaster and guard."""
+    """Runs a policy against a backend through the env's control-plane core."""
 
     def __init__(
         self,
         policy: Policy,
         backend: ResourceBackend,
-        forecaster: Forecaster | None = None,
-        guard: SafetyGuard | None = None,
         interval: float = 60.0,
         *,
         mode: Mode = "active",
@@ -106,47 +108,44 @@ class ShiftController:
     ) -> None:
         if mode not in ("active", "shadow"):
             raise ValueError(f"mode must be 'active' or 'shadow', got {mode!r}")
-        if interval < 0:
-            raise ValueError(f"interval must be >= 0 seconds, got {interval}")
-        self.policy, self.backend = policy, backend
+        if not (math.isfinite(interval) and interval >= 0):
+            raise ValueError(f"interval must be a finite number >= 0 seconds, got {interval}")
+        self.policy, self.backend = policy, ValidatedBackend(backend)
         self.params = p = backend.params
-        cfg = p.config
-        self.guard = guard or SafetyGuard.from_params(p, 1)
-        self.forecaster = forecaster or make_forecaster(
-            cfg.forecast.model, 1, p.num_modules, tick_seconds=p.tick_seconds,
-            **{"horizons": max(4, p.forecast_horizon), **cfg.forecast.params},
-        )  # fmt: skip
-        self.reputation = Reputation(
-            1, p.num_modules, p.servers_per_request, cfg.reputation.alpha,
-            cfg.reputation.attainment_weight,
-        )  # fmt: skip
-        self.builder = ObservationBuilder(p, 1)
+        self.core = ControlCore(p, 1)
+        space = self.core.builder.space
         shape = getattr(policy, "observation_shape", None)
-        if shape is not None and tuple(shape) != self.builder.space.shape:
+        if shape is not None and tuple(shape) != space.shape:
             raise ValueError(
                 f"policy {getattr(policy, 'name', policy)!r} expects observations of shape "
                 f"{tuple(shape)}, the backend's scenario {p.config.name!r} gives "
-                f"{self.builder.space.shape} ({p.num_modules} modules)"
+                f"{space.shape} ({p.num_modules} modules)"
             )
         self.fallback = make_policy("potential", p)
         self.interval, self.mode = interval, mode
         self.clock = clock or SystemClock()
         self.hook = hook or (lambda stage: None)
         self.state_dir = Path(state_dir) if state_dir is not None else None
-        self.tick_no = 0
+        self.tick_no = int(backend.tick)  # the backend's clock is the episode's
         self.seq = 0
         self.backoff_until = -1
         self.backoff = 1
         self._manual_hold = False
-        self._nvec_list = list(self.guard.action_nvec)
-        self.journal = self.audit = None
-        if self.state_dir is not None:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.journal = JsonLines(self.state_dir / "journal.jsonl")
-            self.audit = JsonLines(self.state_dir / "audit.jsonl")
+        self._nvec_list = list(self.core.guard.action_nvec)
+        self.store: StateDir | None = None
+        self.journal: Journal | None = None
+        self.audit: JsonLines | None = None
         self.obs: np.ndarray | None = None
-        if not self._recover():
-            self._start()
+        try:
+            if self.state_dir is not None:  # locked: a second controller on it fails at once
+                self.store = StateDir(self.state_dir, num_modules=p.num_modules,
+                                      num_kinds=p.num_resources)  # fmt: skip
+                self.journal, self.audit = self.store.journal, self.store.audit
+            if not self._recover():
+                self._start()
+        except BaseException:
+            self.close()
+            raise
 
     # -- start and recovery ------------------------------------------------------------------
     def _tel(self) -> Telemetry:
@@ -156,66 +155,67 @@ class ShiftController:
 
     def _start(self) -> None:
         """Warm the forecaster on the backend's history and build the first observation."""
-        for row in self.backend.history():
-            self.forecaster.update(np.asarray(row, dtype=np.float64)[None, :])
-        tel = self._tel()
-        self.forecaster.update(tel.demand)  # as the env's reset: no reputation update yet
-        self._build_obs(tel)
+        history = np.asarray(self.backend.history(), dtype=np.float64)[None]
+        self.obs = self.core.start(history, self._tel())[0]
         self._save()
 
-    def _state_arrays(self) -> dict[str, np.ndarray]:
-        arrays: dict[str, np.ndarray] = {}
-        for prefix, obj in (("guard", self.guard), ("rep", self.reputation),
-                            ("fc", self.forecaster)):  # fmt: skip
-            for name, value in vars(obj).items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"{prefix}.{name}"] = value
-        if self.obs is not None:
-            arrays["obs"] = self.obs
-        return arrays
-
     def _save(self) -> None:
-        if self.state_dir is None:
+        if self.store is None:
             return
         meta = {"tick": self.tick_no, "seq": self.seq, "fingerprint": self.params.fingerprint()}
-        write_state(self.state_dir, meta, self._state_arrays())
+        self.store.write_state(meta, self.core.state())
         self.hook("state_saved")
 
     def _recover(self) -> bool:
-        """Resume from the saved state and the journal; False when starting fresh."""
-        if self.state_dir is None:
+        """Reconcile with the backend and the journal; False when there is no saved state.
+
+        Level-triggered, as Kubernetes controllers are: the backend's allocation is the
+        truth. Every intent without an outcome is resolved against it (applied when the
+        source holds what the intent expected after the move, aborted otherwise) and the
+        outcome journaled; moves applied after the saved state are registered with the core
+        again (locks, budget, judgements). The clock is the backend's: intervals the backend
+        ran after the saved state are closed now (judgements due, reputation, forecasts).
+        Ids continue after the highest in the journal or the state, so they are never reused,
+        even when ``state.npz`` was lost.
+        """
+        if self.store is None:
             return False
-        saved = read_state(self.state_dir)
-        if saved is None:
+        saved = self.store.read_state(state_specs(self.core.state()))
+        meta = saved[0] if saved is not None else None
+        self.seq = self.store.last_seq(meta)
+        if saved is not None:
+            meta, arrays = saved
+            if meta["fingerprint"] != self.params.fingerprint():
+                raise ValueError(
+                    f"{self.state_dir}: saved state belongs to another scenario "
+                    f"(fingerprint {meta['fingerprint']} != {self.params.fingerprint()})"
+                )
+            if self.tick_no < meta["tick"]:
+                raise BackendStateError(
+                    f"{self.state_dir}: the controller's state is at tick {meta['tick']} but "
+                    f"the backend is at tick {self.tick_no}: the backend lost its state (or "
+                    "is another one); restore it, or start with an empty state dir"
+                )
+            self.core.load_state(arrays)
+        for e in self.store.journal.open_intents:  # killed between intent and outcome
+            held = int(self.backend.telemetry().alloc[0, e["src"], e["kind"]])
+            applied = held == e["expected_src_after"]
+            self._log("applied" if applied else "aborted", e, recovered=True)
+        if meta is None:
             return False
-        meta, arrays = saved
-        if meta.get("fingerprint") != self.params.fingerprint():
-            raise ValueError(
-                f"{self.state_dir}: saved state belongs to another scenario "
-                f"(fingerprint {meta.get('fingerprint')} != {self.params.fingerprint()})"
-            )
-        targets = {"guard": self.guard, "rep": self.reputation, "fc": self.forecaster}
-        for key, value in arrays.items():
-            if key == "obs":
-                self.obs = value
-                continue
-            prefix, name = key.split(".", 1)
-            current = getattr(targets[prefix], name)
-            current[...] = value
-        self.tick_no, self.seq = int(meta["tick"]), int(meta["seq"])
-        entries = JsonLines.read(self.state_dir / "journal.jsonl")
-        self.seq = max([self.seq, *(e["seq"] for e in entries)])
-        outcome = {e["id"]: e for e in entries if e["event"] in ("applied", "aborted")}
-        for e in entries:
-            if e["seq"] <= meta["seq"] or e["event"] != "intent":
-                continue
-            done = outcome.get(e["id"])
-            if done is None:  # killed between intent and outcome: ask the backend
-                held = int(self.backend.telemetry().alloc[0, e["src"], e["kind"]])
-                moved = held == e["expected_src_after"]
-                done = self._log("applied" if moved else "aborted", e, recovered=True)
-            if done["event"] == "applied":
+        for e in self.store.journal.records_after(meta["seq"]):
+            if e["event"] == "applied":
                 self._register(e)
+        if self.tick_no > meta["tick"]:  # intervals the controller did not close
+            rec = TickRecord(tick=meta["tick"], mode=self.mode, status="held",
+                             held="closed after a restart")  # fmt: skip
+            tel = self._tel()
+            if not self.holding:
+                self._judge(tel, rec)
+            self.obs = self.core.observe(tel)[0]
+            self._audit(rec)
+        else:
+            self.obs = self.core.obs[0]
         self._save()
         logger.info("recovered at tick %d (journal seq %d)", self.tick_no, self.seq)
         return True
@@ -232,9 +232,13 @@ class ShiftController:
         )
 
     def run(self, ticks: int, on_tick: Any = None) -> list[TickRecord]:
-        """Run ``ticks`` intervals, sleeping on the clock so each lasts ``interval`` s."""
+        """Run ``ticks`` intervals (fewer when the backend's episode ends first: a replayed
+        or simulated backend has a last tick), sleeping on the clock so each lasts
+        ``interval`` s."""
         records = []
         for _ in range(ticks):
+            if getattr(self.backend, "done", False):
+                break
             start = self.clock.now()
             rec = self.tick()
             records.append(rec)
@@ -259,24 +263,24 @@ class ShiftController:
         moved_before = rec.shift[3] if rec.shift and rec.status != "shadow" else 0
         try:
             self.backend.advance()
-            self.tick_no += 1
+        except Exception as err:
+            self._backend_failed(rec, err)
+            self._audit(rec)
+            return rec
+        self.tick_no = int(self.backend.tick)
+        try:
             tel = self._tel()
         except Exception as err:
             self._backend_failed(rec, err)
-            self.tick_no += 1
             self._audit(rec)
             return rec
         rb_units = 0
         if not self.holding:
             rb_units = self._judge(tel, rec)
-        self._observe(tel)
-        goal = float(np.nansum(tel.attainment[0] * self.params.value))
-        rc = self.params.config.reward
-        rec.goal_attainment = goal
-        rec.reward = (
-            goal
-            - rc.cost_per_unit * (moved_before + rb_units)
-            - (rc.cost_per_rollback * len(rec.rollbacks))
+        self.obs = self.core.observe(tel)[0]
+        rec.goal_attainment = float(self.core.observed_goal(tel)[0])
+        rec.reward = float(
+            self.core.reward(rec.goal_attainment, moved_before + rb_units, len(rec.rollbacks))[0]
         )
         self._save()
         self._audit(rec)
@@ -284,13 +288,11 @@ class ShiftController:
 
     def _decide_and_apply(self, tel: Telemetry, rec: TickRecord) -> None:
         assert self.obs is not None
-        mask = self.guard.mask(tel.tick, tel.alloc, tel.incoming)[0].copy()
+        mask = self.core.mask(tel)[0].copy()
         action = self._propose(mask, rec)
         if self.mode == "shadow":
             rec.shadow_potential = self.fallback.act(self.obs, mask).tolist()
-        src, dst, kind, units, status = self.guard.clip(
-            tel.tick, action[None, :], tel.alloc, tel.incoming
-        )
+        src, dst, kind, units, status = self.core.clip(tel, action[None, :])
         s, d, k, u, st = int(src[0]), int(dst[0]), int(kind[0]), int(units[0]), int(status[0])
         rec.status = {OK: "ok", CLIPPED: "clipped", INVALID: "invalid"}.get(st, "noop")
         if u <= 0:
@@ -302,10 +304,7 @@ class ShiftController:
         if self.mode == "shadow":
             rec.status = "shadow"
             return
-        pair = (
-            self.params.value[s] * tel.attainment[0, s]
-            + self.params.value[d] * tel.attainment[0, d]
-        ) / (self.params.value[s] + self.params.value[d])
+        pair = self.core.pair_attainment(tel, 0, s, d)
         entry = self._move("shift", s, d, k, u, int(tel.alloc[0, s, k]), float(pair))
         if entry is None:
             rec.status, rec.shift = "failed", None
@@ -366,23 +365,17 @@ class ShiftController:
         return entry
 
     def _register(self, e: dict) -> None:
-        t = np.array([e["tick"]], dtype=np.int64)
-        env = np.zeros(1, dtype=np.int64)
-        arr = [np.array([e[key]], dtype=np.int64) for key in ("src", "dst", "kind", "units")]
+        """Tell the core about a journaled move: a shift opens its judgement against the
+        baseline the journal recorded; a rollback locks its pair again."""
         if e["reason"] == "shift":
-            att = np.full((1, self.params.num_modules), np.nan)
-            att[0, e["src"]] = att[0, e["dst"]] = e["baseline"]
-            self.guard.register(t, env, *arr, att)
-        else:  # a rollback: both modules locked again, nothing pending
-            window = self.guard.settings.stabilization_ticks
-            for m in (e["src"], e["dst"]):
-                self.guard.lock_until[0, m] = e["tick"] + window
-                self.guard.partner[0, m] = -1
+            self.core.register_journaled(
+                e["tick"], 0, e["src"], e["dst"], e["kind"], e["units"], e["baseline"]
+            )
+        else:
+            self.core.relock(np.array([e["tick"]], dtype=np.int64), 0, e["src"], e["dst"])
 
     def _judge(self, tel: Telemetry, rec: TickRecord) -> int:
-        rb_env, rb_src, rb_dst, rb_kind, rb_units = self.guard.judge(
-            tel.tick, tel.attainment, tel.alloc
-        )
+        rb_env, rb_src, rb_dst, rb_kind, rb_units = self.core.judge(tel)
         moved = 0
         for s, d, k, u in zip(rb_src.tolist(), rb_dst.tolist(), rb_kind.tolist(),
                               rb_units.tolist(), strict=True):  # fmt: skip
@@ -393,15 +386,6 @@ class ShiftController:
         if rb_env.size:
             tel.incoming[...] = self.backend.telemetry().incoming
         return moved
-
-    def _observe(self, tel: Telemetry) -> None:
-        self.reputation.update(tel)
-        self.forecaster.update(tel.demand)
-        self._build_obs(tel)
-
-    def _build_obs(self, tel: Telemetry) -> None:
-        mean, spread = self.forecaster.predict(self.params.forecast_horizon)
-        self.obs = self.builder.build(tel, mean, spread, self.reputation.score, self.guard)[0]
 
     # -- faults and records -------------------------------------------------------------------
     def _arm_backoff(self) -> None:
@@ -430,6 +414,6 @@ class ShiftController:
             self.audit.append(vars(rec))
 
     def close(self) -> None:
-        for f in (self.journal, self.audit):
-            if f is not None:
-                f.close()
+        """Close the journal and the audit log and release the state dir's lock."""
+        if self.store is not None:
+            self.store.close()

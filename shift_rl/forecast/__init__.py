@@ -16,14 +16,11 @@ it when not given).
 
 from __future__ import annotations
 
+from typing import Any
+
 from shift_rl.forecast.ar import ARForecaster
-from shift_rl.forecast.base import (
-    Forecaster,
-    TrackedForecaster,
-    make_forecaster,
-    season_ticks_for,
-)
-from shift_rl.forecast.ensemble import EnsembleForecaster
+from shift_rl.forecast.base import Forecaster, TrackedForecaster, season_ticks_for
+from shift_rl.forecast.ensemble import MEMBER_MODELS, EnsembleForecaster
 from shift_rl.forecast.simple import (
     EMAForecaster,
     LastValueForecaster,
@@ -31,15 +28,36 @@ from shift_rl.forecast.simple import (
 )
 from shift_rl.forecast.smoothing import HoltForecaster, HoltWintersForecaster
 
-FORECASTERS: dict[str, type] = {
-    "last": LastValueForecaster,
-    "seasonal_naive": SeasonalNaiveForecaster,
-    "ema": EMAForecaster,
-    "holt": HoltForecaster,
-    "holt_winters": HoltWintersForecaster,
-    "ar": ARForecaster,
-    "ensemble": EnsembleForecaster,
+FORECASTERS: dict[str, type[TrackedForecaster]] = {
+    **MEMBER_MODELS,
+    EnsembleForecaster.name: EnsembleForecaster,
 }
+"""Every model by its name (what a scenario's ``forecast.model`` names)."""
+
+
+def make_forecaster(
+    name: str,
+    num_envs: int,
+    num_modules: int,
+    *,
+    tick_seconds: float | None = None,
+    **params: Any,
+) -> Forecaster:
+    """Build a registered forecaster by name, with a clear error for unknown names/params.
+
+    With ``tick_seconds`` given, a seasonal model (class attribute ``seasonal = True``) whose
+    ``params`` lack ``season_ticks`` gets one day: ``season_ticks_for(tick_seconds)``.
+    """
+    if name not in FORECASTERS:
+        raise ValueError(f"unknown forecaster {name!r}; allowed: {sorted(FORECASTERS)}")
+    cls = FORECASTERS[name]
+    if tick_seconds is not None and getattr(cls, "seasonal", False):
+        params.setdefault("season_ticks", season_ticks_for(tick_seconds))
+    try:
+        return cls(num_envs, num_modules, **params)
+    except TypeError as err:
+        raise ValueError(f"forecaster {name!r}: bad parameters {params}: {err}") from None
+
 
 __all__ = [
     "FORECASTERS",

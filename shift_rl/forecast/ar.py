@@ -260,6 +260,7 @@ class ARForecaster(TrackedForecaster):
     """
 
     name = "ar"
+    model_state = ("buf", "A", "c", "n", "coef", "scale", "cap", "fitted")
     seasonal = True
 
     def __init__(

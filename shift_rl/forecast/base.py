@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numba
 import numpy as np
+
+from shift_rl.arraystate import load_arrays, save_arrays
 
 SECONDS_PER_DAY = 86_400.0
 DEFAULT_HORIZONS = 4
@@ -70,32 +73,6 @@ def season_ticks_for(tick_seconds: float) -> int:
     if not (math.isfinite(tick) and tick > 0):
         raise ValueError(f"tick_seconds must be a finite number > 0, got {tick_seconds!r}")
     return max(2, round(SECONDS_PER_DAY / tick))
-
-
-def make_forecaster(
-    name: str,
-    num_envs: int,
-    num_modules: int,
-    *,
-    tick_seconds: float | None = None,
-    **params: Any,
-) -> Forecaster:
-    """Build a registered forecaster by name, with a clear error for unknown names/params.
-
-    With ``tick_seconds`` given, a seasonal model (class attribute ``seasonal = True``) whose
-    ``params`` lack ``season_ticks`` gets one day: ``season_ticks_for(tick_seconds)``.
-    """
-    from shift_rl.forecast import FORECASTERS
-
-    if name not in FORECASTERS:
-        raise ValueError(f"unknown forecaster {name!r}; allowed: {sorted(FORECASTERS)}")
-    cls = FORECASTERS[name]
-    if tick_seconds is not None and getattr(cls, "seasonal", False):
-        params.setdefault("season_ticks", season_ticks_for(tick_seconds))
-    try:
-        return cls(num_envs, num_modules, **params)
-    except TypeError as err:
-        raise ValueError(f"forecaster {name!r}: bad parameters {params}: {err}") from None
 
 
 # --- compiled helpers shared by every model kernel -------------------------------------------
@@ -211,6 +188,9 @@ class TrackedForecaster(ABC):
 
     name = "tracked"
     seasonal = False
+    model_state: tuple[str, ...] = ()
+    """Names of the model's own state arrays (beside the shared ones), for :meth:`state`."""
+    _SHARED_STATE = ("tick", "last", "pend", "mae", "nres")
 
     def __init__(
         self,
@@ -273,6 +253,16 @@ class TrackedForecaster(ABC):
             far = np.where(np.isfinite(far), np.maximum(far, 0.0), 0.0)
             mean = np.where(self.tick[:, None] > 0, far, 0.0)
         return mean, spread
+
+    def state(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """Copies of every state array, keyed ``prefix + name``: restoring them with
+        :meth:`load_state` continues the forecasts exactly."""
+        return save_arrays(self, (*self._SHARED_STATE, *self.model_state), prefix)
+
+    def load_state(self, record: Mapping[str, np.ndarray], prefix: str = "") -> None:
+        """Restore :meth:`state` in place (shapes and dtypes checked first)."""
+        names = (*self._SHARED_STATE, *self.model_state)
+        load_arrays(self, names, record, prefix, owner=f"forecaster {self.name}")
 
     # -- for subclasses ---------------------------------------------------------------------
 

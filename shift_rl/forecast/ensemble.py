@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numba
 import numpy as np
 
+from shift_rl.forecast.ar import ARForecaster
 from shift_rl.forecast.base import (
     DEFAULT_HORIZONS,
     SPREAD_ALPHA,
@@ -19,7 +21,26 @@ from shift_rl.forecast.base import (
     score,
     store,
 )
-from shift_rl.forecast.simple import DEFAULT_SEASON_TICKS
+from shift_rl.forecast.simple import (
+    DEFAULT_SEASON_TICKS,
+    EMAForecaster,
+    LastValueForecaster,
+    SeasonalNaiveForecaster,
+)
+from shift_rl.forecast.smoothing import HoltForecaster, HoltWintersForecaster
+
+MEMBER_MODELS: dict[str, type[TrackedForecaster]] = {
+    cls.name: cls
+    for cls in (
+        LastValueForecaster,
+        SeasonalNaiveForecaster,
+        EMAForecaster,
+        HoltForecaster,
+        HoltWintersForecaster,
+        ARForecaster,
+    )
+}
+"""The models an ensemble may combine (every model but the ensemble itself)."""
 
 DEFAULT_MEMBERS = ("last", "seasonal_naive", "ema", "holt", "holt_winters", "ar")
 
@@ -139,8 +160,6 @@ class EnsembleForecaster(TrackedForecaster):
         horizons: int = DEFAULT_HORIZONS,
         spread_alpha: float = SPREAD_ALPHA,
     ) -> None:
-        from shift_rl.forecast import FORECASTERS
-
         self.season_ticks = _check_int(f"{self.name}: season_ticks", season_ticks, 2)
         self.power = float(power)
         if not (math.isfinite(self.power) and self.power > 0.0):
@@ -150,16 +169,15 @@ class EnsembleForecaster(TrackedForecaster):
         self.select = bool(select)
         self.error_alpha = _check_share(self.name, "error_alpha", error_alpha)
         names = tuple(members)
-        bad = [n for n in names if n not in FORECASTERS or n == self.name]
+        bad = [n for n in names if n not in MEMBER_MODELS]
         if not names or bad:
             raise ValueError(
-                f"{self.name}: members {list(names)}; expected names from "
-                f"{sorted(set(FORECASTERS) - {self.name})}"
+                f"{self.name}: members {list(names)}; expected names from {sorted(MEMBER_MODELS)}"
             )
         super().__init__(num_envs, num_modules, horizons=horizons, spread_alpha=spread_alpha)
         self.members: list[TrackedForecaster] = []
         for n in names:
-            cls = FORECASTERS[n]
+            cls = MEMBER_MODELS[n]
             kw: dict[str, Any] = {"horizons": self.horizons, "spread_alpha": self.error_alpha}
             if getattr(cls, "seasonal", False):
                 kw["season_ticks"] = self.season_ticks
@@ -168,6 +186,17 @@ class EnsembleForecaster(TrackedForecaster):
         self._mpend = tuple(f.pend for f in self.members)
         self._mmae = tuple(f.mae for f in self.members)
         self._mnres = tuple(f.nres for f in self.members)
+
+    def state(self, prefix: str = "") -> dict[str, np.ndarray]:
+        out = super().state(prefix)
+        for i, f in enumerate(self.members):
+            out.update(f.state(f"{prefix}members.{i}.{f.name}."))
+        return out
+
+    def load_state(self, record: Mapping[str, np.ndarray], prefix: str = "") -> None:
+        super().load_state(record, prefix)
+        for i, f in enumerate(self.members):
+            f.load_state(record, f"{prefix}members.{i}.{f.name}.")
 
     def _reset_state(self, sel: Any) -> None:
         rows = None if isinstance(sel, slice) else sel

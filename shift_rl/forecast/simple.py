@@ -70,6 +70,7 @@ class EMAForecaster(TrackedForecaster):
     """
 
     name = "ema"
+    model_state = ("level",)
 
     def __init__(
         self,
@@ -150,6 +151,7 @@ class SeasonalNaiveForecaster(TrackedForecaster):
     """
 
     name = "seasonal_naive"
+    model_state = ("buf",)
     seasonal = True
 
     def __init__(

@@ -83,6 +83,7 @@ class HoltForecaster(TrackedForecaster):
     """
 
     name = "holt"
+    model_state = ("level", "trend")
 
     def __init__(
         self,
@@ -240,6 +241,7 @@ class HoltWintersForecaster(TrackedForecaster):
     """
 
     name = "holt_winters"
+    model_state = ("level", "trend", "seas", "snext", "start", "ready")
     seasonal = True
 
     def __init__(

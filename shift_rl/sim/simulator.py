@@ -139,6 +139,12 @@ class Simulator:
         base = self.params.history_ticks + self.t[:, None] + start + np.arange(length)
         return np.take_along_axis(self.exo_demand, base[:, :, None], axis=1)
 
+    def observed_history(self) -> np.ndarray:
+        """Demand of the ``history_ticks`` before the episode as telemetry showed it, (B, H, M):
+        NaN where it was missing. What a control plane warms its forecasts on."""
+        h = self.params.history_ticks
+        return np.where(self.exo_missing[:, :h], np.nan, self.exo_demand[:, :h])
+
     def history(self, length: int) -> np.ndarray:
         """Demand of the ``length`` ticks before the episode, (B, L, M): to warm up forecasts."""
         h = self.params.history_ticks
