@@ -43,6 +43,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -51,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", default="default", help="scenario name or YAML path")
     ap.add_argument("--trace", help="CSV/CSV.gz whose series replace the scenario's demand")
     ap.add_argument("--episodes", type=_positive, default=20, help="paired episodes (default 20)")
-    ap.add_argument("--seed", type=int, default=0, help="episode i uses seed + i (default 0)")
+    ap.add_argument("--seed", type=_seed, default=0, help="episode i uses seed + i (default 0)")
     add_cli_flags(ap)  # --workers, --ray, --ray-address
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument("--plots", type=Path, help="write PNG figures into this folder")
@@ -59,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    if not names:
+        ap.error(f"--policies {args.policies!r} names no policy; expected NAME[,NAME...]")
     try:
         if args.json is not None:
             check_file(args.json, SUMMARY, "evaluation summary (--json)")

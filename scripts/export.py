@@ -4,8 +4,10 @@
     python scripts/export.py --model runs/ppo-default/checkpoints/step_000576000 --out /tmp/p
     python scripts/export.py --model runs/ppo-default --out agents/ppo-default --release
 
-RUN picks its newest checkpoint. The folder loads with shift_rl.runtime.load_policy (numpy
-only) and runs in scripts/evaluate.py and scripts/controller.py.
+RUN picks its newest checkpoint. Only checkpoints listed with their sha256 in the manifest
+that training writes next to them are loaded (model.zip is SB3's pickle-based format and runs
+code when loaded). The folder loads with shift_rl.runtime.load_policy (numpy only) and runs
+in scripts/evaluate.py and scripts/controller.py.
 
 --out must be a new or empty folder or an earlier export: only the export's own files are
 replaced, anything else in the folder stays, and any other folder is refused. agents/ holds
@@ -68,16 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_export_target(args.out, release=args.release)
         ckpt = find_checkpoint(args.model)
-        state = json.loads((ckpt / "state.json").read_text())
-        cfg = train_config_from_dict(state["config"], source=f"checkpoint {ckpt}")
+        from shift_rl.train import export_trained, load_checkpoint, verify_checkpoint
+
+        verify_checkpoint(ckpt)  # before anything of it is read
+        try:
+            state = json.loads((ckpt / "state.json").read_text())
+            saved = state["config"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"checkpoint {ckpt}: unreadable state.json ({err!r})") from None
+        cfg = train_config_from_dict(saved, source=f"checkpoint {ckpt}")
         scenario = load_scenario(cfg.scenario)
+        model = load_checkpoint(cfg, ckpt)
     except (ConfigError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from shift_rl.outputs import claim_dir
-    from shift_rl.train import algo_class, export_trained
 
-    model = algo_class(cfg).load(ckpt / "model.zip", device="cpu")
     try:
         out = export_trained(model, cfg, scenario, args.out, release=args.release)
     except OutputError as err:

@@ -21,8 +21,45 @@ import sys
 import time
 from pathlib import Path
 
-from shift_rl.config import ConfigError, load_train_config, train_config_from_dict
+from shift_rl.config import ConfigError, TrainConfig, load_train_config, train_config_from_dict
 from shift_rl.outputs import OutputError, shown
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _resumed_config(resume: Path, config: Path | None, overrides: list[str]) -> TrainConfig:
+    """The checkpoint's own config (with ``--set`` overrides). A ``--config`` given too must
+    say the same: a resumed run continues as it was, so a different file is an error listing
+    the differences, never silently ignored."""
+    state = resume / "state.json"
+    if not state.is_file():
+        raise ConfigError(f"--resume {str(resume)!r}: no state.json (expected a checkpoint folder)")
+    try:
+        saved = json.loads(state.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"--resume {str(resume)!r}: unreadable state.json ({err!r})") from None
+    cfg = train_config_from_dict(saved, overrides, f"checkpoint {resume}")
+    if config is not None:
+        given = load_train_config(config, overrides)
+        if given != cfg:
+            a, b = _flat(cfg.model_dump(mode="json")), _flat(given.model_dump(mode="json"))
+            diff = [f"{k} (checkpoint {a.get(k)!r}, --config {b.get(k)!r})"
+                    for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]  # fmt: skip
+            raise ConfigError(
+                f"--config {str(config)!r} differs from the config of checkpoint "
+                f"{str(resume)!r} in {len(diff)} field(s): {'; '.join(diff[:10])}. --resume "
+                "continues the checkpoint's run as it was: drop --config, or change a value "
+                "with --set"
+            )
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,13 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"total_timesteps={args.timesteps}")
     try:
         if args.resume is not None:
-            state = args.resume / "state.json"
-            if not state.is_file():
-                raise ConfigError(
-                    f"--resume {str(args.resume)!r}: no state.json (expected a checkpoint folder)"
-                )
-            saved = json.loads(state.read_text())["config"]
-            cfg = train_config_from_dict(saved, overrides, f"checkpoint {args.resume}")
+            cfg = _resumed_config(args.resume, args.config, overrides)
         else:
             cfg = load_train_config(args.config, overrides)
         from shift_rl.config import load_scenario
@@ -82,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = train(cfg, out=folder, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, OutputError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        source = args.resume or args.config
+        named = source is None or str(source) in str(err)
+        print(f"error: {'' if named else f'{source}: '}{err}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - started
     report = result.report

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.trials < 1 or args.episodes < 1:
         ap.error("--trials and --episodes must be >= 1")
+    if not 0 <= args.seed < 2**32:
+        ap.error(f"--seed must be an integer from 0 to 2**32 - 1, got {args.seed}")
     try:
         record = tune(
             args.policy, args.scenarios.split(","), args.trials, args.episodes, args.seed,

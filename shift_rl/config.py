@@ -12,11 +12,13 @@ demand is in requests per tick; ``service_rate`` is requests per second served b
 
 from __future__ import annotations
 
+import copy
 import difflib
+import errno
 import itertools
-import json
 import os
 import re
+import stat
 import types
 from collections import Counter
 from collections.abc import Sequence
@@ -40,11 +42,39 @@ from shift_rl.archetypes import expand_scenario
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = PROJECT_ROOT / "configs" / "scenarios"
 
+# Upper bounds: every size the simulator allocates or loops over is bounded here, so a typo
+# (``units: 2**64``, ``episode_ticks: 1e12``, ``cost_per_unit: 1e308``) is a ConfigError on
+# load, never an overflow, a hang or a memory blow-up later (README "Scenario format").
+MAX_UNITS = 10_000
+"""Units of one kind in a pool (and so in any allocation, floor or shift). The oracle bound's
+dynamic program costs about units**2 steps per tick and kind, so this keeps it near 0.1 s."""
+MAX_SERVERS = 100_000
+"""Servers one module could run with the whole pool (the queue model is O(servers))."""
+MAX_TICKS = 1_000_000
+"""Ticks of an episode, of the forecaster's history and of any duration."""
+MAX_PER_DAY = 10_000.0
+"""Events (bursts, regime shifts, faults) per day."""
+MAX_EPISODE_BYTES = 512 * 2**20
+"""Memory of one env's episode: exogenous arrays and forecaster state."""
+MAX_NAME = 200
+"""Characters of a name (scenario, resource kind, module)."""
+
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Units = Annotated[int, Field(ge=0, le=MAX_UNITS)]
+PosUnits = Annotated[int, Field(ge=1, le=MAX_UNITS)]
+Ticks = Annotated[int, Field(ge=1, le=MAX_TICKS)]
+NonNegTicks = Annotated[int, Field(ge=0, le=MAX_TICKS)]
+PerDay = Annotated[float, Field(ge=0.0, le=MAX_PER_DAY)]
+Magnitude = Annotated[float, Field(ge=0.0, le=1000.0)]
+"""A relative size (extra demand of a burst or an event)."""
+LogStd = Annotated[float, Field(ge=0.0, le=5.0)]
+"""A standard deviation on the log scale (5 is a factor of e**5 ~ 150 per std)."""
+Cost = Annotated[float, Field(ge=0.0, le=1000.0)]
 
 
 class ConfigError(ValueError):
@@ -60,8 +90,8 @@ class _Model(BaseModel):
 class ResourceConfig(_Model):
     """One resource kind of the pool."""
 
-    name: str = Field(min_length=1, description="resource kind, e.g. cpu or mem")
-    units: PosInt = Field(description="allocatable units of this kind in the pool")
+    name: Name = Field(description="resource kind, e.g. cpu or mem")
+    units: PosUnits = Field(description="allocatable units of this kind in the pool")
 
 
 class DiurnalConfig(_Model):
@@ -72,59 +102,70 @@ class DiurnalConfig(_Model):
 
 
 class BurstConfig(_Model):
-    rate_per_day: NonNegFloat = Field(0.0, description="expected bursts per day (Poisson)")
-    magnitude: NonNegFloat = Field(1.0, description="extra demand at a burst's start, relative")
-    duration_ticks: PosInt = Field(10, description="e-folding decay time of a burst, ticks")
+    rate_per_day: PerDay = Field(0.0, description="expected bursts per day (Poisson)")
+    magnitude: Magnitude = Field(1.0, description="extra demand at a burst's start, relative")
+    duration_ticks: Ticks = Field(10, description="e-folding decay time of a burst, ticks")
 
 
 class RegimeConfig(_Model):
-    rate_per_day: NonNegFloat = Field(0.0, description="expected level shifts per day")
-    magnitude: NonNegFloat = Field(0.3, description="std of the log-level jump at a shift")
+    rate_per_day: PerDay = Field(0.0, description="expected level shifts per day")
+    magnitude: LogStd = Field(0.3, description="std of the log-level jump at a shift")
 
 
 class EventConfig(_Model):
     """A scheduled daily event (batch window, morning log-in wave, flash sale)."""
 
     hour: Annotated[float, Field(ge=0.0, lt=24.0)] = Field(description="start, hour of day")
-    magnitude: NonNegFloat = Field(description="extra demand while it runs, relative")
-    duration_ticks: PosInt = Field(description="ticks it lasts, ramps included")
-    ramp_ticks: NonNegInt = Field(5, description="ticks to ramp up (and down again)")
+    magnitude: Magnitude = Field(description="extra demand while it runs, relative")
+    duration_ticks: Ticks = Field(description="ticks it lasts, ramps included")
+    ramp_ticks: NonNegTicks = Field(5, description="ticks to ramp up (and down again)")
 
 
 class DemandShape(_Model):
     """Synthetic demand of one module, in requests per tick."""
 
-    base: PosFloat = Field(description="mean demand, requests per tick")
+    base: Annotated[float, Field(gt=0.0, le=1e12)] = Field(
+        description="mean demand, requests per tick"
+    )
     diurnal: DiurnalConfig = DiurnalConfig()
     weekly_amplitude: Share = Field(0.0, description="relative swing of the weekly cycle")
-    noise: NonNegFloat = Field(0.05, description="std of the log-scale AR(1) noise")
+    noise: LogStd = Field(0.05, description="std of the log-scale AR(1) noise")
     noise_autocorr: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.8
     bursts: BurstConfig = BurstConfig()
     trend_per_day: Annotated[float, Field(gt=-1.0, le=10.0)] = Field(
         0.0, description="relative growth of the level per day"
     )
     regime: RegimeConfig = RegimeConfig()
-    events: list[EventConfig] = Field([], description="scheduled events, every day")
+    events: list[EventConfig] = Field([], max_length=100, description="scheduled events, every day")
+
+
+ServerUnits = Annotated[float, Field(ge=0.01, le=1e4)]
 
 
 class ModuleConfig(_Model):
     """One module (service) drawing units from the pool."""
 
-    name: str = Field(min_length=1)
-    service_rate: PosFloat = Field(description="requests per second served by one server")
-    slo_seconds: PosFloat = Field(description="latency objective of one request, seconds")
-    value: PosFloat = Field(1.0, description="weight of this module's goal attainment")
-    units: NonNegInt | dict[str, NonNegInt] = Field(
+    name: Name
+    service_rate: Annotated[float, Field(gt=0.0, le=1e9)] = Field(
+        description="requests per second served by one server"
+    )
+    slo_seconds: Annotated[float, Field(gt=0.0, le=1e6)] = Field(
+        description="latency objective of one request, seconds"
+    )
+    value: Annotated[float, Field(gt=0.0, le=1e6)] = Field(
+        1.0, description="weight of this module's goal attainment (normalized to sum 1)"
+    )
+    units: Units | dict[str, Units] = Field(
         description="initial allocation: an int for every kind, or a mapping kind -> units"
     )
-    floor: NonNegInt | dict[str, NonNegInt] = Field(
+    floor: Units | dict[str, Units] = Field(
         1, description="units below which no shift may take this module"
     )
-    units_per_server: PosFloat | dict[str, PosFloat] = Field(
+    units_per_server: ServerUnits | dict[str, ServerUnits] = Field(
         1.0, description="units of each kind one server needs"
     )
     demand: DemandShape | None = Field(None, description="synthetic demand (or use a trace)")
-    report_noise: NonNegFloat = Field(0.1, description="std of the log-error of reported need")
+    report_noise: LogStd = Field(0.1, description="std of the log-error of reported need")
     overconfidence: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
         0.0, description="share of its true report error that the module's confidence hides"
     )
@@ -144,16 +185,21 @@ class ModuleConfig(_Model):
 class TraceConfig(_Model):
     """Replay of a real trace: column i of the file drives module i (or the named columns)."""
 
-    path: str = Field(description="CSV or CSV.gz, relative to the scenario file")
-    columns: list[str | NonNegInt] | None = Field(None, description="series to use, in order")
+    path: str = Field(
+        min_length=1, max_length=4096, description="CSV or CSV.gz, relative to the scenario file"
+    )
+    columns: list[Annotated[str, Field(max_length=1000)] | NonNegInt] | None = Field(
+        None, max_length=100_000, description="series to use, in order (names or indices)"
+    )
     peak_share: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.25, description="each series is scaled so its peak needs this share of the pool"
     )
-    step_seconds: PosFloat | None = Field(
+    step_seconds: Annotated[float, Field(gt=0.0, le=1e7)] | None = Field(
         None, description="seconds per row of a tick-index trace (timestamps carry their own)"
     )
-    start_tick: NonNegInt | Literal["random"] = Field(
-        "random", description="first replayed row of an episode, or random per episode"
+    start_tick: Annotated[int, Field(ge=0, le=10**9)] | Literal["random"] = Field(
+        "random",
+        description="first replayed tick of an episode (below the trace's length), or random",
     )
 
 
@@ -168,12 +214,12 @@ class DemandConfig(_Model):
 class SafetyConfig(_Model):
     """The rails every shift passes through (see :mod:`shift_rl.safety`)."""
 
-    max_units_per_shift: PosInt = Field(8, description="units one shift may move")
-    max_units_per_tick: PosInt = Field(8, description="units all shifts of one tick may move")
+    max_units_per_shift: PosUnits = Field(8, description="units one shift may move")
+    max_units_per_tick: PosUnits = Field(8, description="units all shifts of one tick may move")
     max_module_share: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.6, description="share of a kind's pool one module may hold (incl. incoming)"
     )
-    stabilization_ticks: PosInt = Field(
+    stabilization_ticks: Ticks = Field(
         5, description="ticks both modules of a shift stay locked; the shift is judged after"
     )
     rollback_threshold: Share = Field(
@@ -182,8 +228,11 @@ class SafetyConfig(_Model):
 
 
 class ActionConfig(_Model):
-    amount_levels: list[PosInt] = Field(
-        [1, 2, 4, 8], min_length=1, description="units a shift may move (third action index)"
+    amount_levels: list[PosUnits] = Field(
+        [1, 2, 4, 8],
+        min_length=1,
+        max_length=64,
+        description="units a shift may move (third action index)",
     )
 
     @field_validator("amount_levels")
@@ -195,27 +244,27 @@ class ActionConfig(_Model):
 
 
 class RewardConfig(_Model):
-    cost_per_unit: NonNegFloat = Field(0.002, description="reward lost per unit moved")
-    cost_per_rollback: NonNegFloat = Field(0.02, description="reward lost per rollback")
+    cost_per_unit: Cost = Field(0.002, description="reward lost per unit moved")
+    cost_per_rollback: Cost = Field(0.02, description="reward lost per rollback")
 
 
 class SlowdownConfig(_Model):
-    rate_per_day: NonNegFloat = Field(0.0, description="slow-downs per module per day")
+    rate_per_day: PerDay = Field(0.0, description="slow-downs per module per day")
     factor: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
         0.5, description="service rate multiplier while slowed"
     )
-    duration_ticks: PosInt = 30
+    duration_ticks: Ticks = 30
 
 
 class UnitFailureConfig(_Model):
-    rate_per_day: NonNegFloat = Field(0.0, description="failure events per resource kind per day")
-    units: PosInt = Field(2, description="units lost per failure")
-    duration_ticks: PosInt = Field(20, description="ticks until the units come back")
+    rate_per_day: PerDay = Field(0.0, description="failure events per resource kind per day")
+    units: PosUnits = Field(2, description="units lost per failure")
+    duration_ticks: Ticks = Field(20, description="ticks until the units come back")
 
 
 class TelemetryGapConfig(_Model):
-    rate_per_day: NonNegFloat = Field(0.0, description="gaps per module per day")
-    duration_ticks: PosInt = 5
+    rate_per_day: PerDay = Field(0.0, description="gaps per module per day")
+    duration_ticks: Ticks = 5
 
 
 class FaultConfig(_Model):
@@ -226,8 +275,12 @@ class FaultConfig(_Model):
 
 class ForecastConfig(_Model):
     model: str = Field("ema", description="forecaster name (see shift_rl.forecast.FORECASTERS)")
-    params: dict[str, float | int] = Field({}, description="keyword arguments of the model")
-    history_ticks: NonNegInt = Field(60, description="ticks of demand seen before an episode")
+    params: dict[Annotated[str, Field(max_length=64)], float | int] = Field(
+        {}, max_length=16, description="keyword arguments of the model"
+    )
+    history_ticks: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        60, description="ticks of demand seen before an episode (the forecaster replays them)"
+    )
 
     @field_validator("model")
     @classmethod
@@ -250,16 +303,22 @@ class ReputationConfig(_Model):
 class ScenarioConfig(_Model):
     """A complete scenario; see README 'Scenario format' for every field."""
 
-    name: str = Field(min_length=1)
-    description: str = ""
-    tick_seconds: PosFloat = Field(60.0, description="length of one control interval, seconds")
-    episode_ticks: PosInt = Field(720, description="ticks per episode (time limit)")
-    warmup_ticks: NonNegInt = Field(2, description="ticks before shifted units serve")
+    name: Name
+    description: str = Field("", max_length=10_000)
+    tick_seconds: Annotated[float, Field(ge=1.0, le=86_400.0)] = Field(
+        60.0, description="length of one control interval, seconds"
+    )
+    episode_ticks: Ticks = Field(720, description="ticks per episode (time limit)")
+    warmup_ticks: Annotated[int, Field(ge=0, le=24)] = Field(
+        2,
+        description="ticks before shifted units serve (planners look warm-up + horizon ahead, "
+        "inside the 32 ticks of demand kept past an episode's end)",
+    )
     target_utilization: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
         0.7, description="utilization at which a module's reported need is computed"
     )
-    resources: list[ResourceConfig] = Field(min_length=1)
-    modules: list[ModuleConfig] = Field(min_length=2)
+    resources: list[ResourceConfig] = Field(min_length=1, max_length=64)
+    modules: list[ModuleConfig] = Field(min_length=2, max_length=100_000)
     demand: DemandConfig = DemandConfig()
     safety: SafetyConfig = SafetyConfig()
     action: ActionConfig = ActionConfig()
@@ -362,7 +421,106 @@ class ScenarioConfig(_Model):
                 f"action.amount_levels: level {top} is above safety.max_units_per_shift = "
                 f"{self.safety.max_units_per_shift} (levels are units one shift moves)"
             )
+        for i, m in enumerate(self.modules):
+            ups = self.per_kind(m, "units_per_server")
+            servers = min(res.units / u for res, u in zip(self.resources, ups, strict=True))
+            if servers > MAX_SERVERS:
+                problems.append(
+                    f"modules.{i}.units_per_server: with the whole pool the module would run "
+                    f"{servers:.6g} servers (pool units / units_per_server), above the "
+                    f"{MAX_SERVERS} the queue model allows (module {m.name!r})"
+                )
+        problems += self._work_problems()
+        forecast_problems, per_module = _forecast_check(self.forecast, self.tick_seconds)
+        problems += forecast_problems
+        if not forecast_problems:
+            m, r = len(self.modules), len(self.resources)
+            ticks = self.forecast.history_ticks + self.episode_ticks + 33
+            need = ticks * (25 * m + 16 * r) + m * per_module
+            if need > MAX_EPISODE_BYTES:
+                problems.append(
+                    f"episode_ticks: one env's episode would need {need / 2**20:,.0f} MiB "
+                    f"({ticks} ticks of history, episode and look-ahead x {m} modules, plus "
+                    f"{per_module * m / 2**20:,.1f} MiB of {self.forecast.model!r} forecaster "
+                    f"state), above the {MAX_EPISODE_BYTES // 2**20} MiB allowed: shorten "
+                    "episode_ticks or forecast.history_ticks, or use fewer modules"
+                )
         return problems
+
+    def _work_problems(self) -> list[str]:
+        """Bound the time an episode's draw takes: random events are placed one by one, and
+        each burst decays over the rest of the episode (O(bursts x ticks))."""
+        ticks = self.forecast.history_ticks + self.episode_ticks + 33
+        days = ticks * self.tick_seconds / 86_400.0
+        f = self.faults
+        events = days * (
+            len(self.modules) * (f.slowdown.rate_per_day + f.telemetry_gap.rate_per_day)
+            + len(self.resources) * f.unit_failure.rate_per_day
+        )
+        bursts = 0.0
+        for m in self.modules:
+            if m.demand is not None:
+                events += days * (m.demand.bursts.rate_per_day + m.demand.regime.rate_per_day)
+                bursts += days * m.demand.bursts.rate_per_day
+        out = []
+        if events > MAX_EVENTS:
+            out.append(
+                f"faults: an episode of {ticks} ticks would draw ~{events:,.0f} random events "
+                "(bursts, regime shifts, slow-downs, telemetry gaps, unit failures at their "
+                f"rates per day), above the {MAX_EVENTS:,} allowed: lower the rates or "
+                "shorten episode_ticks"
+            )
+        if bursts * ticks > MAX_BURST_WORK:
+            out.append(
+                f"modules.*.demand.bursts.rate_per_day: ~{bursts:,.0f} bursts decaying over "
+                f"{ticks} ticks each per episode (~{bursts * ticks:.2g} terms) is above the "
+                f"{MAX_BURST_WORK:.0g} allowed: lower the burst rates or shorten episode_ticks"
+            )
+        return out
+
+
+MAX_EVENTS = 1_000_000
+"""Most random events one episode's draw places (they are placed one by one)."""
+MAX_BURST_WORK = 1e9
+"""Most burst-tick terms one episode's draw sums (each burst decays over the episode)."""
+
+FORECAST_INT_LIMITS = {"horizons": 32, "lags": 64, "harmonics": 16, "select": 1}
+"""Integer forecaster parameters whose state grows faster than linearly (or that are flags);
+every other integer parameter (``season_ticks``, ``window``, ...) is at most ``MAX_TICKS``."""
+
+
+def _forecast_check(fc: ForecastConfig, tick_seconds: float) -> tuple[list[str], int]:
+    """Problems with ``forecast.params`` (the model's own checks, run on a 1 x 1 instance once
+    every size is bounded) and the bytes of its state per module."""
+    from shift_rl.forecast import make_forecaster
+
+    problems = []
+    for key, v in fc.params.items():
+        top = FORECAST_INT_LIMITS.get(key, MAX_TICKS)
+        if isinstance(v, int) and not -top <= v <= top:
+            problems.append(f"forecast.params.{key}: {v} is out of range; allowed |value| <= {top}")
+    if problems:
+        return problems, 0
+    try:
+        model = make_forecaster(fc.model, 1, 1, tick_seconds=tick_seconds, **fc.params)
+    except (ValueError, TypeError, OverflowError) as err:
+        return [f"forecast.params: {err} (model {fc.model!r}, params {dict(fc.params)})"], 0
+    return [], _state_bytes(model)
+
+
+def _state_bytes(obj: Any, depth: int = 0) -> int:
+    """Bytes of the numpy arrays an object holds (members of an ensemble included)."""
+    import numpy as np
+
+    total = 0
+    for v in vars(obj).values() if hasattr(obj, "__dict__") else ():
+        items = v if isinstance(v, list | tuple) else [v]
+        for item in items:
+            if isinstance(item, np.ndarray):
+                total += item.nbytes
+            elif depth < 2 and hasattr(item, "__dict__") and hasattr(item, "predict"):
+                total += _state_bytes(item, depth + 1)
+    return total
 
 
 def _duplicates(path: str, names: list[str]) -> list[str]:
@@ -381,6 +539,8 @@ def _duplicates(path: str, names: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 _UNION_TYPES = (Union, types.UnionType)
+MAX_ERRORS_READ = 1000
+MAX_ERRORS_SHOWN = 50
 _Node = tuple[Any, list[Any]]  # (annotation, constraint metadata)
 
 
@@ -465,7 +625,9 @@ def _bounds(meta: list[Any]) -> str:
     for m in meta:
         if type(m) in ops:
             op, attr = ops[type(m)]
-            out.append(f"{op} {getattr(m, attr):g}")
+            v = getattr(m, attr)
+            whole = float(v).is_integer() and abs(v) < 1e15
+            out.append(f"{op} {int(v)}" if whole else f"{op} {v:g}")
     return " and ".join(out)
 
 
@@ -603,11 +765,19 @@ def _format_errors(
     root: type[BaseModel] | None = None,
     what: str = "scenario",
 ) -> str:
-    lines = _error_lines(err.errors(), root) if isinstance(err, ValidationError) else list(err)
-    if len(lines) == 1:
+    if isinstance(err, ValidationError):
+        errors = err.errors()
+        lines = _error_lines(errors[:MAX_ERRORS_READ], root)
+        more = len(errors) > MAX_ERRORS_READ
+    else:
+        lines, more = list(err), False
+    if len(lines) == 1 and not more:
         return f"invalid {what} {source}: {lines[0]}"
-    return f"invalid {what} {source} ({len(lines)} problems):\n" + "\n".join(
-        f"  - {line}" for line in lines
+    count = f"{len(lines)}{'+' if more else ''} problems"
+    if len(lines) > MAX_ERRORS_SHOWN or more:
+        count += f", the first {min(len(lines), MAX_ERRORS_SHOWN)} shown"
+    return f"invalid {what} {source} ({count}):\n" + "\n".join(
+        f"  - {line}" for line in lines[:MAX_ERRORS_SHOWN]
     )
 
 
@@ -626,11 +796,19 @@ def _trace_problem(data: dict[str, Any], written: Any) -> str | None:
     demand = data.get("demand")
     trace = demand.get("trace") if isinstance(demand, dict) else None
     path = trace.get("path") if isinstance(trace, dict) else None
-    if not isinstance(path, str) or Path(path).is_file():
+    kind = path_kind(path) if isinstance(path, str) else "file"
+    if kind == "file":
         return None
-    shown = repr(written) if written == path else f"{written!r} (resolved to {path!r})"
+    shown = _short_path(written)
+    if written != path:
+        shown += f" (resolved to {_short_path(path)})"
+    problem = {
+        "dir": "is a directory",
+        "other": "is not a regular file",
+        "invalid": "is not a valid file name",
+    }.get(kind, "does not exist")
     return (
-        f"demand.trace.path: file {shown} does not exist; expected a CSV or CSV.gz trace "
+        f"demand.trace.path: file {shown} {problem}; expected a CSV or CSV.gz trace "
         "(a relative path is taken relative to the scenario file's directory)"
     )
 
@@ -679,12 +857,24 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
+        if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`: no field is named so
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found a {key_node.id} as a key; keys must be plain names",
+                key_node.start_mark,
+            )
         key = loader.construct_object(key_node)
         try:
             first = seen.get(key)
             seen.setdefault(key, key_node.start_mark.line)
-        except TypeError:  # an unhashable key: the constructor reports it
-            continue
+        except TypeError:  # an unhashable scalar (a !!binary key is bytes: hashable)
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                "found an unhashable key",
+                key_node.start_mark,
+            ) from None
         if first is not None:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
@@ -701,6 +891,143 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
+MAX_YAML_BYTES = 1 << 20
+"""Largest scenario or training config file read (a config is a small text file)."""
+MAX_YAML_VALUES = 200_000
+"""Most values (mappings, lists and scalars) a YAML document may expand to, aliases counted
+each time they are used: ``&a [*b, *b, ...]`` chains ("billion laughs") are refused here,
+before anything walks the expansion."""
+MAX_EXTENDS = 16
+"""Longest chain of ``extends:``."""
+
+
+def read_yaml_file(path: Path, what: str = "scenario") -> Any:
+    """The YAML document in ``path``, read safely: a regular file of at most
+    ``MAX_YAML_BYTES``, UTF-8, one document of at most ``MAX_YAML_VALUES`` values, no
+    recursive aliases, keys that are plain scalars; anything else is a :class:`ConfigError`
+    naming the file."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                f"{what} file {str(path)!r} is not a regular file (a directory, device or "
+                "pipe); expected a YAML file"
+            )
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{what} file {_short_path(path)} cannot be read: {err}") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{what} file {str(path)!r} is larger than {MAX_YAML_BYTES // 1024} KiB; expected "
+            f"a small YAML {what}"
+        )
+    return parse_yaml(raw, str(path), what)
+
+
+def parse_yaml(raw: bytes | str, source: str, what: str = "scenario") -> Any:
+    """One YAML document from bytes or text, with the checks of :func:`read_yaml_file`."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"invalid {what} {source}: not UTF-8 text (byte {err.start}: {err.reason}); "
+                "expected a UTF-8 YAML file"
+            ) from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"invalid {what} {source}: longer than {MAX_YAML_BYTES} characters")
+    loader = None
+    try:
+        loader = _UniqueKeyLoader(raw)  # its reader refuses control characters right away
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, source, what)
+        return loader.construct_document(node)
+    except ConfigError:
+        raise
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid {what} {source}: not valid YAML:\n{err}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"invalid {what} {source}: nested too deeply to read; expected a few levels of "
+            "mappings and lists"
+        ) from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"invalid {what} {source}: a value cannot be read ({err})") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node, source: str, what: str) -> None:
+    """Refuse a document whose expansion (aliases counted per use) exceeds MAX_YAML_VALUES
+    or that refers to itself; sizes are memoized per node, so this is linear in the file."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            size = 1 + sum(sizes[id(c)] for c in _children(node))
+            if size > MAX_YAML_VALUES:
+                line = node.start_mark.line + 1
+                raise ConfigError(
+                    f"invalid {what} {source}: the document expands to more than "
+                    f"{MAX_YAML_VALUES:,} values (at line {line}; aliases count each time "
+                    "they are used); expected a scenario-sized file"
+                )
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise ConfigError(
+                f"invalid {what} {source}: line {node.start_mark.line + 1}: an alias refers "
+                "to a value that contains it (a recursive structure)"
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def path_kind(path: str | os.PathLike) -> str:
+    """What a path names, never raising: ``file``, ``dir``, ``other`` (a device, pipe or
+    socket), ``missing``, or ``invalid`` (a name the system refuses: a NUL byte, too long)."""
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError:
+        return "invalid"
+    except OSError as err:
+        return "invalid" if err.errno == errno.ENAMETOOLONG else "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "dir" if stat.S_ISDIR(mode) else "other"
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError):
+        return path
+
+
+def _short_path(path: str | os.PathLike) -> str:
+    text = repr(str(path))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _known_scenarios() -> list[str]:
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
 
@@ -715,18 +1042,24 @@ def load_scenario(scenario: str | os.PathLike | ScenarioConfig) -> ScenarioConfi
             f"got {type(scenario).__name__}"
         )
     path = Path(scenario)
-    if not path.is_file() and len(path.parts) == 1:  # a bare name: look in configs/scenarios
+    kind = path_kind(path) if str(scenario) else "missing"
+    if kind != "file" and len(path.parts) == 1:  # a bare name: look in configs/scenarios
         for candidate in (SCENARIO_DIR / f"{path.name}.yaml", SCENARIO_DIR / path.name):
-            if candidate.is_file():
-                path = candidate
+            if path_kind(candidate) == "file":
+                path, kind = candidate, "file"
                 break
-    if not path.is_file():
+    if kind != "file":
         known = ", ".join(_known_scenarios())
-        if len(path.parts) > 1 or path.suffix in (".yaml", ".yml"):
-            problem = "is a directory" if path.is_dir() else "does not exist"
+        if len(path.parts) > 1 or path.suffix in (".yaml", ".yml") or kind != "missing":
+            problem = {
+                "dir": "is a directory",
+                "other": "is not a regular file",
+                "invalid": "is not a valid file name",
+            }.get(kind, "does not exist")
             raise ConfigError(
-                f"scenario file {str(scenario)!r} {problem} (resolved to {str(path.resolve())!r}); "
-                f"expected a YAML file or one of the shipped scenario names: {known}"
+                f"scenario file {_short_path(scenario)} {problem} (resolved to "
+                f"{_short_path(_resolved(path))}); expected a YAML file or one of the shipped "
+                f"scenario names: {known}"
             )
         raise ConfigError(
             f"unknown scenario {str(scenario)!r}; expected a YAML path or one of the shipped "
@@ -741,25 +1074,41 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> Any:
     ``extends`` names a scenario file relative to this one; this file's keys override the
     base's, mappings merge key by key, lists and values are replaced whole.
     """
-    try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as err:
-        raise ConfigError(f"invalid scenario {path}: not valid YAML:\n{err}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"scenario file {str(path)!r} cannot be read: {err}") from None
+    data = read_yaml_file(path, "scenario")  # a SafeLoader subclass, sizes bounded
     if not isinstance(data, dict) or "extends" not in data:
         return data
     data = dict(data)
     parent = data.pop("extends")
-    base_path = (path.parent / str(parent)).resolve()
-    if not isinstance(parent, str) or not base_path.is_file():
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(
+            f"invalid scenario {path}: extends: must be a YAML path relative to "
+            f"{str(path.parent)!r} (got {_show(parent)})"
+        )
+    base_path = _resolved(path.parent / os.path.expanduser(parent))
+    if path_kind(base_path) != "file":
         raise ConfigError(
             f"invalid scenario {path}: extends: {parent!r} is not a scenario file "
-            f"(expected a YAML path relative to {str(path.parent)!r})"
+            f"(resolved to {str(base_path)!r}; expected a YAML path relative to "
+            f"{str(path.parent)!r})"
         )
     if base_path in seen or base_path == path.resolve():
         raise ConfigError(f"invalid scenario {path}: extends: {parent!r} extends itself")
-    return _merge(_read_yaml(base_path, (*seen, path.resolve())), data)
+    if len(seen) >= MAX_EXTENDS:
+        raise ConfigError(f"invalid scenario {path}: extends: more than {MAX_EXTENDS} files deep")
+    base = _read_yaml(base_path, (*seen, path.resolve()))
+    if not isinstance(base, dict):
+        got = "an empty document" if base is None else f"a {type(base).__name__}"
+        raise ConfigError(
+            f"invalid scenario {path}: extends: {parent!r} ({base_path}) holds {got}; a base "
+            "scenario must be a mapping of scenario fields"
+        )
+    # The base's own relative trace path is relative to the base's folder, not to this one's.
+    base = dict(base)
+    demand = base.get("demand")
+    if isinstance(demand, dict) and isinstance(demand.get("trace"), dict):
+        base["demand"] = {**demand, "trace": dict(demand["trace"])}
+        _resolve_trace(base, base_path.parent)
+    return _merge(base, data)
 
 
 def _merge(base: Any, over: dict[str, Any]) -> dict[str, Any]:
@@ -793,24 +1142,65 @@ def with_trace(
 TRAIN_DIR = PROJECT_ROOT / "configs" / "train"
 
 
+MAX_STEPS = 10**12
+"""Most env steps a run or an interval counts."""
+MAX_ROLLOUT = 10_000_000
+"""Most samples (n_steps x n_envs) in one rollout buffer."""
+MAX_NETWORK_WEIGHTS = 50_000_000
+"""Most weights between the hidden layers of one network (the input layer comes on top)."""
+SEED_HIGH = 2**32 - 1
+"""Run and evaluation seeds go to numpy's legacy seeding (SB3), which takes 0 .. 2**32 - 1."""
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+
+
 class PPOConfig(_Model):
     """PPO hyperparameters (stable-baselines3 names and meanings)."""
 
-    learning_rate: PosFloat = Field(3e-4, description="Adam step size")
-    n_steps: PosInt = Field(720, description="steps per env per rollout")
-    batch_size: PosInt = Field(720, description="minibatch size, samples")
-    n_epochs: PosInt = Field(10, description="passes over each rollout")
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        3e-4, description="Adam step size"
+    )
+    n_steps: Annotated[int, Field(ge=1, le=MAX_ROLLOUT)] = Field(
+        720, description="steps per env per rollout"
+    )
+    batch_size: Annotated[int, Field(ge=1, le=MAX_ROLLOUT)] = Field(
+        720, description="minibatch size, samples"
+    )
+    n_epochs: Annotated[int, Field(ge=1, le=1000)] = Field(
+        10, description="passes over each rollout"
+    )
     gamma: Annotated[float, Field(gt=0.0, le=1.0)] = Field(0.99, description="discount per tick")
     gae_lambda: Share = Field(0.95, description="GAE lambda")
     clip_range: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(0.2, description="PPO clip")
-    ent_coef: NonNegFloat = Field(0.01, description="entropy bonus weight")
-    vf_coef: NonNegFloat = Field(0.5, description="value loss weight")
-    max_grad_norm: PosFloat = Field(0.5, description="gradient clipping norm")
+    ent_coef: Annotated[float, Field(ge=0.0, le=1000.0)] = Field(
+        0.01, description="entropy bonus weight"
+    )
+    vf_coef: Annotated[float, Field(ge=0.0, le=1000.0)] = Field(
+        0.5, description="value loss weight"
+    )
+    max_grad_norm: Annotated[float, Field(gt=0.0, le=1e6)] = Field(
+        0.5, description="gradient clipping norm"
+    )
 
 
 class NetworkConfig(_Model):
-    net_arch: list[PosInt] = Field([128, 128], min_length=1, description="hidden layer sizes")
+    net_arch: list[Annotated[int, Field(ge=1, le=8192)]] = Field(
+        [128, 128], min_length=1, max_length=16, description="hidden layer sizes"
+    )
     activation: Literal["tanh", "relu"] = "tanh"
+
+    @field_validator("net_arch")
+    @classmethod
+    def _not_huge(cls, v: list[int]) -> list[int]:
+        weights = sum(a * b for a, b in itertools.pairwise(v))
+        if weights > MAX_NETWORK_WEIGHTS:
+            raise ValueError(
+                f"{v} has {weights:,} weights between its hidden layers, above the "
+                f"{MAX_NETWORK_WEIGHTS:,} allowed"
+            )
+        return v
+
+
+Scale = Annotated[float, Field(gt=0.0, le=100.0)]
 
 
 class RandomizationConfig(_Model):
@@ -820,19 +1210,36 @@ class RandomizationConfig(_Model):
     its demand levels, daily peak hours and swings, and fault rates from these ranges.
     """
 
-    variants: NonNegInt = Field(0, description="number of variants; 0 trains on the scenario")
-    demand_scale: list[PosFloat] = Field([0.85, 1.15], min_length=2, max_length=2)
-    peak_shift_hours: NonNegFloat = Field(1.5, description="max shift of each daily peak, h")
-    amplitude_scale: list[PosFloat] = Field([0.8, 1.2], min_length=2, max_length=2)
-    fault_rate_scale: list[NonNegFloat] = Field([0.0, 1.5], min_length=2, max_length=2)
+    variants: Annotated[int, Field(ge=0, le=1000)] = Field(
+        0, description="number of variants; 0 trains on the scenario"
+    )
+    demand_scale: list[Scale] = Field([0.85, 1.15], min_length=2, max_length=2)
+    peak_shift_hours: Annotated[float, Field(ge=0.0, le=24.0)] = Field(
+        1.5, description="max shift of each daily peak, h"
+    )
+    amplitude_scale: list[Scale] = Field([0.8, 1.2], min_length=2, max_length=2)
+    fault_rate_scale: list[Annotated[float, Field(ge=0.0, le=100.0)]] = Field(
+        [0.0, 1.5], min_length=2, max_length=2
+    )
 
 
 class TrainEvalConfig(_Model):
-    episodes: PosInt = Field(30, description="held-out episodes of the final evaluation")
-    seed: NonNegInt = Field(0, description="first seed of the final evaluation")
-    baselines: list[str] = Field(["potential", "hpa", "static"], description="compared with")
-    every_timesteps: PosInt = Field(57_600, description="steps between periodic evaluations")
-    episodes_during: PosInt = Field(4, description="validation episodes per periodic evaluation")
+    episodes: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        30, description="held-out episodes of the final evaluation"
+    )
+    seed: Annotated[int, Field(ge=0, le=SEED_HIGH)] = Field(
+        0, description="first seed of the final evaluation"
+    )
+    baselines: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        ["potential", "hpa", "static"],
+        max_length=32,
+        description="compared with: built-in policy names or exported policy folders (checked, "
+        "with the scenario, before training: shift_rl.train.check_inputs)",
+    )
+    every_timesteps: Steps = Field(57_600, description="steps between periodic evaluations")
+    episodes_during: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        4, description="validation episodes per periodic evaluation"
+    )
 
 
 class TrainConfig(_Model):
@@ -841,11 +1248,13 @@ class TrainConfig(_Model):
     run_name: str = Field(
         "ppo-default", description="folder name of the run under runs/ (a plain name)"
     )
-    scenario: str = Field("default", description="scenario name or YAML path")
+    scenario: str = Field(
+        "default", min_length=1, max_length=4096, description="scenario name or YAML path"
+    )
     algo: Literal["ppo", "maskable_ppo"] = "maskable_ppo"
-    total_timesteps: PosInt = 576_000
-    seed: NonNegInt = 0
-    n_envs: PosInt = 8
+    total_timesteps: Steps = 576_000
+    seed: Annotated[int, Field(ge=0, le=SEED_HIGH)] = 0
+    n_envs: Annotated[int, Field(ge=1, le=1024)] = 8
     vec_env: Literal["dummy", "subproc", "batched"] = Field(
         "dummy",
         description="envs one by one, in subprocesses, or as one natively batched env "
@@ -854,8 +1263,8 @@ class TrainConfig(_Model):
     reward: Literal["regret", "env"] = Field(
         "regret", description="train on reward minus the oracle bound (same optimum, less noise)"
     )
-    torch_threads: PosInt = 1
-    checkpoint_every: PosInt = Field(115_200, description="steps between checkpoints")
+    torch_threads: Annotated[int, Field(ge=1, le=256)] = 1
+    checkpoint_every: Steps = Field(115_200, description="steps between checkpoints")
     ppo: PPOConfig = PPOConfig()
     network: NetworkConfig = NetworkConfig()
     randomization: RandomizationConfig = RandomizationConfig()
@@ -874,6 +1283,11 @@ class TrainConfig(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
         rollout = self.ppo.n_steps * self.n_envs
+        if rollout > MAX_ROLLOUT:
+            raise ValueError(
+                f"ppo.n_steps: a rollout of n_steps x n_envs = {self.ppo.n_steps} x "
+                f"{self.n_envs} = {rollout:,} samples is above the {MAX_ROLLOUT:,} allowed"
+            )
         if self.ppo.batch_size > rollout:
             raise ValueError(
                 f"ppo.batch_size: {self.ppo.batch_size} exceeds a rollout of n_steps x n_envs "
@@ -889,8 +1303,8 @@ class TrainConfig(_Model):
 def _parse_value(text: str) -> Any:
     """An override's value as YAML, with numbers like ``1e-4`` (a string to YAML 1.1) as floats."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = parse_yaml(text, "--set value", "override")
+    except ConfigError:
         return text
     if isinstance(value, str):
         for kind in (int, float):
@@ -923,17 +1337,14 @@ def load_train_config(
     every problem, unknown keys and wrong types included.
     """
     source = Path(path) if path is not None else TRAIN_DIR / "ppo_default.yaml"
-    if not source.is_file():
+    if path_kind(source) in ("missing", "invalid"):
         known = sorted(p.name for p in TRAIN_DIR.glob("*.yaml"))
         raise ConfigError(
-            f"training config {str(source)!r} does not exist; expected a YAML file, e.g. "
+            f"training config {_short_path(source)} does not exist; expected a YAML file, e.g. "
             f"one of {known} in {TRAIN_DIR}"
         )
-    try:
-        data = yaml.load(source.read_text(), Loader=_UniqueKeyLoader) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"invalid training config {source}: not valid YAML:\n{err}") from None
-    return train_config_from_dict(data, overrides, str(source))
+    data = read_yaml_file(source, "training config")
+    return train_config_from_dict({} if data is None else data, overrides, str(source))
 
 
 def train_config_from_dict(
@@ -942,7 +1353,7 @@ def train_config_from_dict(
     """Validate a training config mapping after applying ``key=value`` overrides."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid training config {source}: the top level must be a mapping")
-    data = json.loads(json.dumps(data))  # a deep copy: overrides never touch the caller's
+    data = copy.deepcopy(data)  # overrides never touch the caller's (dates, sets and all)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():

@@ -7,12 +7,61 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.error import ResetNeeded
 
-from shift_rl.config import ScenarioConfig, load_scenario
+from shift_rl.config import ConfigError, ScenarioConfig, load_scenario
 from shift_rl.plane import PlaneBatch, StepResult, row_info
 from shift_rl.seeds import draw_episode_seed
 
 _ENV0 = np.zeros(1, dtype=np.int64)
+
+
+class EnvResetNeeded(ResetNeeded, RuntimeError):
+    """``step`` before ``reset`` or after the episode ended (Gymnasium's ``ResetNeeded``,
+    also a ``RuntimeError``)."""
+
+
+def check_actions(actions: Any, nvec: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``actions`` as int64 of ``shape`` if every entry is an integer inside its MultiDiscrete
+    range ``0 .. nvec - 1`` (last axis); else a ``ValueError`` saying what is wrong.
+
+    Integer arrays pass as they are; a float array passes only when every value is a whole
+    number (``[2.0, 1.0, 0.0]``), never by rounding or truncating (``[0.7, 1.2, 0]`` is an
+    error, not the shift ``[0, 1, 0]``). Booleans, strings and objects are refused.
+    """
+    try:
+        a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
+    except (ValueError, TypeError) as err:  # ragged lists and the like
+        raise ValueError(f"action {actions!r:.80} is not an array ({err})") from None
+    expected = f"integers (source, target, level) below {nvec.tolist()}"
+    if a.shape != shape:
+        raise ValueError(f"action of shape {a.shape}; expected {shape}: {expected}")
+    kind = a.dtype.kind
+    if kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(a) & (a == np.floor(a)))
+        if bad.any():
+            raise ValueError(
+                f"action {_shown(a, bad)} has non-integer entries; expected {expected} "
+                "(floats are never rounded)"
+            )
+    elif kind not in "iu":
+        raise ValueError(f"action {_shown(a)} of dtype {a.dtype}; expected {expected}")
+    bad = (a < 0) | (a >= nvec)
+    if bad.any():
+        raise ValueError(
+            f"action {_shown(a, bad)} is outside the action space MultiDiscrete"
+            f"({nvec.tolist()}): each entry must be >= 0 and below its bound"
+        )
+    return a.astype(np.int64, copy=False)
+
+
+def _shown(a: np.ndarray, bad: np.ndarray | None = None) -> str:
+    """An action for a message: itself, or for a batch the first row at fault."""
+    if a.ndim <= 1:
+        return repr(a.tolist())
+    row = 0 if bad is None else int(np.argwhere(bad)[0][0])
+    return f"{a[row].tolist()!r} (row {row})"
 
 
 class ResourceShiftEnv(gym.Env):
@@ -45,6 +94,8 @@ class ResourceShiftEnv(gym.Env):
     becomes a no-op and is counted in ``info["invalid_action"]``. A feasible one asking
     for more units than the limits allow is cut to the limits (``info["clipped"]``).
     ``action_masks()`` gives per-dimension masks (the layout of sb3-contrib's MaskablePPO).
+    An action that is not three integers inside the space (a float like ``0.7``, a negative
+    or too large index, another shape) raises ``ValueError``: it is never rounded or clipped.
 
     ## Observation Space
 
@@ -89,7 +140,9 @@ class ResourceShiftEnv(gym.Env):
     ## Episode End
 
     No terminal state (the plane runs forever): ``terminated`` is always False; the episode
-    is truncated after ``episode_ticks`` ticks.
+    is truncated after ``episode_ticks`` ticks. ``step`` before the first ``reset`` or after
+    truncation raises ``EnvResetNeeded`` (a ``gymnasium.error.ResetNeeded`` and a
+    ``RuntimeError``).
 
     ## Arguments
 
@@ -121,6 +174,10 @@ class ResourceShiftEnv(gym.Env):
                 f"allowed: {self.metadata['render_modes']}"
             )
         self.scenario = load_scenario(scenario)
+        self.source = (
+            str(scenario) if isinstance(scenario, str | os.PathLike) else repr(self.scenario.name)
+        )
+        """The scenario as given (its file or name): errors of an episode's draw name it."""
         self.render_mode = render_mode
         self.plane = PlaneBatch(self.scenario, num_envs=1)
         self.params = self.plane.params
@@ -129,21 +186,35 @@ class ResourceShiftEnv(gym.Env):
         self.observation_names = self.plane.core.builder.names
         self.module_names = [m.name for m in self.scenario.modules]
         self._last: StepResult | None = None
+        self._nvec = np.asarray(self.action_space.nvec, dtype=np.int64)
+        self._needs_reset = True  # before the first reset and after truncation
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         episode_seed = draw_episode_seed(self.np_random)
-        obs = self.plane.reset([episode_seed])
+        try:
+            obs = self.plane.reset([episode_seed])
+        except ConfigError as err:  # drawn demand or a trace window out of bounds
+            raise ConfigError(f"scenario {self.source}: {err}") from None
         self._last = None
+        self._needs_reset = False
         return obs[0], {"episode_seed": episode_seed, **row_info(self.plane.metrics(), 0)}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        res = self.plane.step(np.asarray(action, dtype=np.int64).reshape(1, 3))
+        if self._needs_reset:
+            raise EnvResetNeeded(
+                "step() called before reset() or after the episode was truncated: call "
+                "env.reset() to start an episode"
+            )
+        a = check_actions(action, self._nvec, (3,))
+        res = self.plane.step(a.reshape(1, 3))
         self._last = res
         info = row_info(self.plane.step_info(res), 0)
-        return res.obs[0], float(res.reward[0]), False, bool(res.truncated[0]), info
+        truncated = bool(res.truncated[0])
+        self._needs_reset = truncated
+        return res.obs[0], float(res.reward[0]), False, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """Flat per-dimension mask ``[M sources | M targets | R*K levels]`` of bools."""

@@ -11,6 +11,12 @@ Differences are paired per episode: *the first listed policy minus the other* (p
 first policy did better on return, goal attainment and gap closed), and :meth:`verdicts`
 turns them into plain statements (beats / loses to / no significant difference from).
 
+Gap closed is *undefined* in an episode where the oracle's headroom over static is below
+``GAP_MIN_HEADROOM`` per tick (a lightly loaded plane where static already serves everything):
+there is no improvement to close, and a ratio of two near-zero numbers would be noise. Such an
+episode counts as NaN, never as 0; the summary then gives ``"mean": None`` with the reason in
+``"undefined"`` (or, when only some episodes are undefined, how many in ``"undefined_episodes"``).
+
 A module-tick *violates its SLO* when the module serves less than ``SLO_TARGET`` (95 %) of
 its demand within the latency objective; ``slo_violation_ticks`` counts ticks with at least
 one violating module.
@@ -35,10 +41,13 @@ from shift_rl.config import ScenarioConfig, load_scenario, with_trace
 from shift_rl.distributed import FanOut
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.runtime import PolicyFileError
+from shift_rl.sim.exogenous import trace_quality
 
 logger = logging.getLogger(__name__)
 
 SLO_TARGET = 0.95
+GAP_MIN_HEADROOM = 1e-3
+"""Oracle minus static goal attainment per tick below which gap closed is undefined."""
 METRICS = (
     "return",
     "goal_attainment",
@@ -240,7 +249,10 @@ class EvaluationReport:
     seconds: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)
     episode_ticks: int = 0
+    """Ticks per episode (also what the gap-closed headroom is measured per)."""
     tick_seconds: float = 60.0
+    trace_quality: dict[str, Any] | None = None
+    """For a replayed trace: its series and the ticks filled in each (missing rows, samples)."""
 
     def label(self, name: str) -> str:
         return self.labels.get(name, name)
@@ -251,9 +263,7 @@ class EvaluationReport:
             static = np.array([r.ret for r in self.results["static"]])
             oracle = np.array([r.ret for r in self.results["oracle"]])
             ret = np.array([r.ret for r in res])
-            span = oracle - static
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(np.abs(span) > 1e-9, (ret - static) / span, np.nan)
+            return gap_closed(ret, static, oracle, self.episode_ticks)
         key = "ret" if metric == "return" else metric
         return np.array([getattr(r, key) for r in res], dtype=np.float64)
 
@@ -274,6 +284,8 @@ class EvaluationReport:
             "differences": {},
             "verdicts": [],
         }
+        if self.trace_quality is not None:
+            out["trace_quality"] = self.trace_quality
         for name in self.results:
             out["policies"][name] = {
                 m: _summary(self.per_episode(name, m), BOUNDS.get(m, (-math.inf, math.inf)))
@@ -284,6 +296,9 @@ class EvaluationReport:
                     m: _summary(self.per_episode(first, m) - self.per_episode(name, m))
                     for m in ("return", "goal_attainment", "gap_closed")
                 }
+        for table in (out["policies"], out["differences"]):
+            for summary in table.values():
+                _mark_undefined(summary["gap_closed"], self.episodes)
         out["verdicts"] = [
             {**vars(v), "outcome": v.outcome, "text": v.line(out["labels"])}
             for v in self.verdicts()
@@ -357,7 +372,7 @@ class EvaluationReport:
 
         def fmt(s: dict[str, Any], digits: int) -> str:
             if s["mean"] is None:
-                return "—"
+                return "undefined" if "undefined" in s else "—"
             lo, hi = s["ci95"]
             return f"{s['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
@@ -387,7 +402,44 @@ class EvaluationReport:
                     f"| {self.label(name)} | {fmt(s['return'], 2)} | "
                     f"{fmt(s['goal_attainment'], 4)} | {fmt(s['gap_closed'], 3)} |"
                 )
+        reasons = {
+            s["gap_closed"]["undefined"]
+            for s in d["policies"].values()
+            if "undefined" in s["gap_closed"]
+        }
+        lines += [f"\nGap closed is undefined: {r}" for r in sorted(reasons)]
+        q = self.trace_quality
+        if q is not None and any(q["filled_ticks"]):
+            filled = ", ".join(
+                f"{c} {n} ({100 * n / q['ticks']:.1f} %)"
+                for c, n in zip(q["columns"], q["filled_ticks"], strict=True)
+                if n
+            )
+            lines.append(
+                f"\nTrace {q['path']}: ticks filled by interpolation (of {q['ticks']}): {filled}"
+            )
         return "\n".join(lines)
+
+
+def gap_closed(ret: np.ndarray, static: np.ndarray, oracle: np.ndarray, ticks: int) -> np.ndarray:
+    """Per episode ``(ret - static) / (oracle - static)``; NaN (undefined, never 0) where the
+    oracle's headroom over static is below ``GAP_MIN_HEADROOM`` per tick."""
+    span = np.asarray(oracle, dtype=np.float64) - np.asarray(static, dtype=np.float64)
+    ok = np.isfinite(span) & (span > GAP_MIN_HEADROOM * max(int(ticks), 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, (np.asarray(ret) - static) / np.where(ok, span, 1.0), np.nan)
+
+
+def _mark_undefined(summary: dict[str, Any], episodes: int) -> None:
+    """Say why a gap-closed summary has no value, or how many episodes it leaves out."""
+    if summary["n"] == 0:
+        summary["undefined"] = (
+            f"the oracle's headroom over static is below {GAP_MIN_HEADROOM:g} goal attainment "
+            "per tick in every episode (static already serves about all the demand): there is "
+            "no improvement to close"
+        )
+    elif summary["n"] < episodes:
+        summary["undefined_episodes"] = episodes - summary["n"]
 
 
 def evaluate(
@@ -408,8 +460,16 @@ def evaluate(
     """
     if not policies:
         raise EvaluationError("no policy given: expected at least one name")
-    if episodes < 1:
-        raise EvaluationError(f"episodes must be >= 1, got {episodes}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int | np.integer) or episodes < 1:
+        raise EvaluationError(f"episodes must be an integer >= 1, got {episodes!r}")
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int | np.integer)
+        or not 0 <= seed <= 2**63 - episodes
+    ):
+        raise EvaluationError(
+            f"seed must be an integer >= 0 (episode i uses seed + i, below 2**63), got {seed!r}"
+        )
     if workers is not None and workers < 1:
         raise EvaluationError(f"workers must be >= 1, got {workers}")
     cfg = load_scenario(scenario)
@@ -424,6 +484,7 @@ def evaluate(
             labels[name] = policy_label(name, load_any_policy(name, env))
     if len(set(labels.values())) < len(labels):  # two exports of one run: show their paths
         labels = {name: name for name in labels}
+    quality = trace_quality(env.params)  # loads the trace: a bad one fails here, once
     start = time.perf_counter()
     with FanOut(workers, ray_address) as pool:  # serial, processes or Ray: same results
         chunks = max(1, min(episodes, pool.width))
@@ -450,6 +511,7 @@ def evaluate(
         labels=labels,
         episode_ticks=cfg.episode_ticks,
         tick_seconds=float(cfg.tick_seconds),
+        trace_quality=quality,
     )
 
 
@@ -484,5 +546,6 @@ __all__ = [
     "Verdict",
     "check_plots_dir",
     "evaluate",
+    "gap_closed",
     "plot",
 ]

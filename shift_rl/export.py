@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from shift_rl.runtime import FORMAT_VERSION, ONNX, POLICY_JSON, WEIGHTS
+from shift_rl.runtime import FORMAT_VERSION, KIND, ONNX, POLICY_JSON, WEIGHTS, spec_digest
 
 RELEASES_DIR = Path(__file__).resolve().parents[1] / "agents"
 """The shipped releases (``agents/`` of the project): written only by an explicit release."""
@@ -134,7 +134,7 @@ def export_model(
     nvec = [int(n) for n in model.action_space.nvec]
     spec = {
         "format_version": FORMAT_VERSION,
-        "kind": "mlp-multidiscrete-actor",
+        "kind": KIND,
         "observation": {
             "names": list(observation_names),
             "low": [float(v) for v in observation_low],
@@ -152,6 +152,7 @@ def export_model(
         "training": training,
         "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
     }
+    spec["spec_sha256"] = spec_digest(spec)  # covers policy.json itself, file hashes included
     files[POLICY_JSON] = (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()
     return write_export(out, files, release)
 

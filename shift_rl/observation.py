@@ -130,24 +130,32 @@ def _build(
             out[b, g + 3 + 2 * r] = min((pool[r] - capacity[b, r]) / pool[r], 1.0)
 
 
+def feature_layout(modules: list[str], kinds: list[str]) -> list[Feature]:
+    """The observation's features, in order, for these module and resource-kind names (what
+    an exported policy's ``observation.names`` are checked against)."""
+    spec: list[Feature] = []
+    for mod in modules:
+        for kind in kinds:
+            for feat, high, desc in _PER_KIND:
+                spec.append(Feature(f"{mod}.{feat}.{kind}", 0.0, high, desc))
+        for feat, high, desc in _PER_MODULE:
+            spec.append(Feature(f"{mod}.{feat}", 0.0, high, desc))
+    spec.append(Feature("time.sin", -1.0, 1.0, "sin of the time of day"))
+    spec.append(Feature("time.cos", -1.0, 1.0, "cos of the time of day"))
+    for kind in kinds:
+        spec.append(Feature(f"pool.free.{kind}", 0.0, 1.0, "unallocated units / pool units"))
+        spec.append(Feature(f"pool.offline.{kind}", 0.0, 1.0, "failed units / pool units"))
+    return spec
+
+
 class ObservationBuilder:
     """Builds observations for a scenario's module and kind layout."""
 
     def __init__(self, params: ScenarioParams, num_envs: int = 1) -> None:
         self.params = params
-        names = [r.name for r in params.config.resources]
-        spec: list[Feature] = []
-        for mod in params.config.modules:
-            for kind in names:
-                for feat, high, desc in _PER_KIND:
-                    spec.append(Feature(f"{mod.name}.{feat}.{kind}", 0.0, high, desc))
-            for feat, high, desc in _PER_MODULE:
-                spec.append(Feature(f"{mod.name}.{feat}", 0.0, high, desc))
-        spec.append(Feature("time.sin", -1.0, 1.0, "sin of the time of day"))
-        spec.append(Feature("time.cos", -1.0, 1.0, "cos of the time of day"))
-        for kind in names:
-            spec.append(Feature(f"pool.free.{kind}", 0.0, 1.0, "unallocated units / pool units"))
-            spec.append(Feature(f"pool.offline.{kind}", 0.0, 1.0, "failed units / pool units"))
+        spec = feature_layout(
+            [m.name for m in params.config.modules], [r.name for r in params.config.resources]
+        )
         self.spec: tuple[Feature, ...] = tuple(spec)
         self.low = np.array([f.low for f in spec], dtype=np.float32)
         self.high = np.array([f.high for f in spec], dtype=np.float32)

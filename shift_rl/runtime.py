@@ -21,20 +21,44 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
+import re
+import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
+"""What the exporter writes: format 1 plus ``spec_sha256``, a hash over policy.json itself."""
+SUPPORTED_VERSIONS = (1, 2)
+KIND = "mlp-multidiscrete-actor"
 POLICY_JSON = "policy.json"
 WEIGHTS = "weights.npz"
 ONNX = "policy.onnx"
 MASKED_LOGIT = -1e8  # what sb3-contrib's masking gives forbidden actions
 _ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+_V1_KEYS = ("action", "files", "format_version", "guard", "kind", "network", "normalization",
+            "observation", "scenario", "training")  # fmt: skip
+MAX_SPEC_BYTES = 16 * 2**20
+MAX_FILE_BYTES = 512 * 2**20
+MAX_WEIGHT_BYTES = 256 * 2**20
+"""Most bytes the arrays of weights.npz may declare (a 3 MB archive of zeros can declare 3 GB)."""
+MAX_LAYERS = 64
+MAX_OBSERVATIONS = 10_000_000
+SHIPPED_V1 = frozenset({
+    "5a35764a0a79d6ad009dd820388dc9fbba1dcfb720817aedcffece2129afc32e",  # agents/ppo-default
+    "703dcdf375aaf499c6cd202b5310b66db5866e6622e899eb2b3819b80e1ec54b",  # agents/ppo-cgroup
+})  # fmt: skip
+"""sha256 of the format-1 policy.json files released in agents/: they load without the
+warning that format 1 cannot detect an edit of policy.json (any edit changes this hash)."""
 
 
 def mlp_forward(
@@ -105,64 +129,353 @@ class ExportedPolicy:
         return out
 
 
-def load_policy(path: str | os.PathLike) -> ExportedPolicy:
-    """Load an exported policy folder after checking its format version and file hashes."""
-    folder = Path(path)
-    meta = folder / POLICY_JSON
-    if not meta.is_file():
-        raise PolicyFileError(
-            f"{str(folder)!r} is not a policy folder: {POLICY_JSON} not found "
-            "(expected a folder written by scripts/export.py or scripts/train.py)"
-        )
+def spec_digest(spec: dict[str, Any]) -> str:
+    """sha256 of a policy spec without its ``spec_sha256`` field, as canonical JSON (sorted keys,
+    no spaces, ASCII): what format 2 records in ``spec_sha256`` so an edit of ``policy.json``
+    itself (an activation, an ``nvec``, a fingerprint) is caught like an edit of the weights."""
+    body = {k: v for k, v in spec.items() if k != "spec_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Spec:
+    """Strict reading of ``policy.json``: every field of the right type (no truthy strings,
+    no bools for numbers), or a :class:`PolicyFileError` naming the file and the field."""
+
+    def __init__(self, data: Any, meta: Path) -> None:
+        self.meta = meta
+        self.data = self.mapping(data, "(top level)")
+
+    def fail(self, field: str, problem: str, got: Any = ...) -> PolicyFileError:
+        shown = "" if got is ... else f" (got {_short(got)})"
+        return PolicyFileError(f"{self.meta}: {field}: {problem}{shown}")
+
+    def mapping(self, v: Any, field: str, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise self.fail(field, "must be a JSON object", v)
+        if keys is not None:
+            missing = [k for k in keys if k not in v]
+            if missing:
+                raise self.fail(field, f"missing {', '.join(map(repr, missing))}")
+        return v
+
+    def get(self, path: str, kind: str, **bounds: Any) -> Any:
+        node: Any = self.data
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            parent = ".".join(parts[:i]) or "(top level)"
+            node = self.mapping(node, parent)
+            if part not in node:
+                raise self.fail(path, "required field is missing")
+            node = node[part]
+        return self.check(node, path, kind, **bounds)
+
+    def check(self, v: Any, field: str, kind: str, lo: float | None = None,
+              hi: float | None = None, choices: tuple[Any, ...] = ()) -> Any:  # fmt: skip
+        if kind == "int":
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise self.fail(field, "must be an integer", v)
+        elif kind == "number":
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise self.fail(field, "must be a finite number", v)
+        elif kind == "bool":
+            if not isinstance(v, bool):
+                raise self.fail(field, "must be true or false", v)
+        elif kind == "str":
+            if not isinstance(v, str) or not v:
+                raise self.fail(field, "must be a non-empty string", v)
+        if choices and v not in choices:
+            raise self.fail(field, f"must be one of {list(choices)}", v)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise self.fail(field, f"must be between {lo} and {hi}", v)
+        return v
+
+    def items(self, path: str, kind: str, lo_len: int = 0, hi_len: int = 10**6,
+              **bounds: Any) -> list[Any]:  # fmt: skip
+        v = self.get(path, "any")
+        if not isinstance(v, list) or not lo_len <= len(v) <= hi_len:
+            raise self.fail(path, f"must be a list of {lo_len} to {hi_len} items", v)
+        return [self.check(x, f"{path}.{i}", kind, **bounds) for i, x in enumerate(v)]
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _read_spec(meta: Path) -> dict[str, Any]:
     try:
-        spec = json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        info = meta.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise PolicyFileError(f"{meta}: not a regular file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise PolicyFileError(
+                f"{meta}: {info.st_size:,} bytes; a policy description is at most "
+                f"{MAX_SPEC_BYTES:,}"
+            )
+        text = meta.read_bytes()[: MAX_SPEC_BYTES + 1].decode("utf-8")
+    except OSError as err:
+        raise PolicyFileError(f"{meta}: cannot be read ({err})") from None
+    except UnicodeDecodeError as err:
+        raise PolicyFileError(f"{meta}: not UTF-8 text ({err})") from None
+
+    def no_constant(name: str) -> None:
+        raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except RecursionError:
+        raise PolicyFileError(f"{meta}: not valid JSON (nested too deeply)") from None
+    except ValueError as err:  # JSONDecodeError, NaN / Infinity, an integer too long
         raise PolicyFileError(f"{meta}: not valid JSON ({err})") from None
-    version = spec.get("format_version") if isinstance(spec, dict) else None
-    if version != FORMAT_VERSION:
+
+
+def _check_spec(sp: _Spec, raw_sha: str) -> dict[str, Any]:
+    """Every field of the spec checked (types, ranges, consistency); its parts for loading."""
+    spec = sp.data
+    version = spec.get("format_version")
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
         raise PolicyFileError(
-            f"{meta}: format_version {version!r} is not supported (expected {FORMAT_VERSION})"
+            f"{sp.meta}: format_version {version!r} is not supported (expected one of "
+            f"{list(SUPPORTED_VERSIONS)})"
         )
-    hashes = spec.get("files")
-    if not isinstance(hashes, dict) or WEIGHTS not in hashes:
-        raise PolicyFileError(f"{meta}: 'files' must list {WEIGHTS} with its sha256")
-    for name, digest in hashes.items():
+    allowed = set(_V1_KEYS) | ({"spec_sha256"} if version >= 2 else set())
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise sp.fail(", ".join(extra), f"unknown field(s) for format {version}")
+    missing = [k for k in _V1_KEYS if k not in spec]
+    if missing:
+        raise sp.fail(", ".join(missing), "required field(s) missing")
+    if version >= 2:
+        digest = sp.get("spec_sha256", "str")
+        if digest != spec_digest(spec):
+            raise PolicyFileError(
+                f"{sp.meta}: spec_sha256 does not match the file's content (policy.json was "
+                "edited or corrupted); refusing to load it"
+            )
+    elif raw_sha not in SHIPPED_V1:
+        logger.warning(
+            "%s: format 1 has no hash over policy.json, so an edit of it cannot be detected "
+            "(only its types and consistency are checked); re-export it (scripts/export.py) "
+            "to get format %d",
+            sp.meta, FORMAT_VERSION,
+        )  # fmt: skip
+    sp.get("kind", "str", choices=(KIND,))
+    if spec["normalization"] is not None:
+        raise sp.fail("normalization", "must be null (no observation normalization is supported)")
+    names = sp.items("observation.names", "str", 1, MAX_OBSERVATIONS)
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise sp.fail("observation.names", f"name {dup!r} is given twice")
+    low = sp.items("observation.low", "number", len(names), len(names))
+    high = sp.items("observation.high", "number", len(names), len(names))
+    if any(lo > hi for lo, hi in zip(low, high, strict=True)):
+        raise sp.fail("observation.low", "a lower bound is above its upper bound")
+    nvec = sp.items("action.nvec", "int", 3, 3, lo=1, hi=MAX_OBSERVATIONS)
+    sp.get("action.layout", "str")
+    uses_masks = sp.get("action.uses_masks", "bool")
+    hidden = sp.get("network.hidden", "int", lo=0, hi=MAX_LAYERS)
+    activation = sp.get("network.activation", "str", choices=tuple(_ACTIVATIONS))
+    sp.get("scenario.name", "str")
+    fingerprint = sp.get("scenario.fingerprint", "str")
+    if not re.fullmatch(r"[0-9a-f]{16}", fingerprint):
+        raise sp.fail("scenario.fingerprint", "must be 16 lowercase hex digits", fingerprint)
+    modules = sp.items("scenario.modules", "str", 2, MAX_OBSERVATIONS)
+    resources = sp.items("scenario.resources", "str", 1, 64)
+    if nvec[0] != len(modules) or nvec[1] != len(modules):
+        raise sp.fail("action.nvec", f"must start with the module count {len(modules)} twice", nvec)
+    sp.mapping(spec["guard"], "guard")
+    levels = sp.get("guard.amount_levels", "any")
+    if isinstance(levels, list) and nvec[2] != len(resources) * len(levels):
+        raise sp.fail(
+            "action.nvec",
+            f"its last entry must be kinds x levels = {len(resources)} x {len(levels)}",
+            nvec,
+        )
+    training = sp.mapping(spec["training"], "training")
+    if version >= 2:  # spec_sha256 covers every field: the training record is provenance only
+        training = {}
+    # Format 1 has no hash over policy.json: what it records twice must agree.
+    algo = training.get("algo")
+    if algo is not None and uses_masks != (algo == "maskable_ppo"):
+        raise sp.fail("action.uses_masks", f"contradicts training.algo {algo!r}", uses_masks)
+    net = training.get("config", {}).get("network") if isinstance(training.get("config"),
+                                                                  dict) else None  # fmt: skip
+    if isinstance(net, dict):
+        if "activation" in net and net["activation"] != activation:
+            raise sp.fail(
+                "network.activation",
+                f"contradicts training.config.network.activation {net['activation']!r}",
+                activation,
+            )
+        arch = net.get("net_arch")
+        if isinstance(arch, list) and len(arch) != hidden:
+            raise sp.fail(
+                "network.hidden", f"contradicts training.config.network.net_arch {arch}", hidden
+            )
+    else:
+        arch = None
+    files = sp.mapping(spec["files"], "files")
+    if WEIGHTS not in files:
+        raise sp.fail("files", f"must list {WEIGHTS} with its sha256")
+    for name, digest in files.items():
+        if Path(name).name != name or name in ("", ".", "..", POLICY_JSON):
+            raise sp.fail(f"files.{name}", "must be a plain file name in the policy folder")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise sp.fail(f"files.{name}", "must be a sha256 (64 lowercase hex digits)", digest)
+    return {
+        "names": names, "nvec": nvec, "uses_masks": uses_masks, "hidden": hidden,
+        "activation": activation, "arch": arch if isinstance(arch, list) else None,
+        "files": files,
+    }  # fmt: skip
+
+
+def _check_files(folder: Path, files: dict[str, str]) -> None:
+    for name, digest in files.items():
         file = folder / name
-        if Path(name).name != name or not file.is_file():
-            raise PolicyFileError(f"{folder}: file {name!r} listed in {POLICY_JSON} is missing")
+        try:
+            info = file.stat()
+        except (OSError, ValueError):
+            raise PolicyFileError(
+                f"{folder}: file {name!r} listed in {POLICY_JSON} is missing"
+            ) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise PolicyFileError(f"{file}: listed in {POLICY_JSON} but not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise PolicyFileError(
+                f"{file}: {info.st_size:,} bytes, above the {MAX_FILE_BYTES:,} a policy file "
+                "may have"
+            )
         if _sha256(file) != digest:
             raise PolicyFileError(
                 f"{file}: sha256 does not match {POLICY_JSON} (the file was changed or "
                 "corrupted); refusing to load it"
             )
+
+
+def _zip_entries(path: Path) -> int:
+    """Entries of a zip archive from its end record, read before ``zipfile`` builds an object
+    per entry (an archive of millions of tiny entries must not get that far)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - (1 << 16) - 22))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise PolicyFileError(f"{path}: not a plain numpy archive (no zip end record)")
+    return int.from_bytes(tail[at + 10 : at + 12], "little")
+
+
+def _read_weights(path: Path, hidden: int) -> dict[str, np.ndarray]:
+    """The arrays of ``weights.npz``, each checked from its header before it is read: the
+    expected members only, plain float arrays (never pickled objects), their declared size
+    bounded, so a small archive cannot inflate into gigabytes."""
+    expected = {f"{k}_{p}.npy" for k in [*(f"hidden{i}" for i in range(hidden)), "head"]
+                for p in "wb"}  # fmt: skip
+    out: dict[str, np.ndarray] = {}
+    total = 0
     try:
-        with np.load(folder / WEIGHTS, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as err:
-        raise PolicyFileError(f"{folder / WEIGHTS}: not a plain numpy archive ({err})") from None
+        if _zip_entries(path) > len(expected):
+            raise PolicyFileError(
+                f"{path}: not a plain numpy archive of a {hidden}-hidden-layer actor (more "
+                f"than its {len(expected)} arrays)"
+            )
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                name = info.filename
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in ((1, 0), (2, 0)):
+                        raise PolicyFileError(f"{path}: {name}: npy format {version} unsupported")
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(f)
+                bad_shape = len(shape) not in (1, 2) or any(d < 0 for d in shape)
+                if dtype.hasobject or dtype.kind != "f" or bad_shape:
+                    raise PolicyFileError(
+                        f"{path}: not a plain numpy archive: {name} is {dtype} of shape "
+                        f"{shape}; expected a float vector or matrix (never pickled objects)"
+                    )
+                total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if total > MAX_WEIGHT_BYTES:
+                    raise PolicyFileError(
+                        f"{path}: its arrays declare more than {MAX_WEIGHT_BYTES:,} bytes "
+                        f"({name}: shape {shape}); refusing to expand them"
+                    )
+            names = {info.filename for info in infos}
+            if names != expected or len(infos) != len(expected):
+                raise PolicyFileError(
+                    f"{path}: not the arrays of a {hidden}-hidden-layer actor (unexpected "
+                    f"{sorted(names - expected)[:5]}, missing {sorted(expected - names)[:5]})"
+                )
+            for info in infos:
+                with zf.open(info) as f:
+                    arr = np.lib.format.read_array(f, allow_pickle=False)
+                if not np.isfinite(arr).all():
+                    raise PolicyFileError(f"{path}: {info.filename} holds NaN or infinite weights")
+                out[info.filename.removesuffix(".npy")] = arr
+    except PolicyFileError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise PolicyFileError(f"{path}: not a plain numpy archive ({err})") from None
+    return out
+
+
+def load_policy(path: str | os.PathLike) -> ExportedPolicy:
+    """Load an exported policy folder after checking its description and every file.
+
+    Checks, before any weight is read: ``policy.json`` is a small, strict JSON document whose
+    every field has the right type and agrees with the others (``nvec`` with the module, kind
+    and level counts, the activation and layer count with the training config, ``uses_masks``
+    with the algorithm); in format 2 its ``spec_sha256`` matches its content; every listed
+    file's sha256 matches. Then the weights are read from their headers out (bounded sizes,
+    floats only, no pickle) and must chain into the declared network.
+    """
+    folder = Path(path)
+    meta = folder / POLICY_JSON
     try:
-        n = int(spec["network"]["hidden"])
-        hidden = [(arrays[f"hidden{i}_w"], arrays[f"hidden{i}_b"]) for i in range(n)]
-        head = (arrays["head_w"], arrays["head_b"])
-        nvec = np.array(spec["action"]["nvec"], dtype=np.int64)
-        activation = spec["network"]["activation"]
-        names = spec["observation"]["names"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise PolicyFileError(f"{meta}: incomplete policy description ({err!r})") from None
-    if activation not in _ACTIVATIONS:
-        raise PolicyFileError(f"{meta}: activation {activation!r} not one of {list(_ACTIVATIONS)}")
-    sizes = [len(names)] + [w.shape[1] for w, _ in hidden]
+        found = stat.S_ISREG(os.stat(meta).st_mode)
+    except (OSError, ValueError):  # missing, or a name the system refuses (NUL, too long)
+        found = False
+    if not found:
+        shown = repr(str(folder)) if len(str(folder)) < 300 else repr(str(folder)[:297] + "...")
+        raise PolicyFileError(
+            f"{shown} is not a policy folder: {POLICY_JSON} not found "
+            "(expected a folder written by scripts/export.py or scripts/train.py)"
+        )
+    spec = _read_spec(meta)
+    sp = _Spec(spec, meta)
+    parts = _check_spec(sp, _sha256(meta))
+    _check_files(folder, parts["files"])
+    arrays = _read_weights(folder / WEIGHTS, parts["hidden"])
+    n = parts["hidden"]
+    hidden = [(arrays[f"hidden{i}_w"], arrays[f"hidden{i}_b"]) for i in range(n)]
+    head = (arrays["head_w"], arrays["head_b"])
+    names, nvec = parts["names"], np.array(parts["nvec"], dtype=np.int64)
+    sizes = [len(names)] + [w.shape[1] if w.ndim == 2 else -1 for w, _ in hidden]
     for (w, b), fan_in in zip([*hidden, head], sizes, strict=True):
         if w.ndim != 2 or w.shape[0] != fan_in or b.shape != (w.shape[1],):
             raise PolicyFileError(f"{folder / WEIGHTS}: layer shapes do not chain ({w.shape})")
     if head[0].shape[1] != int(nvec.sum()):
         raise PolicyFileError(f"{folder / WEIGHTS}: head size does not match nvec {nvec.tolist()}")
+    arch = parts["arch"]
+    if arch is not None and [w.shape[1] for w, _ in hidden] != arch:
+        raise PolicyFileError(
+            f"{folder / WEIGHTS}: hidden widths {[w.shape[1] for w, _ in hidden]} contradict "
+            f"training.config.network.net_arch {arch} in {POLICY_JSON}"
+        )
     return ExportedPolicy(
         name=folder.name,
         spec=spec,
         hidden=hidden,
         head=head,
-        activation=activation,
+        activation=parts["activation"],
         nvec=nvec,
-        uses_masks=bool(spec["action"].get("uses_masks", False)),
+        uses_masks=parts["uses_masks"],
     )

@@ -18,8 +18,10 @@ random states, which are restored just before the next rollout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -38,7 +40,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv
 
-from shift_rl.agents import make_policy, oracle_goal
+from shift_rl.agents import POLICIES, REFERENCES, make_policy, oracle_goal, resolve_policy
 from shift_rl.config import (
     PROJECT_ROOT,
     ConfigError,
@@ -47,9 +49,10 @@ from shift_rl.config import (
     load_scenario,
 )
 from shift_rl.env import ResourceShiftEnv
-from shift_rl.evaluate import EvaluationReport, evaluate, run_episode
+from shift_rl.evaluate import EvaluationReport, evaluate, gap_closed, run_episode
 from shift_rl.export import export_model
 from shift_rl.machine import describe
+from shift_rl.runtime import PolicyFileError
 from shift_rl.safety import GuardSettings
 from shift_rl.seeds import TRAIN_SEED_BASE, VALIDATION_SEED_BASE
 from shift_rl.torch_policy import ShiftActorCriticPolicy, ShiftMaskablePolicy
@@ -147,10 +150,12 @@ class PeriodicEvaluation(BaseCallback):
     def _measure(self, policy: Any) -> dict[str, float]:
         res = [run_episode(self.env, policy, "p", i, s) for i, s in enumerate(self.seeds)]
         ret = np.array([r.ret for r in res])
-        span = self.reference["oracle"] - self.reference["static"]
+        ref = self.reference
+        gap = gap_closed(ret, ref["static"], ref["oracle"], self.env.params.episode_ticks)
         return {
             "goal_attainment": float(np.mean([r.goal_attainment for r in res])),
-            "gap_closed": float(np.mean((ret - self.reference["static"]) / span)),
+            # NaN (TensorBoard leaves a hole) where static already reaches the bound
+            "gap_closed": float(np.nanmean(gap)) if np.isfinite(gap).any() else math.nan,
             "return": float(ret.mean()),
             "units_moved": float(np.mean([r.units_moved for r in res])),
             "rollbacks": float(np.mean([r.rollbacks for r in res])),
@@ -237,7 +242,8 @@ class Checkpointer(BaseCallback):
     """Atomic checkpoints at rollout starts whose step count is a multiple of ``every``.
 
     Each checkpoint folder holds ``model.zip`` (SB3's format: a trusted training artefact,
-    not a policy to share; exports are the safe format), ``state.json`` and ``rng.npz``.
+    not a policy to share; exports are the safe format), ``state.json`` and ``rng.npz``; their
+    sha256 go to the checkpoints folder's ``manifest.json`` (:func:`load_checkpoint`).
     On resume, ``restore`` holds the saved random states, applied before the first rollout.
     """
 
@@ -261,8 +267,85 @@ class Checkpointer(BaseCallback):
             self.saved.append(save_checkpoint(self.model, self.folder, self.cfg))
 
 
+MANIFEST = "manifest.json"
+"""In a run's checkpoints folder: the sha256 of every file of every checkpoint the run wrote."""
+CHECKPOINT_FILES = ("model.zip", "state.json", "rng.npz")
+
+
+class UntrustedCheckpoint(ConfigError):
+    """A checkpoint that is not one its run's manifest lists, unchanged: it is not loaded."""
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict[str, dict[str, str]]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_bytes()[: 64 * 2**20])
+        entries = data["checkpoints"]
+        assert isinstance(entries, dict)
+        return {str(k): dict(v) for k, v in entries.items()}
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as err:
+        raise UntrustedCheckpoint(f"{path}: unreadable checkpoint manifest ({err!r})") from None
+
+
+def _record(folder: Path, name: str, hashes: dict[str, str]) -> None:
+    entries = _read_manifest(folder)
+    entries[name] = hashes
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"format": 1, "checkpoints": entries}, indent=2, sort_keys=True))
+    os.replace(tmp, folder / MANIFEST)
+
+
+def verify_checkpoint(ckpt: Path) -> None:
+    """Refuse a checkpoint folder unless its run's manifest (``../manifest.json``, written by
+    :func:`save_checkpoint`) lists each of its files with the sha256 it has now.
+
+    ``model.zip`` is SB3's pickle-based format: loading it runs whatever code it holds. So
+    only checkpoints this project's training wrote, unchanged since, are loaded; a
+    ``model.zip`` from anywhere else is refused before it is opened.
+    """
+    ckpt = Path(ckpt)
+    manifest = ckpt.parent / MANIFEST
+    listed = _read_manifest(ckpt.parent).get(ckpt.name)
+    problem = None
+    if listed is None:
+        problem = f"is not listed in {manifest}"
+    else:
+        for name in CHECKPOINT_FILES:
+            file = ckpt / name
+            if not file.is_file():
+                problem = f"has no {name}"
+            elif listed.get(name) != _file_sha256(file):
+                problem = f"has a {name} whose sha256 is not the one {manifest} records"
+            if problem:
+                break
+    if problem:
+        raise UntrustedCheckpoint(
+            f"checkpoint {str(ckpt)!r} {problem}: model.zip is SB3's pickle-based format and "
+            "runs code when loaded, so only checkpoints written by this project's training "
+            "(listed with their sha256 in the manifest next to them) are loaded; retrain, or "
+            "export from the run folder that wrote it"
+        )
+
+
+def load_checkpoint(cfg: TrainConfig, ckpt: Path, env: VecEnv | None = None) -> Any:
+    """The SB3 model of a checkpoint, after :func:`verify_checkpoint`."""
+    verify_checkpoint(ckpt)
+    return algo_class(cfg).load(Path(ckpt) / "model.zip", env=env, device="cpu")
+
+
 def save_checkpoint(model: Any, folder: Path, cfg: TrainConfig) -> Path:
-    """Write ``folder/step_<n>/`` atomically: model, config and random states."""
+    """Write ``folder/step_<n>/`` atomically: model, config and random states, and record
+    their sha256 in ``folder/manifest.json`` (what :func:`load_checkpoint` trusts)."""
     final = folder / f"step_{model.num_timesteps:09d}"
     tmp = folder / f".tmp_{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -280,8 +363,10 @@ def save_checkpoint(model: Any, folder: Path, cfg: TrainConfig) -> Path:
     )
     state = {"num_timesteps": int(model.num_timesteps), "config": cfg.model_dump(mode="json")}
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    hashes = {name: _file_sha256(tmp / name) for name in CHECKPOINT_FILES}
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    _record(folder, final.name, hashes)
     return final
 
 
@@ -334,6 +419,10 @@ def _command() -> str:
 
 def _machine() -> str:
     return f"{describe()}, torch {torch.__version__}"
+
+
+def _where(cfg: TrainConfig) -> str:
+    return f"invalid training config for run {cfg.run_name!r} (scenario {cfg.scenario!r}): "
 
 
 def run_folder(cfg: TrainConfig, out: Path | None = None, resume: Path | None = None) -> Path:
@@ -425,9 +514,10 @@ def describe_run(
 def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
     """Checkpoints and rollouts must fall on episode boundaries (see module docstring)."""
     ticks = scenario.episode_ticks
+    where = _where(cfg)
     if cfg.ppo.n_steps % ticks != 0:
         raise ConfigError(
-            f"ppo.n_steps: {cfg.ppo.n_steps} must be a multiple of the scenario's "
+            f"{where}ppo.n_steps: {cfg.ppo.n_steps} must be a multiple of the scenario's "
             f"episode_ticks ({ticks}) so rollouts hold whole episodes"
         )
     rollout = cfg.ppo.n_steps * cfg.n_envs
@@ -435,9 +525,39 @@ def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
         value = getattr(cfg, field)
         if value % rollout != 0:
             raise ConfigError(
-                f"{field}: {value} must be a multiple of n_steps x n_envs = {rollout} "
+                f"{where}{field}: {value} must be a multiple of n_steps x n_envs = {rollout} "
                 f"(e.g. {max(1, round(value / rollout)) * rollout})"
             )
+
+
+MAX_ROLLOUT_BYTES = 4 * 2**30
+"""Most memory one rollout buffer may take (observations, actions, values, masks)."""
+
+
+def check_inputs(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
+    """Everything a run needs that the config alone cannot tell, checked before it trains: the
+    rollout buffer fits in memory and every baseline folder loads for this scenario."""
+    env = ResourceShiftEnv(scenario)
+    obs_dim = int(env.observation_space.shape[0])
+    per_sample = 4 * (obs_dim + 2 * int(env.action_space.nvec.sum()) + 8)
+    need = cfg.ppo.n_steps * cfg.n_envs * per_sample
+    if need > MAX_ROLLOUT_BYTES:
+        raise ConfigError(
+            f"{_where(cfg)}ppo.n_steps: a rollout of n_steps x n_envs = "
+            f"{cfg.ppo.n_steps * cfg.n_envs:,} samples of {obs_dim} observations takes "
+            f"~{need / 2**30:.1f} GiB, above the "
+            f"{MAX_ROLLOUT_BYTES // 2**30} GiB allowed"
+        )
+    for name in cfg.evaluation.baselines:  # a typo fails now, not after hours of training
+        if name not in POLICIES and name not in REFERENCES:
+            try:
+                resolve_policy(name, env.params)
+            except PolicyFileError as err:
+                allowed = sorted(POLICIES) + list(REFERENCES)
+                raise ConfigError(
+                    f"{_where(cfg)}evaluation.baselines: {err} (baselines are built-in "
+                    f"policies {allowed} or exported policy folders)"
+                ) from None
 
 
 def train(
@@ -462,6 +582,7 @@ def train(
     torch.set_num_threads(cfg.torch_threads)
     scenario = load_scenario(cfg.scenario)
     check_alignment(cfg, scenario)
+    check_inputs(cfg, scenario)
     run_dir = run_folder(cfg, out, resume)
     check_run_folder(run_dir, resume)
     folder = claim_dir(run_dir, RUN_KIND, legacy=_previous_run)
@@ -476,6 +597,7 @@ def train(
     variants = make_variants(scenario, cfg.randomization, cfg.seed)
     done = 0
     if resume is not None:
+        verify_checkpoint(resume)
         state = json.loads((resume / "state.json").read_text())
         done = int(state["num_timesteps"])
     per_episode = cfg.n_envs * scenario.episode_ticks
@@ -483,7 +605,7 @@ def train(
     if resume is None:
         model = build_model(cfg, venv, run_dir / "tb")
     else:
-        model = algo_class(cfg).load(resume / "model.zip", env=venv, device="cpu")
+        model = load_checkpoint(cfg, resume, env=venv)
         model.tensorboard_log = str(run_dir / "tb")
     ev = cfg.evaluation
     remaining = cfg.total_timesteps - done

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
 
 from shift_rl.agents import oracle_goal
-from shift_rl.config import RandomizationConfig, ScenarioConfig, TrainConfig
+from shift_rl.config import RandomizationConfig, ScenarioConfig, TrainConfig, scenario_from_dict
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.plane import PlaneBatch, row_info
 from shift_rl.seeds import TRAIN_SEED_BASE, draw_episode_seed
@@ -48,7 +48,8 @@ def make_variants(base: ScenarioConfig, rc: RandomizationConfig, seed: int) -> l
         scale = float(rng.uniform(*rc.fault_rate_scale))
         for fault in data["faults"].values():
             fault["rate_per_day"] *= scale
-        out.append(ScenarioConfig.model_validate(data))
+        # a variant scaled out of a field's range is a ConfigError naming it, not a traceback
+        out.append(scenario_from_dict(data, f"variant {v} of {base.name!r} (randomization.*)"))
     return out
 
 

@@ -17,8 +17,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from shift_rl.config import ScenarioConfig, load_scenario
+from shift_rl.env import EnvResetNeeded, check_actions
 from shift_rl.plane import PlaneBatch
 from shift_rl.seeds import draw_episode_seed
+
+MAX_BATCH_BYTES = 16 * 2**30
+"""Most memory the episode arrays of one batch may take (checked before allocating)."""
 
 
 def with_masks(info: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
@@ -69,6 +73,8 @@ class ResourceShiftVectorEnv(VectorEnv):
     episode ended resets that env and ignores its action; it returns the new episode's first
     observation, reward 0, ``terminated = truncated = False`` and the reset's info
     (``episode_seed``). ``reset(options={"reset_mask": mask})`` resets only the masked envs.
+    Actions are checked as the single env checks them, batched: ``(num_envs, 3)`` integers
+    inside the space (rows being reset included), else ``ValueError``.
     ``terminated`` is always False (no terminal state); ``truncated`` at ``episode_ticks``.
 
     ## Info
@@ -82,7 +88,8 @@ class ResourceShiftVectorEnv(VectorEnv):
     Each env keeps its episode's exogenous inputs (demand, slow-downs, telemetry gaps, report
     noise, unit failures) for ``X = history_ticks + episode_ticks + 33`` ticks: about
     ``X * (25 M + 16 R)`` bytes per env (~135 kB on ``default``, 1.3 MB on ``large``, so
-    5.4 GB for 4096 envs of ``large``).
+    5.4 GB for 4096 envs of ``large``); a batch that would keep more than 16 GiB is refused
+    with a ``ValueError`` before anything is allocated.
 
     ## Arguments
 
@@ -114,6 +121,15 @@ class ResourceShiftVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.scenario = load_scenario(scenario)
+        cfg = self.scenario
+        ticks = cfg.forecast.history_ticks + cfg.episode_ticks + 33
+        need = self.num_envs * ticks * (25 * len(cfg.modules) + 16 * len(cfg.resources))
+        if need > MAX_BATCH_BYTES:
+            raise ValueError(
+                f"num_envs={self.num_envs} envs of scenario {cfg.name!r} would keep "
+                f"~{need / 2**30:.1f} GiB of episode arrays (see Memory), above the "
+                f"{MAX_BATCH_BYTES // 2**30} GiB allowed: use fewer envs"
+            )
         self.plane = PlaneBatch(self.scenario, num_envs=self.num_envs)
         self.params = self.plane.params
         self.single_observation_space = self.plane.core.builder.space
@@ -125,6 +141,7 @@ class ResourceShiftVectorEnv(VectorEnv):
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._restart = np.zeros(self.num_envs, dtype=bool)  # ended last step: reset next step
         self._started = False
+        self._nvec = np.asarray(self.single_action_space.nvec, dtype=np.int64)
 
     def reset(
         self,
@@ -173,9 +190,9 @@ class ResourceShiftVectorEnv(VectorEnv):
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._started:
-            raise RuntimeError("call reset() before step()")
+            raise EnvResetNeeded("step() called before reset(): call reset() first")
         n = self.num_envs
-        actions = np.asarray(actions, dtype=np.int64).reshape(n, 3)
+        actions = check_actions(actions, self._nvec, (n, 3))
         restart = self._restart
         terminated = np.zeros(n, dtype=bool)
         if restart.all():  # every episode ended: the whole step is a reset

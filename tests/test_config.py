@@ -187,7 +187,7 @@ def test_missing_required_field() -> None:
     _check(
         lambda d: d["modules"][0].pop("units"),
         "modules.0.units: required field is missing",
-        "an integer >= 0 or a mapping",
+        "an integer >= 0 and <= 10000 or a mapping",
     )
 
 
@@ -197,7 +197,7 @@ def test_missing_required_field() -> None:
 def test_union_wrong_type_is_one_line() -> None:
     _check(
         lambda d: _set(d, "modules.0.units", "ten"),
-        "modules.0.units: must be an integer >= 0 or a mapping (got 'ten')",
+        "modules.0.units: must be an integer >= 0 and <= 10000 or a mapping (got 'ten')",
     )
 
 
@@ -205,7 +205,7 @@ def test_union_mapping_value_names_the_kind() -> None:
     data = _multi()
     data["modules"][0]["units"]["mem"] = -3
     line = _one_problem(_error(data))
-    assert line == "modules.0.units.mem: must be an integer >= 0 (got -3)"
+    assert line == "modules.0.units.mem: must be an integer >= 0 and <= 10000 (got -3)"
 
 
 def test_union_with_literal_lists_both_choices() -> None:
@@ -231,21 +231,21 @@ def test_no_pydantic_internals_in_messages() -> None:
 def test_negative_units() -> None:
     _check(
         lambda d: _set(d, "modules.0.units", -1),
-        "modules.0.units: must be an integer >= 0 or a mapping (got -1)",
+        "modules.0.units: must be an integer >= 0 and <= 10000 or a mapping (got -1)",
     )
 
 
 def test_negative_pool_size() -> None:
     _check(
         lambda d: _set(d, "resources.0.units", -5),
-        "resources.0.units: must be an integer >= 1 (got -5)",
+        "resources.0.units: must be an integer >= 1 and <= 10000 (got -5)",
     )
 
 
 def test_zero_pool_units() -> None:
     _check(
         lambda d: _set(d, "resources.0.units", 0),
-        "resources.0.units: must be an integer >= 1 (got 0)",
+        "resources.0.units: must be an integer >= 1 and <= 10000 (got 0)",
     )
 
 
@@ -319,7 +319,7 @@ def test_initial_allocation_above_pool() -> None:
 def test_stabilization_window_zero() -> None:
     _check(
         lambda d: _set(d, "safety.stabilization_ticks", 0),
-        "safety.stabilization_ticks: must be an integer >= 1 (got 0)",
+        "safety.stabilization_ticks: must be an integer >= 1 and <= 1000000 (got 0)",
     )
 
 
@@ -364,7 +364,7 @@ def test_amount_levels_above_max_units_per_shift() -> None:
 def test_amount_level_zero() -> None:
     _check(
         lambda d: _set(d, "action.amount_levels", [0, 1]),
-        "action.amount_levels.0: must be an integer >= 1 (got 0)",
+        "action.amount_levels.0: must be an integer >= 1 and <= 10000 (got 0)",
     )
 
 
@@ -409,7 +409,7 @@ def test_module_without_demand_is_fine_with_a_trace() -> None:
 def test_trace_start_tick_negative() -> None:
     _check(
         lambda d: _set(d, "demand", {"trace": {"path": str(TRACE), "start_tick": -3}}),
-        "demand.trace.start_tick: must be an integer >= 0 or 'random' (got -3)",
+        "demand.trace.start_tick: must be an integer >= 0 and <= 1000000000 or 'random' (got -3)",
     )
 
 
@@ -494,8 +494,8 @@ def test_multi_error_input_lists_every_problem_in_one_message() -> None:
     for fragment in (
         "tick_secs: unknown key",
         "safety.max_module_share: must be a number > 0 and <= 1 (got 2)",
-        "modules.0.units: must be an integer >= 0 or a mapping (got -1)",
-        "modules.1.slo_seconds: must be a number > 0 (got 'slow')",
+        "modules.0.units: must be an integer >= 0 and <= 10000 or a mapping (got -1)",
+        "modules.1.slo_seconds: must be a number > 0 and <= 1000000 (got 'slow')",
     ):
         assert fragment in body
 
@@ -517,7 +517,7 @@ def test_field_errors_and_missing_trace_in_one_message(tmp_path: Path) -> None:
     _set(data, "episode_ticks", 0)
     msg = _error(data)
     assert "(2 problems)" in msg
-    assert "episode_ticks: must be an integer >= 1 (got 0)" in msg
+    assert "episode_ticks: must be an integer >= 1 and <= 1000000 (got 0)" in msg
     assert "demand.trace.path: file" in msg
 
 
@@ -610,7 +610,7 @@ def test_file_message_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_scenario(path)
     assert str(info.value) == (
-        f"invalid scenario {path}: episode_ticks: must be an integer >= 1 (got -1)"
+        f"invalid scenario {path}: episode_ticks: must be an integer >= 1 and <= 1000000 (got -1)"
     )
 
 

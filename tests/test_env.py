@@ -114,6 +114,47 @@ def test_episode_truncates_at_time_limit() -> None:
     assert all(f == (False, False) for f in flags[:-1])
 
 
+def test_step_before_reset_and_after_truncation_raises() -> None:
+    """Gymnasium's order: no step before the first reset (it used to play a tick with reward
+    1.0) and none after truncation (it used to go on for 31 more steps); reset clears it."""
+    cfg = load_scenario("default").model_copy(update={"episode_ticks": 3})
+    env = ResourceShiftEnv(cfg)
+    with pytest.raises(gym.error.ResetNeeded, match="reset"):
+        env.step(np.array([0, 0, 0]))
+    env.reset(seed=0)
+    assert [env.step(np.array([0, 0, 0]))[3] for _ in range(3)] == [False, False, True]
+    with pytest.raises(RuntimeError, match="truncated"):
+        env.step(np.array([0, 0, 0]))
+    env.reset(seed=1)
+    assert env.step(np.array([0, 0, 0]))[3] is False
+
+
+@pytest.mark.parametrize(
+    ("action", "needle"),
+    [
+        ([0.7, 1.2, 0], "non-integer"),  # used to run as the shift [0, 1, 0]
+        ([0.0, 1.0, np.nan], "non-integer"),
+        ([6, 0, 0], "outside the action space"),
+        ([-1, 0, 0], "outside the action space"),
+        ([0, 0, 3], "outside the action space"),
+        ([True, False, True], "dtype bool"),
+        ([2**70, 0, 0], "dtype object"),
+        ([0, 0], "shape (2,)"),
+        ([[0, 0, 0]], "shape (1, 3)"),
+        ("abc", "shape ()"),
+        ([[0, 1], [2]], "not an array"),
+    ],
+)
+def test_actions_outside_the_space_are_refused(action, needle: str) -> None:
+    env = ResourceShiftEnv("default")
+    env.reset(seed=0)
+    with pytest.raises(ValueError) as info:
+        env.step(action)
+    assert needle in str(info.value)
+    # whole-number floats and plain lists are integers inside the space: they run
+    assert env.step([3.0, 2.0, 1.0])[4]["shift"].tolist() == [3, 2, 0, 2]
+
+
 def test_render_ansi_shows_every_module() -> None:
     env = gym.make(shift_rl.ENV_ID, scenario="default", render_mode="ansi")
     env.reset(seed=0)

@@ -41,6 +41,25 @@ def test_static_and_oracle_always_run_and_gap_closed_is_their_ratio() -> None:
     assert diff == pytest.approx(ret.mean() - static.mean())
 
 
+def test_gap_closed_is_undefined_not_zero_when_static_is_already_optimal() -> None:
+    """On a lightly loaded plane static serves everything: oracle - static is ~0, so gap
+    closed has nothing to measure. It says so (None with the reason), never a silent 0."""
+    data = SHORT.model_dump(mode="json")
+    for mod in data["modules"]:
+        mod["demand"]["base"] /= 100
+    rep = evaluate(["potential"], type(SHORT).model_validate(data), episodes=2, seed=0)
+    oracle, static = rep.per_episode("oracle", "return"), rep.per_episode("static", "return")
+    assert np.isfinite(oracle).all() and (oracle >= static - 1e-9).all()
+    assert np.isnan(rep.per_episode("potential", "gap_closed")).all()
+    d = rep.to_dict()
+    for name in ("potential", "static", "oracle"):
+        gap = d["policies"][name]["gap_closed"]
+        assert gap["mean"] is None and "no improvement to close" in gap["undefined"]
+    assert "undefined" in d["differences"]["static"]["gap_closed"]
+    assert "Gap closed is undefined" in rep.markdown()
+    json.dumps(d, allow_nan=False)  # strict JSON: no NaN leaks into the summary
+
+
 def test_episodes_are_paired_across_policies() -> None:
     rep = evaluate(["static", "potential"], SHORT, episodes=3, seed=11)
     seeds = {name: [r.seed for r in rs] for name, rs in rep.results.items()}
@@ -56,7 +75,7 @@ def test_markdown_table_lists_every_policy() -> None:
 def test_bad_inputs_fail_clearly(tmp_path) -> None:
     with pytest.raises(EvaluationError, match="unknown policy 'nope'"):
         evaluate(["nope"], SHORT, episodes=1)
-    with pytest.raises(EvaluationError, match="episodes must be >= 1"):
+    with pytest.raises(EvaluationError, match="episodes must be an integer >= 1"):
         evaluate(["static"], SHORT, episodes=0)
     empty = tmp_path / "not_a_policy"
     empty.mkdir()

@@ -14,7 +14,7 @@ import pytest
 from shift_rl.controller import ShiftController, SimulatedBackend
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import EvaluationError, evaluate
-from shift_rl.runtime import POLICY_JSON, WEIGHTS, PolicyFileError, load_policy
+from shift_rl.runtime import POLICY_JSON, WEIGHTS, PolicyFileError, load_policy, spec_digest
 from shift_rl.train import SB3Policy, export_trained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,9 @@ def exported(tmp_path_factory) -> tuple[Path, object]:
                         policy_kwargs={"net_arch": [64, 64]}, device="cpu")  # fmt: skip
     model.learn(128)
     out = tmp_path_factory.mktemp("policy") / "p"
-    cfg = load_train_config(None, ["run_name=export-test"])
+    cfg = load_train_config(
+        None, ["run_name=export-test", "algo=maskable_ppo", "network.net_arch=[64, 64]"]
+    )
     export_trained(model, cfg, load_scenario("default"), out)
     return out, model
 
@@ -85,6 +87,7 @@ def _rehash(folder: Path) -> None:
     spec = json.loads((folder / POLICY_JSON).read_text())
     for name in spec["files"]:
         spec["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    spec["spec_sha256"] = spec_digest(spec)
     (folder / POLICY_JSON).write_text(json.dumps(spec))
 
 

@@ -207,7 +207,7 @@ def _policy_action(
         policy = str(rng.choice(["space", "mask", "wild"], p=[0.45, 0.45, 0.1]))
     if policy == "space":
         return rng.integers(nvec).astype(np.int64)
-    if policy == "wild":  # outside the action space too: a buggy policy or controller
+    if policy == "wild":  # outside the action space too (a buggy policy): the env refuses it
         return rng.integers(-2, nvec + 2).astype(np.int64)
     if policy == "noop":
         return np.zeros(3, dtype=np.int64)
@@ -485,6 +485,10 @@ class Checker:
         return float((v[s] * attain[s] + v[d] * attain[d]) / (v[s] + v[d]))
 
 
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
 def run_episode(
     cfg: ScenarioConfig,
     seed: int,
@@ -510,6 +514,12 @@ def run_episode(
         action = _policy_action(policy, rng, env, mask)
         if replace_invalid is not None and before["tick"] in replace_invalid:
             action = np.array([0, 0, 0], dtype=np.int64)
+        if not env.action_space.contains(action):  # a buggy policy: refused, nothing changes
+            with pytest.raises(ValueError, match="outside the action space"):
+                env.step(action)
+            assert _same(chk.snapshot(), before)
+            action = np.array([0, 0, 0], dtype=np.int64)
+            invalid_ticks.add(before["tick"])
         obs, reward, terminated, truncated, info = env.step(action)
         assert not terminated
         chk.check_step(action, before, info, reward)
@@ -597,8 +607,8 @@ def test_invalid_action_is_a_noop(data: dict[str, Any], seed: int) -> None:
 
 
 def test_stepping_past_the_end_fails_loudly() -> None:
-    """Past the time limit the env keeps emitting valid observations while the episode's
-    exogenous arrays last, then raises: never garbage read past the arrays' end."""
+    """The step after truncation raises at once (and every observation before it is valid):
+    never an extra step played on, never garbage read past the episode's arrays."""
     data = {
         "name": "short",
         "episode_ticks": 10,
@@ -618,4 +628,4 @@ def test_stepping_past_the_end_fails_loudly() -> None:
             obs, *_ = env.step(np.zeros(3, dtype=np.int64))
             assert np.isfinite(obs).all() and env.observation_space.contains(obs)
             steps += 1
-    assert env.scenario.episode_ticks <= steps < 100
+    assert steps == env.scenario.episode_ticks

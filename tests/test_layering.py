@@ -157,4 +157,5 @@ def test_runtime_needs_numpy_alone() -> None:
     deps = imports_of("shift_rl.runtime")
     assert deps["package"] == set()
     assert deps["external"] - {"__future__", "hashlib", "json", "os", "zipfile", "dataclasses",
-                               "pathlib", "typing", "math", "io"} == {"numpy"}  # fmt: skip
+                               "pathlib", "typing", "math", "io", "logging", "re", "stat",
+                               "zlib"} == {"numpy"}  # fmt: skip

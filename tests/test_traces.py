@@ -96,9 +96,12 @@ def test_no_series_column(tmp_path: Path) -> None:
     assert "line 1" in msg and "at least one series column" in msg
 
 
-def test_duplicate_series_name(tmp_path: Path) -> None:
-    msg = load_error(write(tmp_path, "minute,a,a\n0,1,2\n1,3,4\n"))
-    assert "line 1, column 3" in msg and "duplicate" in msg
+def test_duplicate_series_name_can_only_be_picked_by_index(tmp_path: Path) -> None:
+    trace = load_trace(write(tmp_path, "minute,a,a\n0,1,2\n1,3,4\n"))
+    assert trace.columns == ("a", "a")
+    with pytest.raises(TraceError, match=r"2 series are named 'a' \(indices \[0, 1\]\)"):
+        trace.select(["a"], 1)
+    np.testing.assert_array_equal(trace.select([1], 1).values[:, 0], [2, 4])
 
 
 def test_ragged_row(tmp_path: Path) -> None:
@@ -111,15 +114,23 @@ def test_non_numeric_cell(tmp_path: Path) -> None:
     assert "line 3, column 3 ('b')" in msg and "'lots' is not a number" in msg
 
 
-def test_empty_cell(tmp_path: Path) -> None:
-    msg = load_error(write(tmp_path, "minute,a,b\n0,1,2\n1,,4\n"))
-    assert "line 3, column 2 ('a')" in msg and "missing value (empty cell)" in msg
+@pytest.mark.parametrize("cell", ["", " ", "nan", "NaN", "NA", "n/a", "null", "None"])
+def test_a_missing_sample_is_interpolated_and_counted(tmp_path: Path, cell: str) -> None:
+    trace = load_trace(write(tmp_path, f"minute,a,b\n0,1,2\n1,{cell},4\n2,5,6\n"))
+    np.testing.assert_array_equal(trace.values, [[1, 2], [3, 4], [5, 6]])
+    assert trace.missing == (1, 0) and trace.filled_gaps == 0
 
 
-@pytest.mark.parametrize("cell", ["nan", "NaN", "inf", "-inf"])
-def test_nan_or_inf_cell(tmp_path: Path, cell: str) -> None:
+def test_missing_samples_at_the_ends_hold_the_nearest(tmp_path: Path) -> None:
+    trace = load_trace(write(tmp_path, "minute,a,b\n0,,2\n1,3,4\n2,5,\n3,7,\n"))
+    np.testing.assert_array_equal(trace.values, [[3, 2], [3, 4], [5, 4], [7, 4]])
+    assert trace.missing == (1, 2)
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity"])
+def test_infinite_cell(tmp_path: Path, cell: str) -> None:
     msg = load_error(write(tmp_path, f"minute,a,b\n0,1,2\n1,3,4\n2,5,{cell}\n"))
-    assert "line 4, column 3 ('b')" in msg and "missing value" in msg and "finite" in msg
+    assert "line 4, column 3 ('b')" in msg and "is not finite" in msg
 
 
 def test_negative_value(tmp_path: Path) -> None:
@@ -150,9 +161,12 @@ def test_tick_index_not_increasing(tmp_path: Path) -> None:
     assert "line 4, column 1 ('minute')" in msg and "duplicate of line 3" in msg
 
 
-def test_all_zero_series(tmp_path: Path) -> None:
-    msg = load_error(write(tmp_path, "minute,a,idle\n0,1,0\n1,2,0\n2,3,0\n"))
-    assert "column 3 ('idle')" in msg and "all zero" in msg
+def test_all_zero_series_is_refused_only_when_used(tmp_path: Path) -> None:
+    trace = load_trace(write(tmp_path, "minute,a,idle\n0,1,0\n1,2,0\n2,3,0\n"))
+    assert trace.select(["a"], 1).columns == ("a",)
+    with pytest.raises(TraceError) as info:
+        trace.select(None, 2)
+    assert "series 1 ('idle', column 3)" in str(info.value) and "all zero" in str(info.value)
 
 
 def test_gap_not_whole_steps(tmp_path: Path) -> None:

@@ -133,6 +133,12 @@ def test_vector_env_contract() -> None:
     assert masks.shape == (n, len(single.action_masks())) and masks.dtype == np.bool_
     with pytest.raises(RuntimeError, match="reset"):
         ResourceShiftVectorEnv(2, cfg).step(np.zeros((2, 3), dtype=np.int64))
+    bad = np.zeros((n, 3))
+    bad[1] = [0.7, 1.2, 0.0]  # non-integer actions are refused, never truncated to a shift
+    with pytest.raises(ValueError, match=r"row 1.*non-integer"):
+        env.step(bad)
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(3 * n, dtype=np.int64))
     with pytest.raises(ValueError, match="num_envs"):
         ResourceShiftVectorEnv(0, cfg)
 

@@ -17,13 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shift_rl.agents.autoscalers import HPAPolicy, ProportionalPolicy, VPAPolicy
 from shift_rl.agents.base import HeuristicPolicy, Policy, StaticPolicy
 from shift_rl.agents.oracle import OracleMPCPolicy, oracle_goal
 from shift_rl.agents.potential import PotentialPolicy
-from shift_rl.config import PROJECT_ROOT
-from shift_rl.observation import ObservationBuilder
-from shift_rl.runtime import PolicyFileError, load_policy
+from shift_rl.config import PROJECT_ROOT, path_kind
+from shift_rl.observation import ObservationBuilder, feature_layout
+from shift_rl.runtime import ExportedPolicy, PolicyFileError, load_policy
 from shift_rl.scenario import ScenarioParams
 
 logger = logging.getLogger(__name__)
@@ -75,31 +77,83 @@ def resolve_policy(name: str, params: ScenarioParams) -> Policy:
     """A built-in policy by name, or an exported policy folder checked against the scenario.
 
     The one place scripts turn ``--policies`` / ``--policy`` into a policy: an unknown name,
-    an untrustworthy folder or one made for another observation layout raises
-    :class:`~shift_rl.runtime.PolicyFileError` with the reason; a folder exported for another
-    scenario fingerprint of the same layout is used with a warning. Policies that plan on the
-    true future (``oracle-mpc``) still need ``policy.bind(env)``.
+    an untrustworthy folder or one made for another observation or action layout raises
+    :class:`~shift_rl.runtime.PolicyFileError` with the reason. The observation names and
+    bounds and the action ``nvec`` must be the scenario's; modules (or resource kinds)
+    *renamed* at the same positions, or another scenario fingerprint of the same layout, are
+    used with a warning; the same modules in another order are refused (the policy would act
+    on the wrong ones). Policies that plan on the true future (``oracle-mpc``) still need
+    ``policy.bind(env)``.
     """
     if name in POLICIES:
         return make_policy(name, params)
-    if not Path(name).exists():
+    if path_kind(name) in ("missing", "invalid"):
         raise _unknown(name)
     policy = load_policy(name)
-    expected = ObservationBuilder(params, 1).space.shape
+    check_policy_fits(policy, name, params)
+    return policy
+
+
+def check_policy_fits(policy: ExportedPolicy, name: str, params: ScenarioParams) -> None:
+    """Refuse an exported policy made for another layout than the scenario's (see
+    :func:`resolve_policy`); warn about renamed modules and another fingerprint."""
+    builder = ObservationBuilder(params, 1)
+    scenario = params.config.name
+    expected = builder.space.shape
     got = policy.observation_shape
     if tuple(got) != tuple(expected):
         raise PolicyFileError(
             f"policy {name!r} expects observations of shape {tuple(got)} but scenario "
-            f"{params.config.name!r} gives {tuple(expected)} ({params.num_modules} modules): "
+            f"{scenario!r} gives {tuple(expected)} ({params.num_modules} modules): "
             "train or export it for this scenario"
         )
-    trained_for = policy.spec.get("scenario", {}).get("fingerprint")
+    m, r, k = params.num_modules, params.num_resources, len(params.amount_levels)
+    nvec = [m, m, r * k]  # the env's MultiDiscrete: source, target, kind x amount level
+    if policy.nvec.tolist() != nvec:
+        raise PolicyFileError(
+            f"policy {name!r} acts in MultiDiscrete({policy.nvec.tolist()}) but scenario "
+            f"{scenario!r} takes MultiDiscrete({nvec}) (modules, modules, kinds x levels): "
+            "train or export it for this scenario"
+        )
+    spec = policy.spec
+    mine_modules = [m.name for m in params.config.modules]
+    mine_kinds = [r.name for r in params.config.resources]
+    theirs_modules = list(spec["scenario"]["modules"])
+    theirs_kinds = list(spec["scenario"]["resources"])
+    names = list(spec["observation"]["names"])
+    if names != [f.name for f in feature_layout(theirs_modules, theirs_kinds)]:
+        raise PolicyFileError(
+            f"policy {name!r}: its observation.names do not follow the layout of its own "
+            "scenario.modules and scenario.resources (policy.json is inconsistent)"
+        )
+    for what, theirs, mine in (("modules", theirs_modules, mine_modules),
+                               ("resource kinds", theirs_kinds, mine_kinds)):  # fmt: skip
+        if theirs == mine:
+            continue
+        if sorted(theirs) == sorted(mine):
+            raise PolicyFileError(
+                f"policy {name!r} was trained for the {what} {theirs} in that order; scenario "
+                f"{scenario!r} has them as {mine}: it would act on the wrong ones (a policy "
+                "acts by position)"
+            )
+        logger.warning(
+            "%s was trained for the %s %s; scenario %r has %s at the same positions: the "
+            "policy acts on them by position",
+            name, what, theirs, scenario, mine,
+        )  # fmt: skip
+    low, high = spec["observation"]["low"], spec["observation"]["high"]
+    if not (np.array_equal(np.float32(low), builder.low)
+            and np.array_equal(np.float32(high), builder.high)):  # fmt: skip
+        raise PolicyFileError(
+            f"policy {name!r} was trained with other observation bounds than scenario "
+            f"{scenario!r} gives: train or export it for this scenario"
+        )
+    trained_for = spec["scenario"]["fingerprint"]
     if trained_for != params.fingerprint():
         logger.warning(
             "%s was trained for scenario fingerprint %s, this scenario is %s",
             name, trained_for, params.fingerprint(),
         )  # fmt: skip
-    return policy
 
 
 def policy_scenario(name: str) -> str:
@@ -107,7 +161,7 @@ def policy_scenario(name: str) -> str:
     ``default``."""
     if name in POLICIES:
         return "default"
-    if not Path(name).exists():
+    if path_kind(name) in ("missing", "invalid"):
         raise _unknown(name)
     return str(load_policy(name).spec["scenario"]["name"])
 
@@ -123,6 +177,7 @@ __all__ = [
     "ProportionalPolicy",
     "StaticPolicy",
     "VPAPolicy",
+    "check_policy_fits",
     "make_policy",
     "oracle_goal",
     "policy_scenario",

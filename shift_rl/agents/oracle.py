@@ -22,7 +22,7 @@ import numpy as np
 
 from shift_rl.agents.base import NOOP_ACTION, HeuristicPolicy
 from shift_rl.observation import ObservedState
-from shift_rl.scenario import ScenarioParams
+from shift_rl.scenario import FORECAST_HORIZON_MAX, ScenarioParams
 from shift_rl.sim.queueing import attainment_curve, tick_metrics
 from shift_rl.sim.simulator import Simulator
 
@@ -31,16 +31,18 @@ from shift_rl.sim.simulator import Simulator
 def best_goal(lam, slow, capacity, value, mu, slo, ups, tick_seconds):  # pragma: no cover
     """Highest value-weighted goal attainment for one tick (see module docstring).
 
-    The max-plus convolution skips unit counts that add nothing over one unit fewer: the
-    optimum with more capacity is never lower, so such a count is dominated (same result,
-    far fewer steps once attainment saturates).
+    ``best[u]`` is the optimum of the modules so far using *at most* ``u`` units, so it never
+    decreases in ``u``; that is what lets the max-plus convolution skip unit counts that add
+    nothing over one unit fewer (such a count is dominated: same result, far fewer steps once
+    attainment saturates). Starting from "exactly ``u`` units" (``-inf`` above 0) instead made
+    the skipped counts unreachable and the bound ``-inf`` on a lightly loaded plane, where every
+    module saturates at a unit or two.
     """
     n_mod, n_kind = ups.shape
     result = np.inf
     for r in range(n_kind):
         cap = max(capacity[r], 0)
-        best = np.full(cap + 1, -np.inf)
-        best[0] = 0.0
+        best = np.zeros(cap + 1)  # no module yet: 0 with at most u units, for every u
         gain = np.empty(cap + 1)
         new = np.empty(cap + 1)
         useful = np.empty(cap + 1, dtype=np.int64)
@@ -143,6 +145,11 @@ class OracleMPCPolicy(HeuristicPolicy):
         if horizon < 1 or candidates < 1:
             raise ValueError(
                 f"oracle-mpc: horizon and candidates must be >= 1, got {horizon}, {candidates}"
+            )
+        if params.warmup_ticks + horizon > FORECAST_HORIZON_MAX:
+            raise ValueError(
+                f"oracle-mpc: warm-up {params.warmup_ticks} + horizon {horizon} ticks is more "
+                f"than the {FORECAST_HORIZON_MAX} ticks of demand known past an episode's end"
             )
         self.horizon, self.candidates = horizon, candidates
         self.sim: Simulator | None = None

@@ -25,14 +25,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 
 import numba
 import numpy as np
 
-from shift_rl.config import DemandShape
+from shift_rl.config import ConfigError, DemandShape
 from shift_rl.scenario import ScenarioParams
 
 TICKS_PER_DAY_SECONDS = 86_400.0
+MAX_DEMAND = 1e15
+"""Requests per tick above which drawn demand is refused (a trend or regime walk run away)."""
 
 
 @dataclass
@@ -144,15 +147,39 @@ def _trace_series(
     count: int,
     tick_seconds: float,
     step_seconds: float | None,
-) -> np.ndarray:
-    """A trace's chosen series on the tick grid, each scaled to peak 1 (cached per process)."""
+) -> tuple[np.ndarray, dict[str, object]]:
+    """A trace's chosen series on the tick grid, each scaled to peak 1 (cached per process),
+    and what had to be filled in them (:func:`trace_quality`)."""
     from shift_rl.traces import load_trace
 
     trace = load_trace(path)
     if step_seconds is not None and trace.step_seconds is None:
         trace = replace(trace, step_seconds=step_seconds)
     trace = trace.resample(tick_seconds).select(list(columns) if columns else None, count)
-    return trace.values / trace.values.max(axis=0, keepdims=True)
+    quality = {
+        "path": Path(path).name,
+        "columns": list(trace.columns),
+        "ticks": trace.loaded_ticks,
+        "missing_rows": trace.filled_gaps,
+        "filled_ticks": list(trace.missing),
+    }
+    return trace.values / trace.values.max(axis=0, keepdims=True), quality
+
+
+def _series_of(params: ScenarioParams) -> tuple[np.ndarray, dict[str, object]]:
+    cfg = params.config
+    tc = cfg.demand.trace
+    assert tc is not None
+    columns = tuple(tc.columns) if tc.columns else None
+    return _trace_series(tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds)
+
+
+def trace_quality(params: ScenarioParams) -> dict[str, object] | None:
+    """For a scenario replaying a trace: the series used and, per series, how many ticks of the
+    loaded file were filled (missing rows and samples, interpolated); ``None`` without one."""
+    if params.config.demand.trace is None:
+        return None
+    return dict(_series_of(params)[1])
 
 
 def trace_demand(params: ScenarioParams, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -160,15 +187,35 @@ def trace_demand(params: ScenarioParams, rng: np.random.Generator, n: int) -> np
     cfg = params.config
     tc = cfg.demand.trace
     assert tc is not None
-    columns = tuple(tc.columns) if tc.columns else None
-    series = _trace_series(tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds)
+    series = _series_of(params)[0]
     total = series.shape[0]
-    start = int(rng.integers(total)) if tc.start_tick == "random" else tc.start_tick % total
+    if tc.start_tick != "random" and tc.start_tick >= total:
+        raise ConfigError(
+            f"demand.trace.start_tick: {tc.start_tick} is beyond the trace {tc.path!r}, which has "
+            f"{total} ticks of {cfg.tick_seconds:g} s; expected 0 .. {total - 1} or 'random'"
+        )
+    start = int(rng.integers(total)) if tc.start_tick == "random" else tc.start_tick
     window = series[(start + np.arange(n)) % total]  # wraps around: traces are a day or more
     # Peak servers the pool can give each module: the share of the scarcest kind.
     peak_servers = tc.peak_share * np.min(params.pool_units / params.units_per_server, axis=1)
     peak_requests = peak_servers / params.servers_per_request
     return window * peak_requests
+
+
+def _check_demand(demand: np.ndarray, params: ScenarioParams) -> None:
+    """Refuse demand that is not finite or beyond ``MAX_DEMAND`` (valid fields can still
+    compound: a regime walk with many large jumps over a long episode), naming the module."""
+    ok = np.isfinite(demand) & (demand <= MAX_DEMAND)
+    if ok.all():
+        return
+    i, j = (int(v) for v in np.argwhere(~ok)[0])
+    name = params.config.modules[j].name
+    raise ConfigError(
+        f"modules.{j}.demand: the demand drawn for module {name!r} reaches "
+        f"{float(demand[i, j]):.3g} requests per tick at tick {i - params.history_ticks} "
+        f"(limit {MAX_DEMAND:g}): lower its base, trend_per_day, regime, bursts or events, "
+        "or shorten the episode"
+    )
 
 
 def draw_exogenous(params: ScenarioParams, seed: int) -> Exogenous:
@@ -213,6 +260,7 @@ def draw_exogenous(params: ScenarioParams, seed: int) -> Exogenous:
         failures[_poisson_times(fault_rng, uf.rate_per_day / ticks_per_day, n), k] = uf.units
     failure_pick = fault_rng.random((n, r))
 
+    _check_demand(demand, params)
     return Exogenous(
         demand=np.ascontiguousarray(demand, dtype=np.float64),
         slowdown=slowdown,
