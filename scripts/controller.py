@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 import time
 from pathlib import Path
 
 from shift_rl.agents import policy_scenario, resolve_policy
+from shift_rl.cli import positive_int, seconds
 from shift_rl.config import ConfigError
 from shift_rl.controller import BACKENDS, ShiftController, SimulatedBackend, TickRecord
 from shift_rl.outputs import OutputError, claim_dir
@@ -28,28 +28,6 @@ from shift_rl.runtime import PolicyFileError
 
 STATE_KIND = "controller state"
 STATE_FILES = {"state.npz", "journal.jsonl", "audit.jsonl", "HOLD", "lock", "backend"}
-
-
-def _interval(text: str) -> float:
-    """--interval: a finite number of seconds >= 0 (not inf, nan or negative)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0.0):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _ticks(text: str) -> int:
-    """--ticks: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def previous_state(folder: Path) -> list[str] | None:
@@ -128,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=BACKENDS, default="sim")
     ap.add_argument("--scenario", default=None, help="scenario (default: the policy's own)")
     ap.add_argument("--mode", choices=("active", "shadow"), default="active")
-    ap.add_argument("--ticks", type=_ticks, default=720, help="intervals to run (default 720)")
-    ap.add_argument("--interval", type=_interval, default=0.0, help="seconds per interval (>= 0)")
+    ap.add_argument(
+        "--ticks", type=positive_int, default=720, help="intervals to run (default 720)"
+    )
+    ap.add_argument("--interval", type=seconds, default=0.0, help="seconds per interval (>= 0)")
     ap.add_argument(
         "--state-dir",
         type=Path,
@@ -139,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="simulated backend's episode seed")
     ap.add_argument(
         "--tick-wall-seconds",
-        type=_interval,
+        type=seconds,
         default=1.0,
         help="cgroup backend: wall seconds one tick lasts (default 1)",
     )

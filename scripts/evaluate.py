@@ -23,6 +23,7 @@ import logging
 import sys
 from pathlib import Path
 
+from shift_rl.cli import nonnegative_int, positive_int
 from shift_rl.config import ConfigError
 from shift_rl.distributed import DistributedError, add_cli_flags, cli_ray_address, cli_workers
 from shift_rl.evaluate import EvaluationError, check_plots_dir, evaluate, plot
@@ -33,26 +34,6 @@ SUMMARY = json_with_keys(("scenario", "fingerprint", "episodes", "policies", "pa
 """Recognizes an evaluation summary this script wrote (the only file --json replaces)."""
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", required=True, help="comma-separated names or policy folders")
     ap.add_argument("--scenario", default="default", help="scenario name or YAML path")
     ap.add_argument("--trace", help="CSV/CSV.gz whose series replace the scenario's demand")
-    ap.add_argument("--episodes", type=_positive, default=20, help="paired episodes (default 20)")
-    ap.add_argument("--seed", type=_seed, default=0, help="episode i uses seed + i (default 0)")
+    ap.add_argument(
+        "--episodes", type=positive_int, default=20, help="paired episodes (default 20)"
+    )
+    ap.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="episode i uses seed + i (default 0)"
+    )
     add_cli_flags(ap)  # --workers, --ray, --ray-address
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument("--plots", type=Path, help="write PNG figures into this folder")

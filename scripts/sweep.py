@@ -19,8 +19,9 @@ import logging
 import sys
 from pathlib import Path
 
+from shift_rl.cli import positive_int
 from shift_rl.config import ConfigError
-from shift_rl.distributed import DistributedError, _positive
+from shift_rl.distributed import DistributedError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sweep", help="sweep YAML (or a name in configs/sweeps/)")
     ap.add_argument("--out", type=Path, help="sweep folder (default runs/sweeps/<name>)")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    ap.add_argument("--workers", type=_positive, help="CPUs of the local Ray (default: all)")
+    ap.add_argument("--workers", type=positive_int, help="CPUs of the local Ray (default: all)")
     ap.add_argument("--ray-address", metavar="ADDR", help="run on this Ray cluster")
     ap.add_argument("--dry-run", action="store_true", help="validate and list the trials only")
     args = ap.parse_args(argv)

@@ -33,6 +33,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shift_rl.cli import positive_int
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -305,7 +307,7 @@ def add_cli_flags(parser: Any, workers_help: str = "parallel processes (default 
 
     Read them back with :func:`cli_workers` and :func:`cli_ray_address`.
     """
-    parser.add_argument("--workers", type=_positive, default=None, help=workers_help)
+    parser.add_argument("--workers", type=positive_int, default=None, help=workers_help)
     parser.add_argument(
         "--ray",
         action="store_true",
@@ -331,18 +333,6 @@ def cli_workers(args: Any) -> int | None:
     if args.workers is not None:
         return int(args.workers)
     return None if cli_ray_address(args) is not None else 1
-
-
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 __all__ = [

@@ -777,7 +777,7 @@ def test_resume_refuses_an_unlisted_checkpoint_and_a_contradicting_config(tmp_pa
         (["--policies", " , "], "names no policy"),
         (["--policies", "static", "--seed", "-1"], "expected an integer >= 0"),  # a traceback
         (["--policies", "static", "--seed", "x"], "expected an integer >= 0"),
-        (["--policies", "static", "--episodes", "0"], "expected a positive integer"),
+        (["--policies", "static", "--episodes", "0"], "expected an integer >= 1"),
     ],
 )
 def test_evaluate_cli_refuses_bad_arguments_before_running(argv, needle: str, capsys) -> None:

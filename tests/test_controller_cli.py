@@ -14,7 +14,7 @@ from scripts.controller import main
         (["--interval", "nan"], "argument --interval: must be a finite number of seconds >= 0"),
         (["--interval", "-1"], "argument --interval: must be a finite number of seconds >= 0"),
         (["--interval", "soon"], "argument --interval: expected seconds, got 'soon'"),
-        (["--ticks", "0"], "argument --ticks: must be >= 1, got 0"),
+        (["--ticks", "0"], "argument --ticks: expected an integer >= 1, got 0"),
         (["--ticks", "2.5"], "argument --ticks: expected an integer"),
     ],
 )

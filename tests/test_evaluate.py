@@ -97,7 +97,7 @@ def test_cli_writes_json_and_reports_errors(tmp_path, capsys) -> None:
     assert "unknown policy 'potentail'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate_cli(["--policies", "static", "--episodes", "-3"])
-    assert "expected a positive integer" in capsys.readouterr().err
+    assert "expected an integer >= 1" in capsys.readouterr().err
 
 
 def test_trace_replaces_the_demand(tmp_path) -> None:
