@@ -78,7 +78,8 @@ class PolicyFileError(ValueError):
     """A policy folder that cannot be trusted or used; the message says what is wrong."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks (policy files, checkpoints)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -347,7 +348,7 @@ def _check_files(folder: Path, files: dict[str, str]) -> None:
                 f"{file}: {info.st_size:,} bytes, above the {MAX_FILE_BYTES:,} a policy file "
                 "may have"
             )
-        if _sha256(file) != digest:
+        if file_sha256(file) != digest:
             raise PolicyFileError(
                 f"{file}: sha256 does not match {POLICY_JSON} (the file was changed or "
                 "corrupted); refusing to load it"
@@ -451,7 +452,7 @@ def load_policy(path: str | os.PathLike) -> ExportedPolicy:
         )
     spec = _read_spec(meta)
     sp = _Spec(spec, meta)
-    parts = _check_spec(sp, _sha256(meta))
+    parts = _check_spec(sp, file_sha256(meta))
     _check_files(folder, parts["files"])
     arrays = _read_weights(folder / WEIGHTS, parts["hidden"])
     n = parts["hidden"]

@@ -18,7 +18,6 @@ random states, which are restored just before the next rollout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -52,7 +51,7 @@ from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import EvaluationReport, evaluate, gap_closed, run_episode
 from shift_rl.export import export_model
 from shift_rl.machine import describe
-from shift_rl.runtime import PolicyFileError
+from shift_rl.runtime import PolicyFileError, file_sha256
 from shift_rl.safety import GuardSettings
 from shift_rl.seeds import TRAIN_SEED_BASE, VALIDATION_SEED_BASE
 from shift_rl.torch_policy import ShiftActorCriticPolicy, ShiftMaskablePolicy
@@ -276,14 +275,6 @@ class UntrustedCheckpoint(ConfigError):
     """A checkpoint that is not one its run's manifest lists, unchanged: it is not loaded."""
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_manifest(folder: Path) -> dict[str, dict[str, str]]:
     path = folder / MANIFEST
     if not path.is_file():
@@ -324,7 +315,7 @@ def verify_checkpoint(ckpt: Path) -> None:
             file = ckpt / name
             if not file.is_file():
                 problem = f"has no {name}"
-            elif listed.get(name) != _file_sha256(file):
+            elif listed.get(name) != file_sha256(file):
                 problem = f"has a {name} whose sha256 is not the one {manifest} records"
             if problem:
                 break
@@ -363,7 +354,7 @@ def save_checkpoint(model: Any, folder: Path, cfg: TrainConfig) -> Path:
     )
     state = {"num_timesteps": int(model.num_timesteps), "config": cfg.model_dump(mode="json")}
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    hashes = {name: _file_sha256(tmp / name) for name in CHECKPOINT_FILES}
+    hashes = {name: file_sha256(tmp / name) for name in CHECKPOINT_FILES}
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     _record(folder, final.name, hashes)
