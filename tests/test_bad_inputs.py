@@ -36,20 +36,14 @@ from shift_rl.evaluate import evaluate
 from shift_rl.runtime import PolicyFileError, load_policy, spec_digest
 from shift_rl.traces import TraceError, load_trace
 
+from .test_config import _set
+from .test_traces import write as _csv
+
 TRACE = SCENARIO_DIR.parent / "traces" / "azure_functions_2019_top6.csv.gz"
 
 
 def _default() -> dict[str, Any]:
     return yaml.safe_load((SCENARIO_DIR / "default.yaml").read_text())
-
-
-def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-    node: Any = data
-    for p in parents:
-        node = node[p]
-    node[last] = value
-    return data
 
 
 def _problem(data: dict[str, Any]) -> str:
@@ -343,15 +337,6 @@ def test_observations_stay_finite_at_the_bounds() -> None:
 
 
 # --- 14: real traces as they come ---------------------------------------------------------------
-
-
-def _csv(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
-    path = tmp_path / name
-    if name.endswith(".gz"):
-        path.write_bytes(gzip.compress(text.encode()))
-    else:
-        path.write_text(text)
-    return path
 
 
 def test_series_named_by_numbers_load(tmp_path: Path) -> None:
