@@ -228,11 +228,16 @@ class SafetyConfig(_Model):
 
 
 class ActionConfig(_Model):
+    mode: Literal["plan", "shift"] = Field(
+        "plan",
+        description="plan: every module asks for a change each tick, matched into shifts; "
+        "shift: one (source, target, level) shift per tick",
+    )
     amount_levels: list[PosUnits] = Field(
         [1, 2, 4, 8],
         min_length=1,
         max_length=64,
-        description="units a shift may move (third action index)",
+        description="units a module may ask for or offer (plan), or a shift may move",
     )
 
     @field_validator("amount_levels")

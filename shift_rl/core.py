@@ -15,9 +15,9 @@ So a policy sees in production exactly what it saw in training, the rails are th
 each tick feature is written once. The order of one tick, for both::
 
     tel = <telemetry now>
-    shifts = core.clip(tel, actions)          # proposals -> feasible shifts
+    env, *shift, status = core.plan(tel, actions)  # the plan -> feasible shifts, in order
     <move the units>                          # simulator or backend
-    core.register(tel, env, *shifts, moved)   # locks, budget, judgement baseline
+    core.register(tel, env, *shift[:3], moved)  # locks, budget, judgement baselines
     <one interval passes>; tel = <telemetry now>
     rollbacks = core.judge(tel)               # shifts whose window ended and that hurt
     <move the rollbacks back>
@@ -54,6 +54,7 @@ MIN_TRACKED_HORIZONS = 4
 observation asks for, and a few beyond for planners."""
 
 Shifts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Plan = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 Num = TypeVar("Num", np.ndarray, float)
 
 
@@ -108,12 +109,15 @@ class ControlCore:
 
     # -- deciding ------------------------------------------------------------------------------
     def mask(self, tel: Telemetry) -> np.ndarray:
-        """(B, 2M + RK) per-dimension action masks; a buffer the next call overwrites."""
+        """(B, sum(nvec)) per-dimension action masks (:meth:`~shift_rl.safety.SafetyGuard.mask`);
+        a buffer the next call overwrites."""
         return self.guard.mask(tel.tick, tel.alloc, tel.incoming)
 
-    def clip(self, tel: Telemetry, actions: np.ndarray) -> Shifts:
-        """Feasible shifts for proposals (B, 3): ``(src, dst, kind, units, status)``."""
-        return self.guard.clip(tel.tick, actions, tel.alloc, tel.incoming)
+    def plan(self, tel: Telemetry, actions: np.ndarray, exclude: np.ndarray | None = None) -> Plan:
+        """The feasible shifts of an action batch (B, n), in execution order:
+        ``(env, src, dst, kind, units, status)`` (:meth:`~shift_rl.safety.SafetyGuard.plan`);
+        modules in ``exclude`` (B, M) take part in none."""
+        return self.guard.plan(tel.tick, actions, tel.alloc, tel.incoming, tel.attainment, exclude)
 
     def pair_attainment(self, tel: Telemetry, env: int, src: int, dst: int) -> float:
         """A shift's judgement baseline: its pair's value-weighted attainment now."""

@@ -33,7 +33,13 @@ def check_actions(actions: Any, nvec: np.ndarray, shape: tuple[int, ...]) -> np.
         a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
     except (ValueError, TypeError) as err:  # ragged lists and the like
         raise ValueError(f"action {actions!r:.80} is not an array ({err})") from None
-    expected = f"integers (source, target, level) below {nvec.tolist()}"
+    expected = (
+        f"integers (source, target, level) below {nvec.tolist()}"
+        if nvec.shape == (3,) and shape[-1] == 3 and nvec[0] == nvec[1] and nvec[2] != nvec[0]
+        else f"{nvec.shape[0]} integers, one level per module and kind, each below {nvec[0]}"
+        if (nvec == nvec[0]).all()
+        else f"integers below {nvec.tolist()}"
+    )
     if a.shape != shape:
         raise ValueError(f"action of shape {a.shape}; expected {shape}: {expected}")
     kind = a.dtype.kind
@@ -82,20 +88,35 @@ class ResourceShiftEnv(gym.Env):
 
     ## Action Space
 
-    ``MultiDiscrete([M, M, R * K])``: ``(source, target, level)``.
+    **Plan mode** (``action.mode: plan``, the default): a tick's action is a *plan*, one
+    request per module and resource kind, ``MultiDiscrete([2K + 1] * (M * R))`` with entry
+    ``m * R + r`` choosing the signed change in units of kind ``r`` that module ``m`` asks for:
 
-    | index | meaning | range |
-    |-------|---------|-------|
-    | 0 | module giving units | 0 .. M-1 |
-    | 1 | module receiving units | 0 .. M-1 (equal to the source: no shift) |
-    | 2 | ``kind * K + k``: move ``amount_levels[k]`` units of resource kind ``kind`` | 0 .. R*K-1 |
+    | level | meaning |
+    |-------|---------|
+    | ``0 .. K-1`` | offer ``amount_levels[K-1-level]`` units (give) |
+    | ``K`` | no change |
+    | ``K+1 .. 2K`` | ask for ``amount_levels[level-K-1]`` units (take) |
 
-    An infeasible action (locked module, floor, share cap, budget) is never executed: it
-    becomes a no-op and is counted in ``info["invalid_action"]``. A feasible one asking
-    for more units than the limits allow is cut to the limits (``info["clipped"]``).
-    ``action_masks()`` gives per-dimension masks (the layout of sb3-contrib's MaskablePPO).
-    An action that is not three integers inside the space (a float like ``0.7``, a negative
-    or too large index, another shape) raises ``ValueError``: it is never rounded or clipped.
+    The :class:`~shift_rl.safety.SafetyGuard` matches the requests into shifts (larger
+    requests first, ties by attainment), each clipped to the limits (per shift, per tick
+    budget, floor, share cap); a module takes part in at most one shift per tick (its
+    stabilization lock applies to the rest of the plan), and unmatched requests are not
+    executed. Every entry has the same meaning for every module, so one network shared
+    across modules can produce the plan for any module count. ``action_masks()`` gives
+    per-(module, kind) masks, ``2K + 1`` booleans each: offers up to the module's spare
+    units, requests up to its room, nothing but "no change" while it is locked.
+
+    **Single-shift mode** (``action.mode: shift``): ``MultiDiscrete([M, M, R * K])``,
+    ``(source, target, kind * K + k)``: move ``amount_levels[k]`` units from the source to the
+    target (equal modules: no shift). It is the two-module plan, matched the same way;
+    ``action_masks()`` are per dimension (sources, targets, levels).
+
+    In both modes, a plan that asks for units and can move none is a no-op counted in
+    ``info["invalid_action"]``; one executed only in part (cut to the limits, or requests
+    left unmatched) sets ``info["clipped"]``. An action that is not integers inside the space
+    (a float like ``0.7``, a negative or too large index, another shape) raises
+    ``ValueError``: it is never rounded or clipped.
 
     ## Observation Space
 
@@ -127,10 +148,11 @@ class ResourceShiftEnv(gym.Env):
     After every reset and step: ``tick``, ``goal_attainment`` (true, value-weighted), per
     module the true ``attainment``, ``utilization``, ``latency``, ``error_rate``, and
     ``telemetry_missing``, ``alloc`` (M, R). Reset adds ``episode_seed``; step adds
-    ``reward_components``, ``shift`` (int64 ``[src, dst, kind, units]`` executed),
-    ``units_moved`` and ``rollbacks`` (ints), ``invalid_action``, ``clipped`` and
-    ``units_failed`` (R,). :class:`~shift_rl.vector.ResourceShiftVectorEnv` reports the same,
-    batched.
+    ``reward_components``, ``shifts`` (int64 ``(n, 4)`` rows ``[src, dst, kind, units]``
+    executed, in plan order) and ``num_shifts`` (``n``), ``units_moved`` and ``rollbacks``
+    (ints), ``invalid_action``, ``clipped`` and ``units_failed`` (R,).
+    :class:`~shift_rl.vector.ResourceShiftVectorEnv` reports the same, batched (``shifts``
+    padded with zero rows to ``max(1, M // 2)`` per env).
 
     ## Starting State
 
@@ -208,16 +230,18 @@ class ResourceShiftEnv(gym.Env):
                 "step() called before reset() or after the episode was truncated: call "
                 "env.reset() to start an episode"
             )
-        a = check_actions(action, self._nvec, (3,))
-        res = self.plane.step(a.reshape(1, 3))
+        a = check_actions(action, self._nvec, self._nvec.shape)
+        res = self.plane.step(a.reshape(1, -1))
         self._last = res
         info = row_info(self.plane.step_info(res), 0)
+        info["shifts"] = info["shifts"][: info["num_shifts"]]
         truncated = bool(res.truncated[0])
         self._needs_reset = truncated
         return res.obs[0], float(res.reward[0]), False, truncated, info
 
     def action_masks(self) -> np.ndarray:
-        """Flat per-dimension mask ``[M sources | M targets | R*K levels]`` of bools."""
+        """Flat per-dimension mask of bools (see Action Space): ``2K + 1`` per module and
+        kind (plan mode), or ``[M sources | M targets | R*K levels]`` (single-shift)."""
         return self.plane.action_masks()[0].copy()
 
     def render(self) -> str | None:
@@ -244,13 +268,16 @@ class ResourceShiftEnv(gym.Env):
                 f"{lat:>9.2f}{sim.true_attainment[0, m]:>8.3f}{lock[m]:>6.1f}"
             )
         if self._last is not None:
-            s = self._last.shift[0]
-            if s[3] > 0:
-                names = self.module_names
-                last = f"{s[3]} units of {kinds[s[2]]} from {names[s[0]]} to {names[s[1]]}"
+            n, names = int(self._last.num_shifts[0]), self.module_names
+            done = [
+                f"{u} units of {kinds[k]} from {names[s]} to {names[d]}"
+                for s, d, k, u in self._last.shifts[0, :n].tolist()
+            ]
+            if done:
+                last = "; ".join(done[:8]) + (f"; ... ({n} shifts)" if n > 8 else "")
             elif self._last.invalid[0]:
-                last = "none (the guard turned the proposal into a no-op)"
+                last = "none (the guard could execute nothing of the plan)"
             else:
                 last = "none (no shift proposed)"
-            lines.append(f"last shift: {last}")
+            lines.append(f"last tick's shifts: {last}")
         return "\n".join(lines)

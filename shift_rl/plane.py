@@ -48,9 +48,10 @@ class StepResult:
     rollback_cost: np.ndarray  # (B,)
     units_moved: np.ndarray  # (B,) incl. rollbacks
     rollbacks: np.ndarray  # (B,)
-    invalid: np.ndarray  # (B,) bool: the proposal could not move a unit
-    clipped: np.ndarray  # (B,) bool: the proposal was cut to the limits
-    shift: np.ndarray  # (B, 4) executed (src, dst, kind, units)
+    invalid: np.ndarray  # (B,) bool: the plan asked for units and none moved
+    clipped: np.ndarray  # (B,) bool: the plan was executed in part (limits, unmatched)
+    shifts: np.ndarray  # (B, S, 4) executed (src, dst, kind, units), S = max(1, M // 2)
+    num_shifts: np.ndarray  # (B,) int64: rows of ``shifts`` used, the rest are zeros
     units_failed: np.ndarray  # (B, R)
     truncated: np.ndarray  # (B,) bool: the episode reached its time limit
 
@@ -101,7 +102,7 @@ class PlaneBatch:
         return self.core.start(self.sim.observed_history(), self.sim.telemetry(), rows)
 
     def action_masks(self) -> np.ndarray:
-        """(B, 2M + RK) per-dimension masks; a buffer the next call overwrites."""
+        """(B, sum(nvec)) per-dimension masks; a buffer the next call overwrites."""
         return self.core.mask(self.sim.telemetry())
 
     def metrics(self, goal: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -132,7 +133,8 @@ class PlaneBatch:
                 "move_cost": res.move_cost,
                 "rollback_cost": res.rollback_cost,
             },
-            "shift": res.shift,
+            "shifts": res.shifts,
+            "num_shifts": res.num_shifts,
             "units_moved": res.units_moved.astype(np.int64),
             "rollbacks": res.rollbacks.astype(np.int64),
             "invalid_action": res.invalid,
@@ -143,15 +145,16 @@ class PlaneBatch:
 
     def step(self, actions: np.ndarray) -> StepResult:
         """One tick: clip and execute proposals, advance, judge, update forecasts, observe."""
-        sim, core, env = self.sim, self.core, self._env_index
+        sim, core, n = self.sim, self.core, self.num_envs
         tel = sim.telemetry()  # live views: they show each stage's state as the tick runs
-        src, dst, kind, units, status = core.clip(tel, actions)
+        env, src, dst, kind, units, status = core.plan(tel, actions)
         moved = sim.shift(env, src, dst, kind, units)
         core.register(tel, env, src, dst, kind, moved)
+        shifts, num_shifts = self._executed(env, src, dst, kind, moved)
         sim.step()
         rb_env, rb_src, rb_dst, rb_kind, rb_units = core.judge(tel)
-        units_moved = moved.astype(np.float64)
-        rollbacks = np.zeros(self.num_envs)
+        units_moved = np.bincount(env, weights=moved, minlength=n).astype(np.float64)
+        rollbacks = np.zeros(n)
         if rb_env.size:
             rb_moved = sim.shift(rb_env, rb_src, rb_dst, rb_kind, rb_units)
             np.add.at(units_moved, rb_env, rb_moved)
@@ -169,7 +172,18 @@ class PlaneBatch:
             rollbacks=rollbacks,
             invalid=status == INVALID,
             clipped=status == CLIPPED,
-            shift=np.stack((src, dst, kind, moved), axis=1),
+            shifts=shifts,
+            num_shifts=num_shifts,
             units_failed=sim.lost.copy(),
             truncated=tel.tick >= self.params.episode_ticks,
         )
+
+    def _executed(self, env, src, dst, kind, moved) -> tuple[np.ndarray, np.ndarray]:
+        """A plan's shifts (in env order) as (B, S, 4) rows per env and their count."""
+        n, per = self.num_envs, max(1, self.params.num_modules // 2)
+        num = np.bincount(env, minlength=n).astype(np.int64)
+        out = np.zeros((n, per, 4), dtype=np.int64)
+        if env.size:
+            first = np.cumsum(num) - num
+            out[env, np.arange(env.size) - first[env]] = np.stack((src, dst, kind, moved), 1)
+        return out, num

@@ -17,11 +17,26 @@ Rules, per env:
   of the shift, the units are sent back (the rollback locks the pair again for a window and
   uses the budget of the tick it happens in, but is not judged itself). Missing telemetry at
   either end of the window gives no evidence, and the shift is kept;
-- a proposal outside the action space is invalid (a no-op), never an index.
+- a proposal outside the action space is an error of the caller, never an index.
 
-Actions are ``(src, dst, level)`` with ``level = kind * K + k`` choosing ``amount_levels[k]``
-units of resource kind ``kind``; ``src == dst`` is the no-op. Proposals are clipped to the
-limits; one that cannot move a single unit is *invalid* and becomes a no-op.
+**Actions are plans.** A tick's action asks each module for a change: per module ``m`` and
+kind ``r`` a signed number of units, one of ``-amount_levels[K-1] .. -amount_levels[0], 0,
+amount_levels[0] .. amount_levels[K-1]`` (a *level*, ``2K + 1`` of them). The guard
+*matches* the requests into shifts, kind by kind: modules asking for units (takers) by
+decreasing request, modules offering units (givers) by decreasing offer, ties broken by
+observed goal attainment (the taker serving worst and the giver serving best first, then the
+lower index); the i-th taker is paired with the next giver that can still give; each pair
+moves ``min(take, offer, max_units_per_shift, budget left, spare above the floor, room under
+the share cap)`` units. The locks of a shift apply to the rest of the plan: a module takes
+part in at most one shift per tick, whatever the kind, and the shifts share the tick's
+budget. Requests nobody matches are simply not executed.
+
+The **single-shift** mode (``action.mode: shift``) is the same implementation with another
+action: ``(src, dst, level)``, ``level = kind * K + k``, asks ``src`` for
+``amount_levels[k]`` units of ``kind`` and ``dst`` to take them; ``src == dst`` is the
+no-op. It becomes the two-module plan and is matched like any plan, so a single shift is
+clipped to the limits exactly as a plan's shift is; one that cannot move a unit is
+*invalid* and moves nothing.
 """
 
 from __future__ import annotations
@@ -36,8 +51,12 @@ from shift_rl.arraystate import load_arrays, save_arrays
 from shift_rl.scenario import ScenarioParams
 
 NOOP, OK, CLIPPED, INVALID = 0, 1, 2, -1
-"""Status of a proposed shift after :meth:`SafetyGuard.clip`."""
+"""Status of a tick's plan after :meth:`SafetyGuard.plan`: nothing asked; executed as asked;
+executed in part (cut to the limits, or requests left unmatched); asked but nothing moved."""
+PLAN, SHIFT = "plan", "shift"
+"""The action modes (``action.mode`` of a scenario)."""
 _NO_BASELINE = np.zeros(0)
+_NO_EXCLUDE = np.zeros((0, 0), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,7 @@ class GuardSettings:
     max_units_per_tick: int
     stabilization_ticks: int
     rollback_threshold: float
+    mode: str = PLAN  # PLAN or SHIFT: the action's form (module docstring)
 
     @classmethod
     def from_params(cls, p: ScenarioParams) -> GuardSettings:
@@ -65,6 +85,7 @@ class GuardSettings:
             max_units_per_tick=s.max_units_per_tick,
             stabilization_ticks=max(s.stabilization_ticks, p.warmup_ticks + 1),
             rollback_threshold=s.rollback_threshold,
+            mode=p.config.action.mode,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -123,9 +144,59 @@ def _mask(
 
 
 @numba.njit(cache=True)
-def _clip(
+def _plan_mask(
+    tick, alloc, incoming, lock_until, budget_tick, used, floor, cap, levels, per_tick, out
+):  # pragma: no cover - compiled
+    """Plan mode: per (module, kind) the levels it may ask for (layout in SafetyGuard.mask)."""
+    n_env, n_mod, n_kind = alloc.shape
+    n_lvl = levels.shape[0]
+    width = 2 * n_lvl + 1
+    out[:] = False
+    for b in range(n_env):
+        for m in range(n_mod):
+            free = lock_until[b, m] <= tick[b]
+            for r in range(n_kind):
+                base = (m * n_kind + r) * width
+                out[b, base + n_lvl] = True  # no change: always allowed
+                if not free or _budget(b, tick, budget_tick, used, per_tick, r) < 1:
+                    continue
+                spare = alloc[b, m, r] - floor[m, r]
+                room = cap[r] - alloc[b, m, r] - incoming[b, m, r]
+                for k in range(n_lvl):
+                    if spare >= 1 and (k == 0 or levels[k] <= spare):
+                        out[b, base + n_lvl - 1 - k] = True
+                    if room >= 1 and (k == 0 or levels[k] <= room):
+                        out[b, base + n_lvl + 1 + k] = True
+
+
+@numba.njit(cache=True)
+def _requests(actions, levels, n_mod, n_kind, shift_mode, req):  # pragma: no cover - compiled
+    """Signed units asked per (env, module, kind), from plan or single-shift actions."""
+    n_lvl = levels.shape[0]
+    req[:] = 0
+    for b in range(actions.shape[0]):
+        if shift_mode:
+            s, d, a = actions[b, 0], actions[b, 1], actions[b, 2]
+            if s != d:
+                r, k = a // n_lvl, a % n_lvl
+                req[b, s, r] = -levels[k]
+                req[b, d, r] = levels[k]
+            continue
+        for m in range(n_mod):
+            for r in range(n_kind):
+                j = actions[b, m * n_kind + r] - n_lvl
+                if j > 0:
+                    req[b, m, r] = levels[j - 1]
+                elif j < 0:
+                    req[b, m, r] = -levels[-j - 1]
+
+
+@numba.njit(cache=True)
+def _match(
     tick,
-    actions,
+    req,
+    attainment,
+    exclude,
     alloc,
     incoming,
     lock_until,
@@ -133,45 +204,94 @@ def _clip(
     used,
     floor,
     cap,
-    levels,
     per_shift,
     per_tick,
-    src,
-    dst,
-    kind,
-    units,
+    out_env,
+    out_src,
+    out_dst,
+    out_kind,
+    out_units,
     status,
 ):  # pragma: no cover - compiled
-    n_lvl = levels.shape[0]
-    n_mod, n_kind = alloc.shape[1], alloc.shape[2]
-    for b in range(actions.shape[0]):
-        s, d, a = actions[b, 0], actions[b, 1], actions[b, 2]
-        r, k = a // n_lvl, a % n_lvl
-        if s < 0 or s >= n_mod or d < 0 or d >= n_mod or a < 0 or r >= n_kind:
-            # Outside the action space: invalid, and never used as an index (numba does not
-            # check bounds: a module index M would write past the arrays).
-            src[b], dst[b], kind[b], units[b] = 0, 0, 0, 0
-            status[b] = -1
-            continue
-        src[b], dst[b], kind[b], units[b] = s, d, r, 0
-        if s == d:
+    """Requests -> shifts (module docstring); returns the number of shifts written."""
+    n_env, n_mod, n_kind = req.shape
+    busy = np.zeros(n_mod, dtype=np.bool_)
+    keys = np.empty(n_mod)
+    idx = np.empty(n_mod, dtype=np.int64)
+    takers = np.empty(n_mod, dtype=np.int64)
+    givers = np.empty(n_mod, dtype=np.int64)
+    n = 0
+    for b in range(n_env):
+        asked = 0
+        moved = 0
+        for m in range(n_mod):
+            busy[m] = lock_until[b, m] > tick[b] or (exclude.shape[0] > 0 and exclude[b, m])
+        for r in range(n_kind):
+            take_sum = 0
+            give_sum = 0
+            for m in range(n_mod):
+                q = req[b, m, r]
+                if q > 0:
+                    take_sum += q
+                elif q < 0:
+                    give_sum -= q
+            asked += max(take_sum, give_sum)
+            if take_sum == 0 or give_sum == 0:
+                continue
+            budget = _budget(b, tick, budget_tick, used, per_tick, r)
+            # Order: larger requests first; ties: worse (taker) / better (giver) attainment,
+            # then the lower index (a stable sort). Attainment in [0, 1] moves a key by less
+            # than one unit, so it never overrides the request; missing counts as 1 / 0.
+            for side in range(2):
+                c = 0
+                for m in range(n_mod):
+                    q = req[b, m, r] if side == 0 else -req[b, m, r]
+                    if q > 0 and not busy[m]:
+                        att = attainment[b, m]
+                        if att != att:  # NaN: no telemetry
+                            att = 1.0 if side == 0 else 0.0
+                        att = min(max(att, 0.0), 1.0)
+                        keys[c] = -q + (0.5 * att if side == 0 else -0.5 * att)
+                        idx[c] = m
+                        c += 1
+                order = np.argsort(keys[:c], kind="mergesort")
+                dest = takers if side == 0 else givers
+                for i in range(c):
+                    dest[i] = idx[order[i]]
+                if side == 0:
+                    n_take = c
+                else:
+                    n_give = c
+            i = 0
+            j = 0
+            while i < n_take and j < n_give and budget > 0:
+                t, g = takers[i], givers[j]
+                room = cap[r] - alloc[b, t, r] - incoming[b, t, r]
+                spare = alloc[b, g, r] - floor[g, r]
+                if busy[t] or room <= 0:
+                    i += 1
+                    continue
+                if busy[g] or spare <= 0:
+                    j += 1
+                    continue
+                u = min(req[b, t, r], -req[b, g, r], per_shift, budget, spare, room)
+                out_env[n], out_src[n], out_dst[n], out_kind[n], out_units[n] = b, g, t, r, u
+                n += 1
+                moved += u
+                budget -= u
+                busy[t] = True
+                busy[g] = True
+                i += 1
+                j += 1
+        if asked == 0:
             status[b] = 0
-            continue
-        if lock_until[b, s] > tick[b] or lock_until[b, d] > tick[b]:
+        elif moved == 0:
             status[b] = -1
-            continue
-        u = min(
-            levels[k],
-            per_shift,
-            _budget(b, tick, budget_tick, used, per_tick, r),
-            alloc[b, s, r] - floor[s, r],
-            cap[r] - alloc[b, d, r] - incoming[b, d, r],
-        )
-        if u <= 0:
-            status[b] = -1
+        elif moved < asked:
+            status[b] = 2
         else:
-            units[b] = u
-            status[b] = 1 if u == levels[k] else 2
+            status[b] = 1
+    return n
 
 
 @numba.njit(cache=True)
@@ -284,7 +404,7 @@ class SafetyGuard:
         self.baseline = np.zeros((num_envs, m))
         self.budget_tick = np.full(num_envs, -1, dtype=np.int64)
         self.used = np.zeros((num_envs, r), dtype=np.int64)
-        cap = m + m + r * self.num_levels
+        cap = m * r * (2 * self.num_levels + 1) if s.mode == PLAN else m + m + r * self.num_levels
         self._mask = np.zeros((num_envs, cap), dtype=bool)
         self._rb = [np.zeros(num_envs * m, dtype=np.int64) for _ in range(5)]
 
@@ -293,9 +413,29 @@ class SafetyGuard:
         return cls(GuardSettings.from_params(params), num_envs)
 
     @property
+    def plan_mode(self) -> bool:
+        return self.settings.mode == PLAN
+
+    @property
     def action_nvec(self) -> list[int]:
-        """Sizes of the MultiDiscrete action: (source, target, kind x amount level)."""
+        """Sizes of the MultiDiscrete action: per (module, kind), module-major, one of
+        ``2K + 1`` levels (plan mode); or (source, target, kind x amount level)."""
+        if self.plan_mode:
+            return [2 * self.num_levels + 1] * (self.num_modules * self.num_kinds)
         return [self.num_modules, self.num_modules, self.num_kinds * self.num_levels]
+
+    @property
+    def noop_action(self) -> np.ndarray:
+        """The action that asks for nothing: every module at level ``K`` (no change), or
+        ``(0, 0, 0)``."""
+        if self.plan_mode:
+            return np.full(self.num_modules * self.num_kinds, self.num_levels, dtype=np.int64)
+        return np.zeros(3, dtype=np.int64)
+
+    def level_units(self) -> np.ndarray:
+        """(2K + 1,) signed units of each plan level: ``-a[K-1] .. -a[0], 0, a[0] .. a[K-1]``."""
+        a = self.settings.amount_levels
+        return np.concatenate((-a[::-1], [0], a)).astype(np.int64)
 
     def reset(self, rows: np.ndarray | None = None) -> None:
         sel = slice(None) if rows is None else rows
@@ -306,30 +446,73 @@ class SafetyGuard:
         self.used[sel] = 0
 
     def mask(self, tick: np.ndarray, alloc: np.ndarray, incoming: np.ndarray) -> np.ndarray:
-        """Per-dimension action masks, concatenated: the layout MaskablePPO expects.
+        """(B, sum(nvec)) action masks, concatenated per action dimension: the layout
+        MaskablePPO expects. A buffer the next call overwrites.
 
-        Sources: unlocked modules above their floor; targets: those plus unlocked modules
-        below the share cap (a source doubles as a target so the no-op ``src == dst`` stays
-        available); amounts: levels some source can give. With no possible source, only the
-        no-op ``(0, 0, 0)`` is left. The masks are per dimension, so a masked pair can still
-        be infeasible jointly; :meth:`clip` then turns it into an invalid no-op.
+        Plan mode: for module ``m`` and kind ``r``, entries ``(m * R + r) * (2K + 1) + j``
+        for the levels of :meth:`level_units`. No change is always allowed; a locked module
+        (or a kind whose tick budget is spent) may ask for nothing else; otherwise it may
+        offer a level up to its spare units above the floor and ask for one up to its room
+        under the share cap (the smallest level whenever it has one unit of either).
+
+        Single-shift mode: sources are unlocked modules above their floor; targets those plus
+        unlocked modules below the share cap (a source doubles as a target so the no-op
+        ``src == dst`` stays available); amounts: levels some source can give. With no
+        possible source, only the no-op ``(0, 0, 0)`` is left. Per dimension, so a masked
+        pair can still be infeasible jointly: it then moves nothing (invalid).
         """
         s = self.settings
-        _mask(tick, alloc, incoming, self.lock_until, self.budget_tick, self.used, s.floor,
-              s.share_cap, s.amount_levels, s.max_units_per_tick, self._mask)  # fmt: skip
+        kernel = _plan_mask if self.plan_mode else _mask
+        kernel(tick, alloc, incoming, self.lock_until, self.budget_tick, self.used, s.floor,
+               s.share_cap, s.amount_levels, s.max_units_per_tick, self._mask)  # fmt: skip
         return self._mask
 
-    def clip(
-        self, tick: np.ndarray, actions: np.ndarray, alloc: np.ndarray, incoming: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Feasible shifts for proposed actions (B, 3): (src, dst, kind, units, status)."""
+    def requests(self, actions: np.ndarray) -> np.ndarray:
+        """(B, M, R) signed units an action batch asks of each module (see the module
+        docstring); actions must be inside the action space (the env checks)."""
+        a = np.asarray(actions, dtype=np.int64)
+        req = np.zeros((a.shape[0], self.num_modules, self.num_kinds), dtype=np.int64)
+        _requests(a, self.settings.amount_levels, self.num_modules, self.num_kinds,
+                  not self.plan_mode, req)  # fmt: skip
+        return req
+
+    def plan(
+        self,
+        tick: np.ndarray,
+        actions: np.ndarray,
+        alloc: np.ndarray,
+        incoming: np.ndarray,
+        attainment: np.ndarray,
+        exclude: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The feasible shifts of an action batch, in execution order:
+        ``(env, src, dst, kind, units, status)``, ``status`` (B,) one of ``NOOP``, ``OK``,
+        ``CLIPPED``, ``INVALID`` per plane. ``attainment`` (B, M) breaks ties of the
+        matching; modules in ``exclude`` (B, M) take part in no shift this tick (a
+        controller's modules without telemetry). Nothing is registered (:meth:`register`).
+        """
+        return self.match(tick, self.requests(actions), alloc, incoming, attainment, exclude)
+
+    def match(
+        self,
+        tick: np.ndarray,
+        requests: np.ndarray,
+        alloc: np.ndarray,
+        incoming: np.ndarray,
+        attainment: np.ndarray,
+        exclude: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`plan` for (B, M, R) signed requests in units."""
         s = self.settings
-        n = actions.shape[0]
-        out = [np.zeros(n, dtype=np.int64) for _ in range(5)]
-        _clip(tick, np.asarray(actions, dtype=np.int64), alloc, incoming, self.lock_until,
-              self.budget_tick, self.used, s.floor, s.share_cap, s.amount_levels,
-              s.max_units_per_shift, s.max_units_per_tick, *out)  # fmt: skip
-        return out[0], out[1], out[2], out[3], out[4]
+        n_env = requests.shape[0]
+        size = n_env * max(1, self.num_modules // 2)
+        out = [np.zeros(size, dtype=np.int64) for _ in range(5)]
+        status = np.zeros(n_env, dtype=np.int64)
+        ex = _NO_EXCLUDE if exclude is None else np.asarray(exclude, dtype=bool)
+        n = _match(tick, np.asarray(requests, dtype=np.int64), attainment, ex, alloc, incoming,
+                   self.lock_until, self.budget_tick, self.used, s.floor, s.share_cap,
+                   s.max_units_per_shift, s.max_units_per_tick, *out, status)  # fmt: skip
+        return out[0][:n], out[1][:n], out[2][:n], out[3][:n], out[4][:n], status
 
     def pair_attainment(self, attainment: np.ndarray, env: int, src: int, dst: int) -> float:
         """Value-weighted attainment of a shift's pair: the baseline a judgement compares

@@ -153,8 +153,8 @@ class BatchedTrainingEnv(VecEnv):
         self._bound = np.zeros((n, self.plane.params.episode_ticks))
         self._ret = np.zeros(n)
         self._len = np.zeros(n, dtype=np.int64)
-        self._actions = np.zeros((n, 3), dtype=np.int64)
         action_space = gym.spaces.MultiDiscrete(self.plane.core.guard.action_nvec)
+        self._actions = np.zeros((n, len(action_space.nvec)), dtype=np.int64)
         super().__init__(n, self.plane.core.builder.space, action_space)
 
     def reset(self) -> np.ndarray:
@@ -195,7 +195,7 @@ class BatchedTrainingEnv(VecEnv):
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, 3)
+        self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1)
 
     def step_wait(self) -> VecEnvStepReturn:
         res = self.plane.step(self._actions)
@@ -222,7 +222,7 @@ class BatchedTrainingEnv(VecEnv):
         return obs, rewards.astype(np.float32), dones, infos
 
     def action_masks(self) -> np.ndarray:
-        """(n, 2M + RK) flat per-dimension masks, one row per env."""
+        """(n, sum(nvec)) flat per-dimension masks, one row per env."""
         return self.plane.action_masks().copy()
 
     def close(self) -> None:

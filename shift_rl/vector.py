@@ -56,8 +56,8 @@ class ResourceShiftVectorEnv(VectorEnv):
 
     ``single_observation_space`` and ``single_action_space`` are the single env's;
     ``observation_space`` is their batch ``Box((num_envs, D), float32)`` and
-    ``action_space`` ``MultiDiscrete`` of shape ``(num_envs, 3)``. ``action_masks()`` gives
-    ``(num_envs, 2M + RK)`` booleans, one flat per-dimension mask per env.
+    ``action_space`` ``MultiDiscrete`` of shape ``(num_envs, len(nvec))``. ``action_masks()``
+    gives ``(num_envs, sum(nvec))`` booleans, one flat per-dimension mask per env.
 
     ## Seeding
 
@@ -192,7 +192,7 @@ class ResourceShiftVectorEnv(VectorEnv):
         if not self._started:
             raise EnvResetNeeded("step() called before reset(): call reset() first")
         n = self.num_envs
-        actions = check_actions(actions, self._nvec, (n, 3))
+        actions = check_actions(actions, self._nvec, (n, self._nvec.shape[0]))
         restart = self._restart
         terminated = np.zeros(n, dtype=bool)
         if restart.all():  # every episode ended: the whole step is a reset
@@ -225,5 +225,5 @@ class ResourceShiftVectorEnv(VectorEnv):
         return obs, rewards, terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
-        """(num_envs, 2M + RK) flat per-dimension masks ``[sources | targets | levels]``."""
+        """(num_envs, sum(nvec)) flat per-dimension masks (see the single env's)."""
         return self.plane.action_masks().copy()
