@@ -112,9 +112,11 @@ class ResourceShiftEnv(gym.Env):
     target (equal modules: no shift). It is the two-module plan, matched the same way;
     ``action_masks()`` are per dimension (sources, targets, levels).
 
-    In both modes, a plan that asks for units and can move none is a no-op counted in
-    ``info["invalid_action"]``; one executed only in part (cut to the limits, or requests
-    left unmatched) sets ``info["clipped"]``. An action that is not integers inside the space
+    In both modes, what a plan asks for is, per kind, the smaller of the units requested and
+    the units offered (a request with no offer against it is simply not executed). A plan that
+    asks for units and can move none is a no-op counted in ``info["invalid_action"]``; one
+    executed in part (cut to the limits, or pairs stopped by locks or the budget) sets
+    ``info["clipped"]``. An action that is not integers inside the space
     (a float like ``0.7``, a negative or too large index, another shape) raises
     ``ValueError``: it is never rounded or clipped.
 

@@ -51,8 +51,9 @@ from shift_rl.arraystate import load_arrays, save_arrays
 from shift_rl.scenario import ScenarioParams
 
 NOOP, OK, CLIPPED, INVALID = 0, 1, 2, -1
-"""Status of a tick's plan after :meth:`SafetyGuard.plan`: nothing asked; executed as asked;
-executed in part (cut to the limits, or requests left unmatched); asked but nothing moved."""
+"""Status of a tick's plan after :meth:`SafetyGuard.plan`, against what it asked for on both
+sides (per kind the smaller of the units requested and the units offered): nothing; all of
+it moved; some of it (cut to the limits, or pairs the locks or budget stopped); none."""
 PLAN, SHIFT = "plan", "shift"
 """The action modes (``action.mode`` of a scenario)."""
 _NO_BASELINE = np.zeros(0)
@@ -235,7 +236,7 @@ def _match(
                     take_sum += q
                 elif q < 0:
                     give_sum -= q
-            asked += max(take_sum, give_sum)
+            asked += min(take_sum, give_sum)  # what both sides asked for: matchable
             if take_sum == 0 or give_sum == 0:
                 continue
             budget = _budget(b, tick, budget_tick, used, per_tick, r)

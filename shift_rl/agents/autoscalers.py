@@ -3,7 +3,10 @@
 A shared pool has no spare units once it is fully allocated, so an autoscaler's scale-up of
 one module is realised by a shift from a module whose own recommendation is below its
 allocation (scale-down surplus); with no such module the scale-up waits, like pods pending
-on a full cluster. One shift per tick: the largest deficit from the largest surplus.
+on a full cluster. Every tick each autoscaler resizes every module, as its real counterpart
+does each sync period: each module asks for its deficit or offers its surplus (a plan), and
+the guard matches them, largest first, inside the tick's budget. In single-shift mode only
+the first of those shifts runs: the largest deficit from the largest surplus.
 
 **HPA** (``hpa``; defaults are Kubernetes' documented ones): desired servers
 ``ceil(current * utilization / target)`` with ``current`` the servers serving or warming up;
@@ -64,9 +67,9 @@ class HPAPolicy(HeuristicPolicy):
         limit = np.maximum(q.max_scale_up_factor * current, current + q.max_scale_up_servers)
         return np.minimum(desired, limit)
 
-    def decide(self, state: ObservedState) -> np.ndarray:
+    def requests(self, state: ObservedState) -> np.ndarray:
         surplus, deficit = self.kind_gaps(self.recommend(state), state)
-        return self.best_pair(surplus, deficit, state)
+        return self.resize(surplus, deficit, state)
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,9 @@ class VPAPolicy(HeuristicPolicy):
         current = self.servers(state.alloc + state.incoming)
         return np.where(total[:, 0] > 0, target, current)
 
-    def decide(self, state: ObservedState) -> np.ndarray:
+    def requests(self, state: ObservedState) -> np.ndarray:
         surplus, deficit = self.kind_gaps(self.recommend(state), state)
-        return self.best_pair(surplus, deficit, state)
+        return self.resize(surplus, deficit, state)
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class ProportionalPolicy(HeuristicPolicy):
         super().__init__(params)
         self.p: ProportionalParams = parse_params(ProportionalParams, self.name, overrides)
 
-    def decide(self, state: ObservedState) -> np.ndarray:
+    def requests(self, state: ObservedState) -> np.ndarray:
         p = self.params
         need = state.forecast_servers[:, None] * p.units_per_server  # (M, R) units
         spare = p.pool_units - state.free - p.floor.sum(axis=0)
@@ -136,4 +139,4 @@ class ProportionalPolicy(HeuristicPolicy):
         held = state.alloc + state.incoming
         surplus = np.floor(np.maximum(held - target - self.p.hysteresis, 0.0))
         deficit = np.maximum(target - held - self.p.hysteresis, 0.0)
-        return self.best_pair(surplus, deficit, state)
+        return self.resize(surplus, deficit, state)

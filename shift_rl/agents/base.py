@@ -1,10 +1,17 @@
 """The Policy protocol every shift algorithm satisfies, and what heuristics share.
 
-A policy maps one observation (and the guard's action mask) to one action
+A policy maps one observation (and the guard's action mask) to one action: a plan (per
+module and kind a requested change, :mod:`shift_rl.safety`) or, in single-shift mode,
 ``(source, target, level)``. Heuristics decode the observation with the same
 :class:`~shift_rl.observation.ObservationBuilder` that built it and read only the scenario's
 public facts (pool size, service rates, SLOs, values, limits): what a control plane knows.
 So every policy runs unchanged in the env and in the runtime controller.
+
+A heuristic states what it wants as *requests*: (M, R) signed units per module and kind
+(:meth:`HeuristicPolicy.requests`). In plan mode they become the plan's levels, and the
+guard matches them as it matches any plan; in single-shift mode the heuristic takes its
+first shift (:meth:`HeuristicPolicy.decide`: by default the pair the guard's matching
+would execute first, the largest request with the largest offer).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 from shift_rl.observation import ObservationBuilder, ObservedState
+from shift_rl.safety import PLAN, GuardSettings
 from shift_rl.scenario import ScenarioParams
 
 NOOP_ACTION = np.zeros(3, dtype=np.int64)
@@ -34,17 +42,49 @@ def parse_params(cls: type[P], name: str, overrides: dict[str, Any]) -> P:
 
 
 def masked_noop(action_mask: np.ndarray, num_modules: int) -> np.ndarray:
-    """A no-op ``(m, m, k)`` that the per-dimension mask allows (the first such one).
+    """A single-shift no-op ``(m, m, k)`` that the per-dimension mask allows (the first).
 
     ``(0, 0, 0)`` is a no-op too, but the mask may forbid index 0 in some dimension; learned
     policies can only pick masked-in indices, so heuristics that teach them say "no shift"
-    the same way.
+    the same way. (In plan mode "no change" is always masked in: no such search.)
     """
     m = num_modules
     both = np.flatnonzero(action_mask[:m] & action_mask[m : 2 * m])
     levels = np.flatnonzero(action_mask[2 * m :])
     i = int(both[0]) if both.size else 0
     return np.array([i, i, int(levels[0]) if levels.size else 0], dtype=np.int64)
+
+
+def noop_action(params: ScenarioParams) -> np.ndarray:
+    """The action asking for nothing in ``params``' action mode."""
+    if params.config.action.mode == PLAN:
+        k = len(params.amount_levels)
+        return np.full(params.num_modules * params.num_resources, k, dtype=np.int64)
+    return NOOP_ACTION.copy()
+
+
+def plan_action(
+    requests: np.ndarray, levels: np.ndarray, action_mask: np.ndarray | None = None
+) -> np.ndarray:
+    """The plan action for (M, R) signed requests in units: each rounded to whole units (half
+    a unit asks for one), then the largest level not above it (at least the smallest level),
+    or, when the mask forbids that, the largest allowed level below it on the same side; else
+    no change.
+    """
+    k = len(levels)
+    req = np.floor(np.abs(np.asarray(requests, dtype=np.float64).reshape(-1)) + 0.5)
+    req *= np.sign(np.asarray(requests, dtype=np.float64).reshape(-1))
+    idx = np.maximum(np.searchsorted(levels, np.abs(req), side="right") - 1, 0)
+    action = np.where(req >= 1, k + 1 + idx, np.where(req <= -1, k - 1 - idx, k))
+    if action_mask is not None:
+        mask = np.asarray(action_mask, dtype=bool).reshape(req.size, 2 * k + 1)
+        for i in np.flatnonzero(~mask[np.arange(req.size), action]).tolist():
+            step = 1 if action[i] < k else -1  # towards "no change"
+            j = int(action[i])
+            while j != k and not mask[i, j]:
+                j += step
+            action[i] = j
+    return action.astype(np.int64)
 
 
 @runtime_checkable
@@ -54,14 +94,15 @@ class Policy(Protocol):
     name: str
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
-        """The action ``(source, target, level)`` as an int64 array of shape (3,)."""
+        """The action as an int64 array of shape ``(len(nvec),)``: the plan's levels, or
+        ``(source, target, level)`` in single-shift mode."""
 
     def reset(self) -> None:
         """Forget episode state (called at every episode start)."""
 
 
 class HeuristicPolicy(ABC):
-    """Base of the built-in heuristics: decoding, guard-aware action building."""
+    """Base of the built-in heuristics: decoding, requests, guard-aware action building."""
 
     name = "heuristic"
 
@@ -69,6 +110,8 @@ class HeuristicPolicy(ABC):
         self.params = params
         self.builder = ObservationBuilder(params)
         s = params.config.safety
+        self.rails = GuardSettings.from_params(params)
+        self.plan_mode = self.rails.mode == PLAN
         self.levels = params.amount_levels
         self.max_units = min(s.max_units_per_shift, s.max_units_per_tick)
         self.servers_per_request = params.servers_per_request
@@ -77,14 +120,24 @@ class HeuristicPolicy(ABC):
         """Stateless by default."""
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
-        action = self.decide(self.builder.decode(observation))
+        state = self.builder.decode(observation)
+        if self.plan_mode:
+            return plan_action(self.requests(state), self.levels, action_mask)
+        action = self.decide(state)
         if action[0] == action[1] and action_mask is not None:
             return masked_noop(action_mask, self.params.num_modules)
         return action
 
     @abstractmethod
+    def requests(self, state: ObservedState) -> np.ndarray:
+        """(M, R) signed units the heuristic asks of each module this tick (+ take, - give),
+        on the decoded observation."""
+
     def decide(self, state: ObservedState) -> np.ndarray:
-        """The heuristic's rule, on the decoded observation."""
+        """The single shift (single-shift mode): the first pair the guard would match of
+        :meth:`requests`, the largest request and the largest offer."""
+        req = self.requests(state)
+        return self.best_pair(np.maximum(-req, 0.0), np.maximum(req, 0.0), state)
 
     # -- helpers shared by the heuristics -------------------------------------------------
     def servers(self, units: np.ndarray) -> np.ndarray:
@@ -122,6 +175,12 @@ class HeuristicPolicy(ABC):
         target = target_servers[:, None] * self.params.units_per_server
         return np.floor(np.maximum(held - target, 0.0)), np.maximum(target - held, 0.0)
 
+    def resize(self, surplus: np.ndarray, deficit: np.ndarray, state: ObservedState) -> np.ndarray:
+        """Requests that resize every module towards its target: (M, R) signed units, each
+        module asking for its deficit (up to its room) or offering its surplus (up to what it
+        may give); the guard keeps each shift inside the limits."""
+        return np.minimum(deficit, self.room(state)) - np.minimum(surplus, self.giveable(state))
+
     def best_pair(
         self, surplus: np.ndarray, deficit: np.ndarray, state: ObservedState
     ) -> np.ndarray:
@@ -150,6 +209,6 @@ class StaticPolicy:
         """Nothing to forget."""
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
-        if action_mask is not None:
+        if action_mask is not None and self.params.config.action.mode != PLAN:
             return masked_noop(action_mask, self.params.num_modules)
-        return NOOP_ACTION.copy()
+        return noop_action(self.params)

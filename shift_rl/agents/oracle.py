@@ -12,7 +12,9 @@ those optima is kept: a relaxation, so still an upper bound. No move costs are c
 ``warmup + horizon`` ticks and when units in transit land. Every tick it scores every feasible
 shift (and doing nothing) by the value-weighted goal attainment it yields over that window,
 with the moved units lost to both modules during the warm-up, minus the move cost, and takes
-the best. It obeys the guard like any policy: a strong reachable reference.
+the best; in plan mode it then scores again on the window with that shift made, without the
+two modules and with the budget left, and so on while a shift still gains (greedy). It obeys
+the guard like any policy: a strong reachable reference.
 """
 
 from __future__ import annotations
@@ -159,7 +161,19 @@ class OracleMPCPolicy(HeuristicPolicy):
         self.sim = env.unwrapped.plane.sim  # type: ignore[attr-defined]
         return self
 
+    def requests(self, state: ObservedState) -> np.ndarray:
+        req = np.zeros((self.params.num_modules, self.params.num_resources))
+        for src, dst, kind, u in self._shifts(state):
+            req[src, kind] -= u
+            req[dst, kind] += u
+        return req
+
     def decide(self, state: ObservedState) -> np.ndarray:
+        shifts = self._shifts(state, limit=1)
+        return self.shift(*shifts[0]) if shifts else NOOP_ACTION.copy()
+
+    def _shifts(self, state: ObservedState, limit: int | None = None) -> list[tuple]:
+        """The greedy plan (module docstring): ``(src, dst, kind, units)``, at most ``limit``."""
         if self.sim is None:
             raise RuntimeError("oracle-mpc needs the env it acts in: call policy.bind(env)")
         p, sim = self.params, self.sim
@@ -172,23 +186,35 @@ class OracleMPCPolicy(HeuristicPolicy):
         steps = min(n_h, landed.shape[0])
         units[:steps] += landed[:steps]
         units[steps:] += landed[-1]
-        give, room = self.giveable(state), self.room(state)
-        cands = self._candidates(give, room, state)
-        if cands.shape[0] == 0:
-            return NOOP_ACTION.copy()
-        i = _plan(lam, units, p.units_per_server, p.service_rate, p.slo_seconds, p.value,
-                  p.tick_seconds, w, cands, p.config.reward.cost_per_unit)  # fmt: skip
-        if i < 0:
-            return NOOP_ACTION.copy()
-        src, dst, kind, u = cands[i]
-        return self.shift(int(src), int(dst), int(kind), float(u))
+        give, room = self.giveable(state).astype(np.float64), self.room(state).astype(np.float64)
+        budget = np.full(p.num_resources, p.config.safety.max_units_per_tick, dtype=np.float64)
+        out: list[tuple] = []
+        while limit is None or len(out) < limit:
+            cands = self._candidates(give, room, state, budget)
+            if cands.shape[0] == 0:
+                break
+            i = _plan(lam, units, p.units_per_server, p.service_rate, p.slo_seconds, p.value,
+                      p.tick_seconds, w, cands, p.config.reward.cost_per_unit)  # fmt: skip
+            if i < 0:
+                break
+            src, dst, kind, u = (int(v) for v in cands[i])
+            out.append((src, dst, kind, u))
+            units[:, src, kind] -= u
+            units[w:, dst, kind] += u
+            give[[src, dst]] = 0.0
+            room[[src, dst]] = 0.0
+            budget[kind] -= u
+        return out
 
-    def _candidates(self, give: np.ndarray, room: np.ndarray, state: ObservedState) -> np.ndarray:
+    def _candidates(
+        self, give: np.ndarray, room: np.ndarray, state: ObservedState, budget: np.ndarray
+    ) -> np.ndarray:
         """Feasible (src, dst, kind, units) shifts; on big planes only the likeliest modules."""
         m = give.shape[0]
         k = min(self.candidates, m)
         srcs = np.argsort(-give.sum(axis=1))[:k] if m > 2 * k else np.arange(m)
         gap = state.forecast_servers - self.servers(state.alloc + state.incoming)
+        gap = np.where(room.max(axis=1) >= 1, gap, -np.inf)
         dsts = np.argsort(-gap)[:k] if m > 2 * k else np.arange(m)
         out = []
         for r in range(give.shape[1]):
@@ -196,7 +222,7 @@ class OracleMPCPolicy(HeuristicPolicy):
                 for d in dsts:
                     if s == d:
                         continue
-                    most = min(give[s, r], room[d, r], self.max_units)
+                    most = min(give[s, r], room[d, r], self.max_units, budget[r])
                     for level in self.levels:
                         if level <= most:
                             out.append((s, d, r, level))

@@ -14,13 +14,26 @@ Per module ``m`` (all from the observation and the scenario's public facts)::
   warming up towards it (don't pile on before the last shift lands).
 
 Shift candidates, as in the seed's loop: a module whose usage exceeds its *optimal usage*
-(forecast need x (1 + ``headroom``)) and whose potential is lower gives units to the module
-of highest potential, when that potential is ``min_gap`` times higher. With several resource
+(forecast need x (1 + ``headroom``)) and whose potential is lower gives units to a module of
+higher potential, when that potential is ``min_gap`` times higher. With several resource
 kinds, usage is compared kind by kind: the source gives a kind it holds beyond its optimum,
 the target receives a kind it lacks (or, at its optimum, the kind that binds its servers).
 ``calculateShiftAmount`` grows with the potential gap: the smaller of the source's surplus
-and the target's deficit, times ``min(1, aggressiveness * gap / potential_target)``; the guard
-keeps it inside the limits. One shift per tick (the env's action), the best pair.
+and the target's deficit, times ``min(1, aggressiveness * gap / potential_target)``.
+
+**The whole loop every tick** (plan mode): every qualifying pair, by decreasing potential
+gap, each module in one shift at most (the guard's stabilization lock), inside the tick's
+budget per kind; the plan asks each pair's source for the amount and its target to take it
+(the guard matches them, larger amounts first). In single-shift mode: the first pair.
+
+**Feedback loop** (the seed's step 4): the policy watches its own shifts. A pair it
+proposed whose two modules show ``pending`` on the next tick was executed; at the end of the
+stabilization window it compares the pair's value-weighted attainment with that at the
+shift, as the guard's judgement does. A shift that hurt adds caution ``feedback_rate x
+min(1, drop / rollback_threshold)`` (the full rate for one the guard rolls back): the
+global caution raises the gap a pair needs (``min_gap x (1 + caution)``), and the source's
+own caution raises its optimal usage (``headroom + caution_source``), so a module that
+suffered from giving keeps more. Caution fades by ``feedback_decay`` per tick.
 """
 
 from __future__ import annotations
@@ -45,6 +58,8 @@ class PotentialParams:
     incoming_penalty: float = 0.01  # shift cost per unit already warming up
     reputation_power: float = 1.0  # exponent of reputation in the potential
     mu_smoothing: float = 0.2  # EMA weight of the observed service-rate estimate
+    feedback_rate: float = 0.5  # caution a hurtful shift adds (a rollback: all of it)
+    feedback_decay: float = 0.05  # share of caution forgotten per tick
 
 
 class PotentialPolicy(HeuristicPolicy):
@@ -56,9 +71,49 @@ class PotentialPolicy(HeuristicPolicy):
         super().__init__(params)
         self.p = parse_params(PotentialParams, self.name, overrides)
         self.mu_ratio = np.ones(params.num_modules)
+        self.caution = 0.0
+        self.source_caution = np.zeros(params.num_modules)
+        self._tick = 0
+        self._proposed: list[tuple[int, int, float]] = []  # (src, dst, baseline) last tick
+        self._open: list[tuple[int, int, int, float]] = []  # (due tick, src, dst, baseline)
 
     def reset(self) -> None:
         self.mu_ratio[:] = 1.0
+        self.caution = 0.0
+        self.source_caution[:] = 0.0
+        self._tick = 0
+        self._proposed, self._open = [], []
+
+    # -- the feedback loop --------------------------------------------------------------------
+    def _pair_attainment(self, state: ObservedState, src: int, dst: int) -> float:
+        v = self.params.value
+        if state.missing[src] or state.missing[dst]:
+            return float("nan")
+        att = state.attainment
+        return float((v[src] * att[src] + v[dst] * att[dst]) / (v[src] + v[dst]))
+
+    def feedback(self, state: ObservedState) -> None:
+        """Learn from the outcome of past shifts (module docstring); call once per tick."""
+        self._tick += 1
+        window = self.rails.stabilization_ticks
+        for src, dst, base in self._proposed:
+            if state.pending[src] and state.pending[dst]:
+                self._open.append((self._tick - 1 + window, src, dst, base))
+        self._proposed = []
+        fade = 1.0 - self.p.feedback_decay
+        self.caution *= fade
+        self.source_caution *= fade
+        keep = []
+        for due, src, dst, base in self._open:
+            if due > self._tick:
+                keep.append((due, src, dst, base))
+                continue
+            drop = base - self._pair_attainment(state, src, dst)
+            if drop > 0:  # NaN (no evidence) compares False, as the guard's judgement
+                hurt = self.p.feedback_rate * min(1.0, drop / self.rails.rollback_threshold)
+                self.caution += hurt
+                self.source_caution[src] += hurt
+        self._open = keep
 
     def _observe_service_rate(self, state: ObservedState) -> None:
         """Estimate each module's effective service rate from demand and utilization."""
@@ -90,46 +145,91 @@ class PotentialPolicy(HeuristicPolicy):
         )
         rep = np.clip(state.reputation, 0.0, 1.0) ** q.reputation_power
         potential = rep * state.forecast_servers * gain / cost
-        optimal = state.forecast_servers * (1.0 + q.headroom)
+        optimal = state.forecast_servers * (1.0 + q.headroom + self.source_caution)
         return potential, optimal, servers
 
+    def requests(self, state: ObservedState) -> np.ndarray:
+        """The seed's whole loop for this tick as requests: every pair it shifts."""
+        req = np.zeros((self.params.num_modules, self.params.num_resources))
+        for src, dst, kind, units in self.plan_pairs(state):
+            req[src, kind] -= units
+            req[dst, kind] += units
+        return req
+
     def decide(self, state: ObservedState) -> np.ndarray:
-        """The pair of largest potential gap whose shift is feasible (ties: the lowest
-        ``(dst, src)``): the seed's loop over every pair (:meth:`decide_every_pair`), found by
-        visiting pairs in decreasing gap order and stopping at the first feasible one."""
+        """The single shift: the first pair of the loop (:meth:`plan_pairs`)."""
+        pairs = self.plan_pairs(state, limit=1)
+        return self.shift(*pairs[0]) if pairs else NOOP_ACTION.copy()
+
+    def plan_pairs(self, state: ObservedState, limit: int | None = None) -> list[tuple]:
+        """The seed's loop over every pair, by decreasing potential gap (ties: the lowest
+        ``(dst, src)``), as ``(src, dst, kind, units)``: each module in one shift, units in
+        levels inside the tick's budget per kind; at most ``limit`` pairs.
+
+        Pairs are visited in gap order by a heap from the corner of targets sorted by
+        decreasing potential and sources by increasing one (the key ``(-gap, dst, src)`` grows
+        along both axes: IEEE subtraction is monotone), restarted without the two modules
+        after each shift; :meth:`decide_every_pair` is the O(M^2) loop as the seed writes it.
+        """
+        self.feedback(state)
         potential, optimal, _ = self.scores(state)
         ctx = self._pair_context(potential, optimal, state)
         sources, targets = ctx[0], ctx[1]
-        if not np.isfinite(potential).all():  # (never, the observation is finite): the loop
-            return self._every_pair(potential, ctx)
-        # Targets by decreasing potential, sources by increasing one, ties by index: the key
-        # (-gap, dst, src) then grows along both axes (IEEE subtraction is monotone), so a
-        # heap from the corner yields pairs exactly in the seed loop's order of preference.
+        pot = potential.tolist()
         t = targets[np.lexsort((targets, -potential[targets]))].tolist()
         s = sources[np.lexsort((sources, potential[sources]))].tolist()
-        if not t or not s:
-            return NOOP_ACTION.copy()
-        pot = potential.tolist()
+        budget = np.full(self.params.num_resources, self.params.config.safety.max_units_per_tick)
+        pairs: list[tuple] = []
+        while t and s and (limit is None or len(pairs) < limit) and budget.max() >= 1:
+            found = self._best_pair(t, s, pot, potential, ctx, budget)
+            if found is None:
+                break
+            src, dst, kind, units = found
+            pairs.append(found)
+            budget[kind] -= units
+            t = [m for m in t if m != src and m != dst]
+            s = [m for m in s if m != src and m != dst]
+        for src, dst, _, _ in pairs:
+            self._proposed.append((src, dst, self._pair_attainment(state, src, dst)))
+        return pairs
+
+    def _best_pair(self, t, s, pot, potential, ctx, budget):
+        """The qualifying pair of largest gap whose shift fits (or None)."""
         heap = [(-(pot[t[0]] - pot[s[0]]), t[0], s[0], 0, 0)]
         seen = {(0, 0)}
+        gap_factor = self.p.min_gap * (1.0 + self.caution)
         while heap:
             neg_gap, dst, src, i, j = heapq.heappop(heap)
             if -neg_gap <= 0.0:
-                break
-            if src != dst and not pot[dst] <= self.p.min_gap * pot[src]:
-                action = self._pair_action(src, dst, -neg_gap, potential, ctx)
-                if action is not None:
-                    return action
+                return None
+            if src != dst and not pot[dst] <= gap_factor * pot[src]:
+                found = self._pair_shift(src, dst, -neg_gap, potential, ctx, budget)
+                if found is not None:
+                    return (src, dst, *found)
             for a, b in ((i + 1, j), (i, j + 1)):
                 if a < len(t) and b < len(s) and (a, b) not in seen:
                     seen.add((a, b))
                     heapq.heappush(heap, (-(pot[t[a]] - pot[s[b]]), t[a], s[b], a, b))
-        return NOOP_ACTION.copy()
+        return None
 
     def decide_every_pair(self, state: ObservedState) -> np.ndarray:
         """:meth:`decide` as the seed writes it: every (target, source) pair, O(M^2)."""
         potential, optimal, _ = self.scores(state)
-        return self._every_pair(potential, self._pair_context(potential, optimal, state))
+        ctx = self._pair_context(potential, optimal, state)
+        budget = np.full(self.params.num_resources, self.params.config.safety.max_units_per_tick)
+        gap_factor = self.p.min_gap * (1.0 + self.caution)
+        best, best_gap = None, 0.0
+        for dst in ctx[1].tolist():
+            for src in ctx[0].tolist():
+                if src == dst or potential[dst] <= gap_factor * potential[src]:
+                    continue
+                gap = potential[dst] - potential[src]
+                if gap <= best_gap:
+                    continue
+                found = self._pair_shift(src, dst, gap, potential, ctx, budget)
+                if found is not None:
+                    best, best_gap = (src, dst, *found), gap
+        return NOOP_ACTION.copy() if best is None else self.shift(*best)
 
     def _pair_context(self, potential: np.ndarray, optimal: np.ndarray, state: ObservedState):
         surplus, deficit = self.kind_gaps(optimal, state)
@@ -140,35 +240,24 @@ class PotentialPolicy(HeuristicPolicy):
         targets = np.flatnonzero((room.max(axis=1) >= 1) & (potential > 0))
         return sources, targets, give, room, deficit, held
 
-    def _every_pair(self, potential: np.ndarray, ctx) -> np.ndarray:
-        sources, targets = ctx[0], ctx[1]
-        best, best_gap = NOOP_ACTION.copy(), 0.0
-        for dst in targets:
-            for src in sources:
-                if src == dst or potential[dst] <= self.p.min_gap * potential[src]:
-                    continue
-                gap = potential[dst] - potential[src]
-                if gap <= best_gap:
-                    continue
-                action = self._pair_action(int(src), int(dst), gap, potential, ctx)
-                if action is not None:
-                    best, best_gap = action, gap
-        return best
-
-    def _pair_action(self, src: int, dst: int, gap: float, potential: np.ndarray, ctx):
-        """The shift of one (src, dst) pair, or None when it moves nothing."""
+    def _pair_shift(self, src: int, dst: int, gap: float, potential: np.ndarray, ctx, budget):
+        """``(kind, units)`` of one (src, dst) pair's shift in a level that fits the limits
+        and ``budget`` (R,), or None when it moves nothing."""
         q, ups = self.p, self.params.units_per_server
         _, _, give, room, deficit, held = ctx
         want = deficit[dst]
         if want.max() < 1:  # at its optimum: probe, in the kind that binds it
             want = np.zeros_like(want)
             want[np.argmin(held[dst] / ups[dst])] = q.probe_units
-        usable = np.minimum(give[src], room[dst])
+        usable = np.minimum(np.minimum(give[src], room[dst]), budget)
         fits = np.where((usable >= 1) & (want > 0), want, -1.0)
         kind = int(np.argmax(fits))
         if fits[kind] < 0:
             return None
         base = min(usable[kind], max(want[kind], 1.0))
         amount = np.ceil(base * min(1.0, q.aggressiveness * gap / potential[dst]))
-        action = self.shift(src, dst, kind, amount)
-        return action if action[0] != action[1] else None
+        most = min(amount, self.max_units, budget[kind])
+        k = int(np.searchsorted(self.levels, most, side="right")) - 1
+        if amount < 1 or k < 0:
+            return None
+        return kind, int(self.levels[k])
