@@ -33,13 +33,7 @@ def check_actions(actions: Any, nvec: np.ndarray, shape: tuple[int, ...]) -> np.
         a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
     except (ValueError, TypeError) as err:  # ragged lists and the like
         raise ValueError(f"action {actions!r:.80} is not an array ({err})") from None
-    expected = (
-        f"integers (source, target, level) below {nvec.tolist()}"
-        if nvec.shape == (3,) and shape[-1] == 3 and nvec[0] == nvec[1] and nvec[2] != nvec[0]
-        else f"{nvec.shape[0]} integers, one level per module and kind, each below {nvec[0]}"
-        if (nvec == nvec[0]).all()
-        else f"integers below {nvec.tolist()}"
-    )
+    expected = f"{nvec.shape[0]} integers, entry i below nvec[i] of {nvec.tolist()}"
     if a.shape != shape:
         raise ValueError(f"action of shape {a.shape}; expected {shape}: {expected}")
     kind = a.dtype.kind

@@ -93,7 +93,7 @@ def test_oracle_is_finite_and_never_beaten_on_a_lightly_loaded_plane() -> None:
     bound = oracle_goal(env.params, env.plane.sim)
     assert np.isfinite(bound).all() and (bound > 0.9).all() and (bound <= 1.0).all()
     for t in range(120):
-        *_, info = env.step(np.zeros(3, dtype=np.int64))
+        *_, info = env.step(env.plane.core.guard.noop_action)
         assert info["goal_attainment"] <= bound[t] + 1e-9
 
 
@@ -258,23 +258,126 @@ def test_tuned_baselines_beat_static_on_every_kind_of_pool(name: str) -> None:
 
 
 class _EveryPair(PotentialPolicy):
-    """Potential deciding with the seed's loop over every pair (the reference)."""
+    """Potential planning with the seed's loop over every pair (the reference): each shift
+    the free qualifying pair of largest gap (ties: lowest ``(dst, src)``) that fits."""
 
-    def decide(self, state):  # type: ignore[override]
-        return self.decide_every_pair(state)
+    def plan_pairs(self, state, limit=None):  # type: ignore[override]
+        self.feedback(state)
+        potential, optimal, _ = self.scores(state)
+        ctx = self._pair_context(potential, optimal, state)
+        budget = np.full(self.params.num_resources, self.params.config.safety.max_units_per_tick)
+        gap_factor = self.p.min_gap * (1.0 + self.caution)
+        used: set[int] = set()
+        pairs: list[tuple] = []
+        while limit is None or len(pairs) < limit:
+            best, best_key = None, None
+            for dst in ctx[1].tolist():
+                for src in ctx[0].tolist():
+                    if src == dst or src in used or dst in used:
+                        continue
+                    gap = potential[dst] - potential[src]
+                    if gap <= 0 or potential[dst] <= gap_factor * potential[src]:
+                        continue
+                    key = (-gap, dst, src)
+                    if best_key is not None and key >= best_key:
+                        continue
+                    found = self._pair_shift(src, dst, gap, potential, ctx, budget)
+                    if found is not None:
+                        best, best_key = (src, dst, *found), key
+            if best is None:
+                break
+            pairs.append(best)
+            budget[best[2]] -= best[3]
+            used |= {best[0], best[1]}
+        for src, dst, _, _ in pairs:
+            self._proposed.append((src, dst, self._pair_attainment(state, src, dst)))
+        return pairs
 
 
-@pytest.mark.parametrize("scenario", ["default", "multi_resource", "large", "faults"])
-def test_potential_best_gap_search_chooses_as_every_pair_loop(scenario: str) -> None:
-    env = ResourceShiftEnv(scenario)
+@pytest.mark.parametrize("mode", ["plan", "shift"])
+@pytest.mark.parametrize("scenario", ["default", "multi_resource", "large", "faults", "scale_256"])
+def test_potential_best_gap_search_plans_as_every_pair_loop(scenario: str, mode: str) -> None:
+    """The heap search makes the seed loop's plan (plan mode) and first pair (single-shift),
+    over episodes where locks, the budget and the feedback loop all come into play."""
+    cfg = load_scenario(scenario)
+    cfg = cfg.model_copy(update={"action": cfg.action.model_copy(update={"mode": mode})})
+    env = ResourceShiftEnv(cfg)
     fast = resolve_policy("potential", env.params)
     slow = _EveryPair(env.params, **vars(fast.p))
+    ticks = 40 if scenario == "scale_256" else 200
     for seed in (0, 1):
         obs, _ = env.reset(seed=seed)
         fast.reset()
         slow.reset()
-        for _ in range(200):
+        shifts = 0
+        for _ in range(ticks):
             mask = env.action_masks()
             a = fast.act(obs, mask)
             assert np.array_equal(a, slow.act(obs, mask))
-            obs, *_ = env.step(a)
+            obs, *_, info = env.step(a)
+            shifts += info["num_shifts"]
+        assert shifts > 0
+        assert fast.caution == slow.caution
+
+
+# -- plans ------------------------------------------------------------------------------------
+def test_plan_action_rounds_to_levels_and_obeys_the_mask() -> None:
+    from shift_rl.agents.base import plan_action
+
+    levels = np.array([1, 2, 4])
+    req = np.array([[0.4], [0.6], [3.0], [-5.0], [9.0], [-1.2]])
+    # 0.4 -> nothing; 0.6 -> 1; 3 -> 2; -5 -> -4; 9 -> 4; -1.2 -> -1 (levels: -4 -2 -1 0 1 2 4)
+    assert plan_action(req, levels).tolist() == [3, 4, 5, 0, 6, 2]
+    mask = np.ones((6, 7), dtype=bool)
+    mask[2, 5] = False  # module 2 may not ask for 2 units: 1 instead
+    mask[3, :3] = False  # module 3 may not give: no change
+    assert plan_action(req, levels, mask.reshape(-1)).tolist() == [3, 4, 4, 3, 6, 2]
+
+
+def test_hpa_plans_every_module_of_the_tick(params: ScenarioParams) -> None:
+    """Two hot modules and two cold ones: one plan of two shifts, not one shift."""
+    hpa = HPAPolicy(params, downscale_window_s=60)
+    alloc = np.array([[10], [6], [6], [8], [8], [8]])
+    util = np.array([0.98, 0.7, 0.98, 0.35, 0.35, 0.7])
+    req = hpa.requests(_state(params, alloc=alloc, utilization=util))
+    assert (req[[0, 2], 0] > 0).all() and (req[[3, 4], 0] < 0).all()
+    assert (req[[1, 5], 0] == 0).all()
+    assert req.shape == (6, 1)
+
+
+def test_heuristics_plan_several_shifts_a_tick_on_a_big_plane() -> None:
+    env = ResourceShiftEnv(load_scenario("scale_256").model_copy(update={"episode_ticks": 60}))
+    for name in ("potential", "hpa"):
+        policy = make_policy(name, env.params)
+        obs, _ = env.reset(seed=1)
+        most = 0
+        for _ in range(60):
+            obs, _, _, _, info = env.step(policy.act(obs, env.action_masks()))
+            most = max(most, info["num_shifts"])
+            assert info["units_moved"] <= env.params.config.safety.max_units_per_tick
+        assert most >= 3, (name, most)
+
+
+def test_potential_feedback_loop_grows_caution_after_a_shift_that_hurt(params) -> None:
+    pol = PotentialPolicy(params, min_gap=1.5, feedback_rate=0.5, feedback_decay=0.1)
+    forecast = np.array([14.0, 6.0, 5.0, 1.0, 6.0, 5.0])
+    st = _state(params, forecast_servers=forecast, utilization=np.zeros(6))
+    (src, dst, _, _), *_ = pol.plan_pairs(st)
+    window = pol.rails.stabilization_ticks
+    pending = np.zeros(6, dtype=bool)
+    pending[[src, dst]] = True
+    att = np.ones(6)
+    quiet = dict(forecast_servers=np.ones(6), utilization=np.zeros(6), pending=pending)
+    for _ in range(window - 1):  # executed: both pending on the next ticks; not yet judged
+        pol.feedback(_state(params, attainment=att, **quiet))
+    assert pol.caution == 0.0
+    att = att.copy()
+    att[[src, dst]] = 0.5  # the pair's attainment fell by 0.5 > the rollback threshold
+    pol.feedback(_state(params, attainment=att, **quiet))
+    assert pol.caution == pytest.approx(0.5)  # the full rate: the guard rolls this one back
+    assert pol.source_caution[src] == pytest.approx(0.5) and pol.source_caution[dst] == 0
+    pol.feedback(_state(params, **quiet))
+    assert pol.caution == pytest.approx(0.45)  # fades by feedback_decay per tick
+    # more caution: a bigger gap needed, and the source keeps more (higher optimal usage)
+    _, optimal, _ = pol.scores(st)
+    assert optimal[src] > forecast[src] * (1 + pol.p.headroom)

@@ -169,8 +169,9 @@ class PotentialPolicy(HeuristicPolicy):
         Pairs are visited in gap order by a heap from the corner of targets sorted by
         decreasing potential and sources by increasing one (the key ``(-gap, dst, src)`` grows
         along both axes: IEEE subtraction is monotone), restarted after each shift from the
-        corner of the modules still free; :meth:`decide_every_pair` is the O(M^2) loop as the
-        seed writes it. So a tick costs O(M log M) plus a few heap steps per shift.
+        corner of the modules still free (the same pairs as the seed's loop over every pair,
+        checked against it in the tests). So a tick costs O(M log M) plus a few heap steps
+        per shift.
         """
         self.feedback(state)
         potential, optimal, _ = self.scores(state)
@@ -224,25 +225,6 @@ class PotentialPolicy(HeuristicPolicy):
                     seen.add((a, b))
                     heapq.heappush(heap, (-(pot[t[a]] - pot[s[b]]), t[a], s[b], a, b))
         return None
-
-    def decide_every_pair(self, state: ObservedState) -> np.ndarray:
-        """:meth:`decide` as the seed writes it: every (target, source) pair, O(M^2)."""
-        potential, optimal, _ = self.scores(state)
-        ctx = self._pair_context(potential, optimal, state)
-        budget = np.full(self.params.num_resources, self.params.config.safety.max_units_per_tick)
-        gap_factor = self.p.min_gap * (1.0 + self.caution)
-        best, best_gap = None, 0.0
-        for dst in ctx[1].tolist():
-            for src in ctx[0].tolist():
-                if src == dst or potential[dst] <= gap_factor * potential[src]:
-                    continue
-                gap = potential[dst] - potential[src]
-                if gap <= best_gap:
-                    continue
-                found = self._pair_shift(src, dst, gap, potential, ctx, budget)
-                if found is not None:
-                    best, best_gap = (src, dst, *found), gap
-        return NOOP_ACTION.copy() if best is None else self.shift(*best)
 
     def _pair_context(self, potential: np.ndarray, optimal: np.ndarray, state: ObservedState):
         surplus, deficit = self.kind_gaps(optimal, state)
