@@ -1,6 +1,7 @@
 """Hot paths against the number of modules M: cost per call and per module.
 
     python benchmarks/bench_scale.py [--sizes 6,64,256,1024] [--steps 2000] [--clock cpu]
+                                     [--action-mode shift]
 
 Per M, one scenario: M = 6 is ``default``; any other M (a multiple of 8) is
 ``scale_1024``'s eight archetypes with M / 8 modules each (same seeds, jitter, pool of 2.5
@@ -15,6 +16,9 @@ units per module), so 64, 256 and 1024 differ only in their module count. Measur
   no state dir (so the simulator's step is inside, no journal I/O), inside one episode;
 - **eval episode**: what ``shift_rl.evaluate.evaluate`` runs for one episode of potential,
   hpa and static plus the oracle bound (``--eval-ticks`` ticks; the env made once).
+
+``--action-mode`` overrides the scenarios' ``action.mode`` (``plan`` by default, ``shift``
+for the single-shift action the heuristics emitted before plans).
 
 Calls per measurement shrink with M (``--steps`` x 64 / M, at least 20); each is repeated
 ``--rounds`` times and the median taken. ``--clock cpu`` counts this thread's CPU time
@@ -45,7 +49,9 @@ clock = time.perf_counter
 HEURISTICS = ("potential", "hpa", "static")
 
 
-def scenario_for(m: int, episode_ticks: int | None = None) -> ScenarioConfig:
+def scenario_for(
+    m: int, episode_ticks: int | None = None, action_mode: str | None = None
+) -> ScenarioConfig:
     if m == 6:
         cfg = load_scenario("default")
         data = cfg.model_dump(mode="python")
@@ -60,6 +66,8 @@ def scenario_for(m: int, episode_ticks: int | None = None) -> ScenarioConfig:
             g["count"] = m // 8
     if episode_ticks is not None:
         data["episode_ticks"] = episode_ticks
+    if action_mode is not None:
+        data["action"] = {**(data.get("action") or {}), "mode": action_mode}
     return scenario_from_dict(data, source=f"bench_scale M={m}")
 
 
@@ -151,6 +159,8 @@ def main() -> None:
     ap.add_argument("--oracle-ticks", type=int, default=60, help="ticks of the oracle bound")
     ap.add_argument("--eval-ticks", type=int, default=None, help="episode length (scenario's)")
     ap.add_argument("--clock", choices=CLOCKS, default="wall", help="wall (default) or cpu time")
+    ap.add_argument("--action-mode", choices=("plan", "shift"), default=None,
+                    help="override the scenarios' action.mode")  # fmt: skip
     args = ap.parse_args()
     global clock
     clock = CLOCKS[args.clock]
@@ -159,7 +169,7 @@ def main() -> None:
     started = time.perf_counter()
     load0 = os.getloadavg()[0]
     for m in sizes:
-        cfg = scenario_for(m)
+        cfg = scenario_for(m, action_mode=args.action_mode)
         n = max(20, args.steps * 64 // max(m, 64))
         if m == sizes[0]:  # warm-up: numba compilation (or cache loads), imports
             for fn, a in ((time_env_step, 20), (time_batched_step, 5), (time_controller, 5)):
@@ -176,7 +186,7 @@ def main() -> None:
         }
         r = {key: _median(fn, args.rounds) for key, fn in jobs.items()}
         r["eval episode (3 policies + oracle)"] = time_eval_episode(
-            scenario_for(m, args.eval_ticks)
+            scenario_for(m, args.eval_ticks, args.action_mode)
         )
         rows[m] = r
         print(f"  M={m} done ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -184,7 +194,8 @@ def main() -> None:
 
     print(f"\nmachine: {describe()}, numpy {np.__version__}")
     print(f"load average {load0:.1f} at start, {load1:.1f} at end; {args.clock} clock, "
-          f"median of {args.rounds}; eval episode: one run\n")  # fmt: skip
+          f"median of {args.rounds}; eval episode: one run; "
+          f"action mode: {args.action_mode or 'as the scenarios'}\n")  # fmt: skip
     ref = 64 if 64 in rows else sizes[0]
     head = " | ".join(f"M={m}" for m in sizes)
     print(f"| path | {head} | per module {ref} -> {sizes[-1]} |")

@@ -46,8 +46,9 @@ SCENARIO_DIR = PROJECT_ROOT / "configs" / "scenarios"
 # (``units: 2**64``, ``episode_ticks: 1e12``, ``cost_per_unit: 1e308``) is a ConfigError on
 # load, never an overflow, a hang or a memory blow-up later (README "Scenario format").
 MAX_UNITS = 10_000
-"""Units of one kind in a pool (and so in any allocation, floor or shift). The oracle bound's
-dynamic program costs about units**2 steps per tick and kind, so this keeps it near 0.1 s."""
+"""Units of one kind in a pool (and so in any allocation, floor or shift). The oracle bound
+allocates a curve of up to this many entries per tick and kind, and its exact step's DP is at
+most this wide."""
 MAX_SERVERS = 100_000
 """Servers one module could run with the whole pool (the queue model is O(servers))."""
 MAX_TICKS = 1_000_000

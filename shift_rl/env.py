@@ -33,13 +33,7 @@ def check_actions(actions: Any, nvec: np.ndarray, shape: tuple[int, ...]) -> np.
         a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
     except (ValueError, TypeError) as err:  # ragged lists and the like
         raise ValueError(f"action {actions!r:.80} is not an array ({err})") from None
-    expected = (
-        f"integers (source, target, level) below {nvec.tolist()}"
-        if nvec.shape == (3,) and shape[-1] == 3 and nvec[0] == nvec[1] and nvec[2] != nvec[0]
-        else f"{nvec.shape[0]} integers, one level per module and kind, each below {nvec[0]}"
-        if (nvec == nvec[0]).all()
-        else f"integers below {nvec.tolist()}"
-    )
+    expected = f"{nvec.shape[0]} integers, entry i below nvec[i] of {nvec.tolist()}"
     if a.shape != shape:
         raise ValueError(f"action of shape {a.shape}; expected {shape}: {expected}")
     kind = a.dtype.kind
@@ -150,11 +144,12 @@ class ResourceShiftEnv(gym.Env):
     After every reset and step: ``tick``, ``goal_attainment`` (true, value-weighted), per
     module the true ``attainment``, ``utilization``, ``latency``, ``error_rate``, and
     ``telemetry_missing``, ``alloc`` (M, R). Reset adds ``episode_seed``; step adds
-    ``reward_components``, ``shifts`` (int64 ``(n, 4)`` rows ``[src, dst, kind, units]``
-    executed, in plan order) and ``num_shifts`` (``n``), ``units_moved`` and ``rollbacks``
-    (ints), ``invalid_action``, ``clipped`` and ``units_failed`` (R,).
-    :class:`~shift_rl.vector.ResourceShiftVectorEnv` reports the same, batched (``shifts``
-    padded with zero rows to ``max(1, M // 2)`` per env).
+    ``reward_components``, ``shifts`` (int64 ``(max(1, M // 2), 4)``: the first
+    ``num_shifts`` rows are the shifts ``[src, dst, kind, units]`` executed, in plan order,
+    the rest zeros; one shape every tick, as Gymnasium's vector envs need to stack infos:
+    ``info["shifts"][: info["num_shifts"]]``), ``units_moved`` and ``rollbacks`` (ints),
+    ``invalid_action``, ``clipped`` and ``units_failed`` (R,).
+    :class:`~shift_rl.vector.ResourceShiftVectorEnv` reports the same, batched.
 
     ## Starting State
 
@@ -236,7 +231,6 @@ class ResourceShiftEnv(gym.Env):
         res = self.plane.step(a.reshape(1, -1))
         self._last = res
         info = row_info(self.plane.step_info(res), 0)
-        info["shifts"] = info["shifts"][: info["num_shifts"]]
         truncated = bool(res.truncated[0])
         self._needs_reset = truncated
         return res.obs[0], float(res.reward[0]), False, truncated, info

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from shift_rl.config import ScenarioConfig
@@ -150,10 +151,10 @@ class PlaneBatch:
         env, src, dst, kind, units, status = core.plan(tel, actions)
         moved = sim.shift(env, src, dst, kind, units)
         core.register(tel, env, src, dst, kind, moved)
-        shifts, num_shifts = self._executed(env, src, dst, kind, moved)
+        shifts, num_shifts, units_moved = self._executed(env, src, dst, kind, moved)
+        status = status.copy()
         sim.step()
         rb_env, rb_src, rb_dst, rb_kind, rb_units = core.judge(tel)
-        units_moved = np.bincount(env, weights=moved, minlength=n).astype(np.float64)
         rollbacks = np.zeros(n)
         if rb_env.size:
             rb_moved = sim.shift(rb_env, rb_src, rb_dst, rb_kind, rb_units)
@@ -178,12 +179,20 @@ class PlaneBatch:
             truncated=tel.tick >= self.params.episode_ticks,
         )
 
-    def _executed(self, env, src, dst, kind, moved) -> tuple[np.ndarray, np.ndarray]:
-        """A plan's shifts (in env order) as (B, S, 4) rows per env and their count."""
-        n, per = self.num_envs, max(1, self.params.num_modules // 2)
-        num = np.bincount(env, minlength=n).astype(np.int64)
-        out = np.zeros((n, per, 4), dtype=np.int64)
-        if env.size:
-            first = np.cumsum(num) - num
-            out[env, np.arange(env.size) - first[env]] = np.stack((src, dst, kind, moved), 1)
-        return out, num
+    def _executed(self, env, src, dst, kind, moved) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A plan's shifts as fresh (B, S, 4) rows per env, their count and units moved."""
+        n = self.num_envs
+        out = np.zeros((n, max(1, self.params.num_modules // 2), 4), dtype=np.int64)
+        num, units = np.zeros(n, dtype=np.int64), np.zeros(n)
+        _pack(env, src, dst, kind, moved, out, num, units)
+        return out, num, units
+
+
+@numba.njit(cache=True)
+def _pack(env, src, dst, kind, moved, out, num, units):  # pragma: no cover - compiled
+    for i in range(env.shape[0]):
+        b = env[i]
+        j = num[b]
+        out[b, j, 0], out[b, j, 1], out[b, j, 2], out[b, j, 3] = src[i], dst[i], kind[i], moved[i]
+        num[b] = j + 1
+        units[b] += moved[i]

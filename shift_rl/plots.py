@@ -164,7 +164,7 @@ def leaderboard_figure(report: EvaluationReport) -> Figure:
     left.axvline(0.0, color="#555555", lw=0.8)
     lows = [summary[n]["gap_closed"]["ci95"][0] for n in ranked]
     left.set_xlim(min(0.0, *lows) - 0.05, 1.85)
-    left.set_xlabel("gap closed: (return − static) / (oracle − static); dashed: the oracle bound")
+    left.set_xlabel("gap closed: mean(return − static) / mean(oracle − static); dashed: oracle")
     left.set_title("Ranking by gap closed (mean, 95 % CI)", fontsize=11)
     left.set_xticks([t for t in left.get_xticks() if left.get_xlim()[0] <= t <= 1.0])
     _style(left)

@@ -213,14 +213,15 @@ def _match(
     out_kind,
     out_units,
     status,
+    busy,
+    keys,
+    idx,
+    takers,
+    givers,
 ):  # pragma: no cover - compiled
-    """Requests -> shifts (module docstring); returns the number of shifts written."""
+    """Requests -> shifts (module docstring); returns the number of shifts written. The last
+    five arrays are scratch space of M entries."""
     n_env, n_mod, n_kind = req.shape
-    busy = np.zeros(n_mod, dtype=np.bool_)
-    keys = np.empty(n_mod)
-    idx = np.empty(n_mod, dtype=np.int64)
-    takers = np.empty(n_mod, dtype=np.int64)
-    givers = np.empty(n_mod, dtype=np.int64)
     n = 0
     for b in range(n_env):
         asked = 0
@@ -408,6 +409,11 @@ class SafetyGuard:
         cap = m * r * (2 * self.num_levels + 1) if s.mode == PLAN else m + m + r * self.num_levels
         self._mask = np.zeros((num_envs, cap), dtype=bool)
         self._rb = [np.zeros(num_envs * m, dtype=np.int64) for _ in range(5)]
+        self._req = np.zeros((num_envs, m, r), dtype=np.int64)
+        self._plan = [np.zeros(num_envs * max(1, m // 2), dtype=np.int64) for _ in range(5)]
+        self._status = np.zeros(num_envs, dtype=np.int64)
+        self._scratch = (np.zeros(m, dtype=np.bool_), np.zeros(m),
+                         *(np.zeros(m, dtype=np.int64) for _ in range(3)))  # fmt: skip
 
     @classmethod
     def from_params(cls, params: ScenarioParams, num_envs: int = 1) -> SafetyGuard:
@@ -472,7 +478,11 @@ class SafetyGuard:
         """(B, M, R) signed units an action batch asks of each module (see the module
         docstring); actions must be inside the action space (the env checks)."""
         a = np.asarray(actions, dtype=np.int64)
-        req = np.zeros((a.shape[0], self.num_modules, self.num_kinds), dtype=np.int64)
+        req = (
+            self._req
+            if a.shape[0] == self.num_envs
+            else np.zeros((a.shape[0], self.num_modules, self.num_kinds), dtype=np.int64)
+        )
         _requests(a, self.settings.amount_levels, self.num_modules, self.num_kinds,
                   not self.plan_mode, req)  # fmt: skip
         return req
@@ -491,6 +501,7 @@ class SafetyGuard:
         ``CLIPPED``, ``INVALID`` per plane. ``attainment`` (B, M) breaks ties of the
         matching; modules in ``exclude`` (B, M) take part in no shift this tick (a
         controller's modules without telemetry). Nothing is registered (:meth:`register`).
+        The arrays are views reused by the next call: copy what you keep.
         """
         return self.match(tick, self.requests(actions), alloc, incoming, attainment, exclude)
 
@@ -503,16 +514,18 @@ class SafetyGuard:
         attainment: np.ndarray,
         exclude: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`plan` for (B, M, R) signed requests in units."""
+        """:meth:`plan` for (B, M, R) signed requests in units. The arrays are views reused
+        by the next call: copy what you keep."""
         s = self.settings
-        n_env = requests.shape[0]
-        size = n_env * max(1, self.num_modules // 2)
-        out = [np.zeros(size, dtype=np.int64) for _ in range(5)]
-        status = np.zeros(n_env, dtype=np.int64)
+        out, status = self._plan, self._status
+        if requests.shape[0] != self.num_envs:
+            raise ValueError(f"requests for {requests.shape[0]} planes; the guard has "
+                             f"{self.num_envs}")  # fmt: skip
         ex = _NO_EXCLUDE if exclude is None else np.asarray(exclude, dtype=bool)
         n = _match(tick, np.asarray(requests, dtype=np.int64), attainment, ex, alloc, incoming,
                    self.lock_until, self.budget_tick, self.used, s.floor, s.share_cap,
-                   s.max_units_per_shift, s.max_units_per_tick, *out, status)  # fmt: skip
+                   s.max_units_per_shift, s.max_units_per_tick, *out, status,
+                   *self._scratch)  # fmt: skip
         return out[0][:n], out[1][:n], out[2][:n], out[3][:n], out[4][:n], status
 
     def pair_attainment(self, attainment: np.ndarray, env: int, src: int, dst: int) -> float:

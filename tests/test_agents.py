@@ -1,4 +1,5 @@
-"""Baselines: the oracle bound is exact and never beaten; HPA and Potential by hand."""
+"""Baselines: the oracle bound is exact (against the max-plus DP it replaced) and never beaten;
+HPA and Potential by hand."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shift_rl.agents import POLICIES, make_policy, oracle_goal, resolve_policy
 from shift_rl.agents.autoscalers import HPAPolicy
-from shift_rl.agents.oracle import best_goal
+from shift_rl.agents.oracle import WAIT_TOL, _best_one_kind, best_goal
 from shift_rl.agents.potential import PotentialPolicy
 from shift_rl.config import load_scenario
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.observation import ObservedState
 from shift_rl.scenario import ScenarioParams
-from shift_rl.sim.queueing import attainment, tick_metrics
+from shift_rl.sim.queueing import attainment, attainment_curve, tick_metrics
 
 
 def _state(params: ScenarioParams, **kw: object) -> ObservedState:
@@ -66,6 +69,109 @@ def test_oracle_dp_matches_brute_force(seed: int, load: tuple[float, float]) -> 
     assert got == pytest.approx(brute, abs=1e-12)
 
 
+def _max_plus_dp(curves: list[np.ndarray], cap: int) -> float:
+    """Reference: ``max sum_m c_m[u_m]`` subject to ``sum u_m <= cap`` by the max-plus DP over
+    modules (what the oracle bound computed before, O(M cap^2))."""
+    best = np.zeros(cap + 1)  # at most u units
+    for c in curves:
+        best = np.array(
+            [max(best[u - a] + c[a] for a in range(min(u, len(c) - 1) + 1)) for u in range(cap + 1)]
+        )
+    return float(best[cap])
+
+
+def _flat(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    start = np.cumsum([0] + [len(c) for c in curves]).astype(np.int64)
+    return np.concatenate(curves).astype(np.float64), start
+
+
+# integers make ties (equal slopes, flat stretches) common; any shape, even decreasing
+curve_values = st.one_of(st.integers(0, 4).map(float), st.floats(0.0, 1.0))
+curve_lists = st.lists(st.lists(curve_values, min_size=1, max_size=9), min_size=1, max_size=5)
+
+
+@settings(max_examples=400)
+@given(curve_lists, st.integers(0, 25))
+def test_oracle_kernel_is_exact_for_any_curves(curves: list[list[float]], cap: int) -> None:
+    """Relaxation plus exact step = the max-plus DP, whatever the curves (non-concave, tied,
+    non-monotone): the exact step runs whenever the greedy fill ends inside a segment."""
+    cs = [np.array(c) for c in curves]
+    assert _best_one_kind(*_flat(cs), cap) == pytest.approx(_max_plus_dp(cs, cap), abs=1e-12)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=9), min_size=1, max_size=6),
+       st.integers(0, 40))  # fmt: skip
+def test_oracle_kernel_on_concave_curves_is_the_greedy_by_marginal_gain(
+    steps: list[list[float]], cap: int
+) -> None:
+    """Concave curves: the relaxation is exact, so the bound is what taking the best marginal
+    gain unit by unit gives (an independent reference)."""
+    gains = [np.sort(np.array(d))[::-1] for d in steps]  # decreasing gains: concave
+    cs = [np.concatenate([[0.0], np.cumsum(d)]) for d in gains]
+    greedy = float(np.sort(np.concatenate(gains))[::-1][:cap].sum())
+    got = _best_one_kind(*_flat(cs), cap)
+    assert got == pytest.approx(greedy, abs=1e-12)
+    assert got == pytest.approx(_max_plus_dp(cs, cap), abs=1e-12)
+
+
+@st.composite
+def ticks(draw: st.DrawFn) -> tuple:
+    m, kinds = draw(st.integers(1, 4)), draw(st.integers(1, 2))
+
+    def floats(n: int, lo: float, hi: float) -> np.ndarray:
+        return np.array(draw(st.lists(st.floats(lo, hi), min_size=n, max_size=n)))
+
+    mu = floats(m, 2.0, 60.0)
+    slo = floats(m, 1.0, 8.0) / mu
+    ups = np.array(draw(st.lists(st.integers(1, 3), min_size=m * kinds, max_size=m * kinds)))
+    cap = np.array(draw(st.lists(st.integers(0, 14), min_size=kinds, max_size=kinds)))
+    load = 10.0 ** floats(m, -4.0, 0.6)  # servers' worth of demand per unit: light to overload
+    lam = load * mu * 60.0 * (cap.max() + 1) / m
+    lam[floats(m, 0.0, 1.0) < 0.1] = 0.0  # some modules without demand
+    value = floats(m, 0.2, 3.0)
+    return (lam, floats(m, 0.5, 1.0), cap, value / value.sum(), mu, slo,
+            ups.reshape(m, kinds).astype(np.float64), 60.0)  # fmt: skip
+
+
+@settings(max_examples=150)
+@given(ticks())
+def test_oracle_bound_equals_the_max_plus_dp(tick: tuple) -> None:
+    """On random ticks (1-4 modules, 1-2 kinds, fractional servers, light load to overload),
+    the bound is never below the DP over the full curves and above it by at most WAIT_TOL
+    (where the curves were cut off as saturated)."""
+    lam, slow, cap, value, mu, slo, ups, tick_s = tick
+    ref = min(
+        _max_plus_dp(
+            [
+                value[j] * np.array([tick_metrics(lam[j], u / ups[j, r], mu[j] * slow[j], slo[j],
+                                                  tick_s)[3] for u in range(cap[r] + 1)])
+                for j in range(len(lam))
+            ],
+            int(cap[r]),
+        )
+        for r in range(ups.shape[1])
+    )  # fmt: skip
+    got = best_goal(*tick)
+    assert ref - 1e-12 <= got <= ref + WAIT_TOL + 1e-12
+
+
+@pytest.mark.parametrize("lam", [0.0, 50.0, 3_000.0, 40_000.0, 2e6])
+@pytest.mark.parametrize("ups", [1.0, 2.5])
+def test_attainment_curve_cut_off_where_it_saturates(lam: float, ups: float) -> None:
+    """The truncated sweep is the full one bit for bit up to its last entry, which bounds every
+    later entry from above by at most WAIT_TOL."""
+    full, cut = np.empty(400), np.empty(400)
+    assert attainment_curve(lam, 20.0, 0.2, 60.0, ups, full) == 400
+    n = attainment_curve(lam, 20.0, 0.2, 60.0, ups, cut, WAIT_TOL)
+    np.testing.assert_array_equal(cut[: n - 1], full[: n - 1])
+    if n < 400:
+        assert (cut[n - 1] >= full[n - 1 :] - 1e-15).all()
+        assert cut[n - 1] - full[n - 1] <= WAIT_TOL
+    else:
+        assert cut[n - 1] == full[n - 1]
+
+
 @pytest.mark.parametrize("scenario", ["default", "faults", "multi_resource"])
 def test_oracle_is_never_beaten_tick_by_tick(scenario: str) -> None:
     cfg = load_scenario(scenario).model_copy(update={"episode_ticks": 240})
@@ -86,6 +192,7 @@ def test_oracle_is_finite_and_never_beaten_on_a_lightly_loaded_plane() -> None:
     cfg = load_scenario("default")
     data = cfg.model_dump(mode="json")
     data["episode_ticks"] = 120
+    data["action"] = {**data.get("action", {}), "mode": "shift"}  # zeros(3): the no-op shift
     for mod in data["modules"]:
         mod["demand"]["base"] /= 100
     env = ResourceShiftEnv(type(cfg).model_validate(data))
@@ -93,7 +200,7 @@ def test_oracle_is_finite_and_never_beaten_on_a_lightly_loaded_plane() -> None:
     bound = oracle_goal(env.params, env.plane.sim)
     assert np.isfinite(bound).all() and (bound > 0.9).all() and (bound <= 1.0).all()
     for t in range(120):
-        *_, info = env.step(np.zeros(3, dtype=np.int64))
+        *_, info = env.step(env.plane.core.guard.noop_action)
         assert info["goal_attainment"] <= bound[t] + 1e-9
 
 
@@ -258,23 +365,126 @@ def test_tuned_baselines_beat_static_on_every_kind_of_pool(name: str) -> None:
 
 
 class _EveryPair(PotentialPolicy):
-    """Potential deciding with the seed's loop over every pair (the reference)."""
+    """Potential planning with the seed's loop over every pair (the reference): each shift
+    the free qualifying pair of largest gap (ties: lowest ``(dst, src)``) that fits."""
 
-    def decide(self, state):  # type: ignore[override]
-        return self.decide_every_pair(state)
+    def plan_pairs(self, state, limit=None):  # type: ignore[override]
+        self.feedback(state)
+        potential, optimal, _ = self.scores(state)
+        ctx = self._pair_context(potential, optimal, state)
+        budget = np.full(self.params.num_resources, self.params.config.safety.max_units_per_tick)
+        gap_factor = self.p.min_gap * (1.0 + self.caution)
+        used: set[int] = set()
+        pairs: list[tuple] = []
+        while limit is None or len(pairs) < limit:
+            best, best_key = None, None
+            for dst in ctx[1].tolist():
+                for src in ctx[0].tolist():
+                    if src == dst or src in used or dst in used:
+                        continue
+                    gap = potential[dst] - potential[src]
+                    if gap <= 0 or potential[dst] <= gap_factor * potential[src]:
+                        continue
+                    key = (-gap, dst, src)
+                    if best_key is not None and key >= best_key:
+                        continue
+                    found = self._pair_shift(src, dst, gap, potential, ctx, budget)
+                    if found is not None:
+                        best, best_key = (src, dst, *found), key
+            if best is None:
+                break
+            pairs.append(best)
+            budget[best[2]] -= best[3]
+            used |= {best[0], best[1]}
+        for src, dst, _, _ in pairs:
+            self._proposed.append((src, dst, self._pair_attainment(state, src, dst)))
+        return pairs
 
 
-@pytest.mark.parametrize("scenario", ["default", "multi_resource", "large", "faults"])
-def test_potential_best_gap_search_chooses_as_every_pair_loop(scenario: str) -> None:
-    env = ResourceShiftEnv(scenario)
+@pytest.mark.parametrize("mode", ["plan", "shift"])
+@pytest.mark.parametrize("scenario", ["default", "multi_resource", "large", "faults", "scale_256"])
+def test_potential_best_gap_search_plans_as_every_pair_loop(scenario: str, mode: str) -> None:
+    """The heap search makes the seed loop's plan (plan mode) and first pair (single-shift),
+    over episodes where locks, the budget and the feedback loop all come into play."""
+    cfg = load_scenario(scenario)
+    cfg = cfg.model_copy(update={"action": cfg.action.model_copy(update={"mode": mode})})
+    env = ResourceShiftEnv(cfg)
     fast = resolve_policy("potential", env.params)
     slow = _EveryPair(env.params, **vars(fast.p))
+    ticks = 40 if scenario == "scale_256" else 200
     for seed in (0, 1):
         obs, _ = env.reset(seed=seed)
         fast.reset()
         slow.reset()
-        for _ in range(200):
+        shifts = 0
+        for _ in range(ticks):
             mask = env.action_masks()
             a = fast.act(obs, mask)
             assert np.array_equal(a, slow.act(obs, mask))
-            obs, *_ = env.step(a)
+            obs, *_, info = env.step(a)
+            shifts += info["num_shifts"]
+        assert shifts > 0
+        assert fast.caution == slow.caution
+
+
+# -- plans ------------------------------------------------------------------------------------
+def test_plan_action_rounds_to_levels_and_obeys_the_mask() -> None:
+    from shift_rl.agents.base import plan_action
+
+    levels = np.array([1, 2, 4])
+    req = np.array([[0.4], [0.6], [3.0], [-5.0], [9.0], [-1.2]])
+    # 0.4 -> nothing; 0.6 -> 1; 3 -> 2; -5 -> -4; 9 -> 4; -1.2 -> -1 (levels: -4 -2 -1 0 1 2 4)
+    assert plan_action(req, levels).tolist() == [3, 4, 5, 0, 6, 2]
+    mask = np.ones((6, 7), dtype=bool)
+    mask[2, 5] = False  # module 2 may not ask for 2 units: 1 instead
+    mask[3, :3] = False  # module 3 may not give: no change
+    assert plan_action(req, levels, mask.reshape(-1)).tolist() == [3, 4, 4, 3, 6, 2]
+
+
+def test_hpa_plans_every_module_of_the_tick(params: ScenarioParams) -> None:
+    """Two hot modules and two cold ones: one plan of two shifts, not one shift."""
+    hpa = HPAPolicy(params, downscale_window_s=60)
+    alloc = np.array([[10], [6], [6], [8], [8], [8]])
+    util = np.array([0.98, 0.7, 0.98, 0.35, 0.35, 0.7])
+    req = hpa.requests(_state(params, alloc=alloc, utilization=util))
+    assert (req[[0, 2], 0] > 0).all() and (req[[3, 4], 0] < 0).all()
+    assert (req[[1, 5], 0] == 0).all()
+    assert req.shape == (6, 1)
+
+
+def test_heuristics_plan_several_shifts_a_tick_on_a_big_plane() -> None:
+    env = ResourceShiftEnv(load_scenario("scale_256").model_copy(update={"episode_ticks": 60}))
+    for name in ("potential", "hpa"):
+        policy = make_policy(name, env.params)
+        obs, _ = env.reset(seed=1)
+        most = 0
+        for _ in range(60):
+            obs, _, _, _, info = env.step(policy.act(obs, env.action_masks()))
+            most = max(most, info["num_shifts"])
+            assert info["units_moved"] <= env.params.config.safety.max_units_per_tick
+        assert most >= 3, (name, most)
+
+
+def test_potential_feedback_loop_grows_caution_after_a_shift_that_hurt(params) -> None:
+    pol = PotentialPolicy(params, min_gap=1.5, feedback_rate=0.5, feedback_decay=0.1)
+    forecast = np.array([14.0, 6.0, 5.0, 1.0, 6.0, 5.0])
+    st = _state(params, forecast_servers=forecast, utilization=np.zeros(6))
+    (src, dst, _, _), *_ = pol.plan_pairs(st)
+    window = pol.rails.stabilization_ticks
+    pending = np.zeros(6, dtype=bool)
+    pending[[src, dst]] = True
+    att = np.ones(6)
+    quiet = dict(forecast_servers=np.ones(6), utilization=np.zeros(6), pending=pending)
+    for _ in range(window - 1):  # executed: both pending on the next ticks; not yet judged
+        pol.feedback(_state(params, attainment=att, **quiet))
+    assert pol.caution == 0.0
+    att = att.copy()
+    att[[src, dst]] = 0.5  # the pair's attainment fell by 0.5 > the rollback threshold
+    pol.feedback(_state(params, attainment=att, **quiet))
+    assert pol.caution == pytest.approx(0.5)  # the full rate: the guard rolls this one back
+    assert pol.source_caution[src] == pytest.approx(0.5) and pol.source_caution[dst] == 0
+    pol.feedback(_state(params, **quiet))
+    assert pol.caution == pytest.approx(0.45)  # fades by feedback_decay per tick
+    # more caution: a bigger gap needed, and the source keeps more (higher optimal usage)
+    _, optimal, _ = pol.scores(st)
+    assert optimal[src] > forecast[src] * (1 + pol.p.headroom)

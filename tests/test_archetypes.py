@@ -144,7 +144,8 @@ def test_shipped_scale_scenarios(name: str) -> None:
     env = gym.make(shift_rl.ENV_ID, scenario=name)
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
-    assert list(env.action_space.nvec[:2]) == [m, m]
+    k = len(cfg.action.amount_levels)
+    assert env.action_space.nvec.tolist() == [2 * k + 1] * (m * len(cfg.resources))  # a plan
     for _ in range(5):
         obs, reward, *_ = env.step(env.action_space.sample())
         assert env.observation_space.contains(obs) and np.isfinite(reward)

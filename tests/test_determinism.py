@@ -43,7 +43,16 @@ def short(path: Path, ticks: int = TICKS, faults: bool = False) -> ScenarioConfi
     return scenario_from_dict(data, source=f"{path.stem} (test override)")
 
 
-def masked_action(rng: np.random.Generator, mask: np.ndarray, m: int) -> np.ndarray:
+def masked_action(rng: np.random.Generator, mask: np.ndarray, cfg: ScenarioConfig) -> np.ndarray:
+    """A random action inside the masks: a plan (each module and kind a random allowed
+    level, "no change" one time in three) or a single shift, by the scenario's mode."""
+    m = len(cfg.modules)
+    if cfg.action.mode == "plan":
+        width = 2 * len(cfg.action.amount_levels) + 1
+        allowed = mask.reshape(-1, width)
+        out = (rng.random(allowed.shape) + allowed).argmax(axis=1)
+        out[rng.random(out.shape[0]) < 1 / 3] = width // 2
+        return out.astype(np.int64)
     src = rng.choice(np.flatnonzero(mask[:m]))
     dsts = np.flatnonzero(mask[m : 2 * m])
     if (dsts != src).any():
@@ -58,15 +67,15 @@ def rollout(
     """One whole episode: [(obs, info) of reset, (obs, reward, term, trunc, info) per step]."""
     base = env.unwrapped
     rng = np.random.default_rng(action_seed)
-    m = len(base.module_names)
+    noop = base.plane.core.guard.noop_action
     obs, info = env.reset(seed=seed)
     out: list[tuple[Any, ...]] = [(obs, info)]
     truncated = False
     while not truncated:
         if policy == "noop":
-            action = np.zeros(3, dtype=np.int64)
+            action = noop.copy()
         else:
-            action = masked_action(rng, base.action_masks(), m)
+            action = masked_action(rng, base.action_masks(), base.scenario)
         obs, reward, terminated, truncated, info = env.step(action)
         out.append((obs, reward, terminated, truncated, info))
         assert len(out) <= base.scenario.episode_ticks + 1, "episode did not truncate"
@@ -151,7 +160,7 @@ def test_exogenous_inputs_are_paired_across_policies(path: Path) -> None:
                 "start_hour",
             )
         }  # fmt: skip
-        m, truncated = len(env.module_names), False
+        truncated = False
         while not truncated:
             tel = sim.telemetry()
             seen[policy].append(
@@ -165,9 +174,9 @@ def test_exogenous_inputs_are_paired_across_policies(path: Path) -> None:
                 }
             )
             if policy == "noop":
-                action = np.zeros(3, dtype=np.int64)
+                action = env.plane.core.guard.noop_action
             else:
-                action = masked_action(rng, env.action_masks(), m)
+                action = masked_action(rng, env.action_masks(), cfg)
             _, _, _, truncated, info = env.step(action)
             seen[policy][-1]["units_failed"] = np.asarray(info["units_failed"]).copy()
             allocs[policy].append(info["alloc"])
@@ -214,7 +223,6 @@ def test_batch_rows_step_like_single_planes(path: Path) -> None:
     obs_b = batch.reset(seeds)
     obs_s = [p.reset([s]) for p, s in zip(singles, seeds, strict=True)]
     rng = np.random.default_rng(0)
-    m = len(cfg.modules)
     for tick in range(cfg.episode_ticks + 10):
         if tick == 20:  # restart row 1 only, as an autoresetting vector env would
             obs_b = batch.reset([99], rows=np.array([1]))
@@ -225,7 +233,7 @@ def test_batch_rows_step_like_single_planes(path: Path) -> None:
         masks = batch.action_masks()
         for i, p in enumerate(singles):
             np.testing.assert_array_equal(masks[i], p.action_masks()[0])
-        actions = np.stack([masked_action(rng, masks[i], m) for i in range(3)])
+        actions = np.stack([masked_action(rng, masks[i], cfg) for i in range(3)])
         res_b = batch.step(actions)
         res_s = [p.step(actions[i : i + 1]) for i, p in enumerate(singles)]
         for i, r in enumerate(res_s):
@@ -233,7 +241,8 @@ def test_batch_rows_step_like_single_planes(path: Path) -> None:
                 "reward",
                 "units_moved",
                 "rollbacks",
-                "shift",
+                "shifts",
+                "num_shifts",
                 "units_failed",
                 "truncated",
             ):

@@ -145,7 +145,7 @@ def test_verdicts_say_who_wins_in_plain_words() -> None:
     tie = _synthetic([50.0, 52.0, 50.0, 52.0], [51.0, 51.0, 51.0, 51.0])
     assert tie.verdicts()[0].outcome == "no significant difference from"
     assert "mine shows no significant difference from theirs" in tie.verdict_lines()[0]
-    assert "mine closes 54 % [51, 56] of the gap" in better.verdict_lines()[-1]
+    assert "mine closes 54 % [52, 55] of the gap" in better.verdict_lines()[-1]
     d = better.to_dict()
     assert d["verdicts"][0]["outcome"] == "beats" and d["differences"]["theirs"]["return"][
         "mean"
@@ -249,3 +249,27 @@ def test_figures_name_scenario_and_episodes_and_keep_counts_above_zero() -> None
     assert set(plots.figures(rep)) == {"metrics.png", "leaderboard.png", "reward_per_tick.png",
                                        "allocation_potential.png", "allocation_hpa.png",
                                        "allocation_static.png"}  # fmt: skip
+
+
+def test_gap_closed_is_the_ratio_of_mean_improvements_not_the_mean_of_ratios() -> None:
+    """An episode where static is near the oracle makes per-episode ratios explode; the
+    summary's ratio of means does not, and its bootstrap interval is reproducible."""
+    from shift_rl.evaluate import EpisodeResult, EvaluationReport, ratio_of_means
+
+    static, oracle = [0.0, 0.0, 0.0, 99.0], [100.0, 100.0, 100.0, 100.0]
+    mine = [80.0, 90.0, 85.0, 90.0]  # the last episode: -9 against a headroom of 1
+    results = {
+        name: [EpisodeResult(name, i, i, r, 0.9, 0, 0, 0, 0) for i, r in enumerate(rets)]
+        for name, rets in (("mine", mine), ("static", static), ("oracle", oracle))
+    }
+    rep = EvaluationReport("toy", "f", 4, 0, None, ["mine"], ["m0"], ["cpu"], results,
+                           episode_ticks=720)  # fmt: skip
+    per_episode = rep.per_episode("mine", "gap_closed")
+    assert per_episode.mean() == pytest.approx((0.8 + 0.9 + 0.85 - 9.0) / 4)  # -1.6: noise
+    gap = rep.to_dict()["policies"]["mine"]["gap_closed"]
+    assert gap["mean"] == pytest.approx((80 + 90 + 85 - 9) / (100 + 100 + 100 + 1))
+    assert gap["ci95"][0] <= gap["mean"] <= gap["ci95"][1]
+    again = ratio_of_means(np.array(mine) - static, np.array(oracle) - static, 720)
+    assert again == gap
+    diff = rep.to_dict()["differences"]["static"]["gap_closed"]
+    assert diff["mean"] == pytest.approx(gap["mean"])  # mine minus static, over the same span

@@ -6,6 +6,12 @@ a controller run on the simulated backend (its tick records and observations), r
 before the control-plane core was extracted from the env's tick and the controller's.
 Refactors of the tick must replay them exactly.
 
+The recordings are single-shift trajectories: they replay with ``action.mode: shift`` (a
+single shift is the two-module plan of the plan kernel), and each tick's ``info`` is
+compared in the form it had then (``shift``, the proposal's ``[src, dst, kind, units]``,
+for today's ``shifts`` and ``num_shifts``): the proof that single-shift mode is the old
+behaviour.
+
 Each tick is stored as a SHA-256 digest of its bytes, plus float summaries (reward, goal,
 sum of the observation). Digests are compared where numpy dispatches its transcendental
 functions as on the recording machine (numpy's AVX-512 and AVX2 code paths may differ in
@@ -32,6 +38,7 @@ from shift_rl.controller import ShiftController, SimulatedBackend
 from shift_rl.env import ResourceShiftEnv
 
 from .conftest import SCENARIOS
+from .plans import old_info
 
 GOLDEN = Path(__file__).parent / "data" / "golden_trajectories.json"
 TICKS = 80
@@ -86,8 +93,10 @@ class RandomMasked:
 
 
 def _short(path: Path, ticks: int) -> Any:
+    """The scenario at ``path``, ``ticks`` long, in single-shift mode (as recorded)."""
     data = load_scenario(path).model_dump(mode="python")
     data["episode_ticks"] = ticks
+    data["action"]["mode"] = "shift"
     return scenario_from_dict(data, source=f"{path.stem} (golden)")
 
 
@@ -95,12 +104,14 @@ def env_trajectory(path: Path) -> list[dict[str, Any]]:
     """Per tick: digest of (obs, reward, truncated, info) and float summaries."""
     env = ResourceShiftEnv(_short(path, TICKS))
     policy = RandomMasked(len(env.module_names), seed=7)
+    levels = len(env.scenario.action.amount_levels)
     obs, info = env.reset(seed=2024)
     out = [{"digest": _digest(obs, info), "obs_sum": float(obs.astype(np.float64).sum())}]
     truncated = False
     while not truncated:
         action = policy.act(obs, env.action_masks())
         obs, reward, _, truncated, info = env.step(action)
+        info = old_info(info, action, levels)
         out.append(
             {
                 "digest": _digest(obs, reward, truncated, info),

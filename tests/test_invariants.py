@@ -33,6 +33,8 @@ from hypothesis import strategies as st
 from shift_rl.config import ScenarioConfig, scenario_from_dict
 from shift_rl.env import ResourceShiftEnv
 
+from .plans import scenario
+
 KIND_NAMES = ("cpu", "mem")
 SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
@@ -53,6 +55,7 @@ def scenario_dicts(
     unit_failures: bool = True,
     rollback_threshold: float | None = None,
     load: tuple[float, float] = (0.2, 2.5),
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """A mapping that :func:`scenario_from_dict` accepts (validity is asserted by the callers)."""
     n_mod = draw(st.integers(2, 8), label="modules")
@@ -150,7 +153,12 @@ def scenario_dicts(
             "stabilization_ticks": draw(st.integers(1, 6), label="stabilization_ticks"),
             "rollback_threshold": threshold,
         },
-        "action": {"amount_levels": levels},
+        "action": {
+            "amount_levels": levels,
+            "mode": draw(st.sampled_from(["plan", "shift"]), label="mode")
+            if mode is None
+            else mode,
+        },
         "faults": {
             "slowdown": {
                 "rate_per_day": draw(_rate(ticks_per_day / 10)),
@@ -198,11 +206,21 @@ def _masked_action(rng: np.random.Generator, mask: np.ndarray, m: int) -> np.nda
     return np.array([src, rng.choice(dsts), lvl], dtype=np.int64)
 
 
+def _masked_plan(rng: np.random.Generator, mask: np.ndarray, width: int) -> np.ndarray:
+    """Per (module, kind) a level uniform among the allowed ones, "no change" a third of the
+    time (else nearly every module asks, and the locks leave little to plan)."""
+    allowed = mask.reshape(-1, width)
+    out = (rng.random(allowed.shape) + allowed).argmax(axis=1)
+    out[rng.random(out.shape[0]) < 1 / 3] = width // 2
+    return out.astype(np.int64)
+
+
 def _policy_action(
     policy: str, rng: np.random.Generator, env: ResourceShiftEnv, mask: np.ndarray
 ) -> np.ndarray:
     m = len(env.module_names)
     nvec = env.action_space.nvec
+    guard = env.plane.core.guard
     if policy == "mixed":
         policy = str(rng.choice(["space", "mask", "wild"], p=[0.45, 0.45, 0.1]))
     if policy == "space":
@@ -210,7 +228,9 @@ def _policy_action(
     if policy == "wild":  # outside the action space too (a buggy policy): the env refuses it
         return rng.integers(-2, nvec + 2).astype(np.int64)
     if policy == "noop":
-        return np.zeros(3, dtype=np.int64)
+        return guard.noop_action.copy()
+    if guard.plan_mode:
+        return _masked_plan(rng, mask, int(nvec[0]))
     return _masked_action(rng, mask, m)
 
 
@@ -232,21 +252,76 @@ class _Open:
     pair_before: np.ndarray  # (2, R) alloc + incoming of (src, dst) just before the shift
 
 
+def _attainment_key(att: float, missing: float) -> float:
+    """Attainment as the matching's tie-break sees it: in [0, 1], ``missing`` if NaN."""
+    return missing if math.isnan(att) else min(max(att, 0.0), 1.0)
+
+
+def reference_match(
+    req: np.ndarray,
+    attain: np.ndarray,
+    busy: np.ndarray,
+    alloc: np.ndarray,
+    incoming: np.ndarray,
+    floor: np.ndarray,
+    cap: np.ndarray,
+    per_shift: int,
+    budget: np.ndarray,
+) -> list[tuple[int, int, int, int]]:
+    """The matching of safety.py's docstring, restated: per kind, takers by decreasing
+    request (ties: worse attainment, then lower index), givers by decreasing offer (ties:
+    better attainment, then lower index); the i-th taker with the next giver that can still
+    give; ``min(take, offer, per shift, budget left, spare, room)`` units; a module in at most
+    one shift. ``busy`` (M,): modules that may take part in none (locked)."""
+    m_count, r_count = req.shape
+    busy = busy.copy()
+    out = []
+    for r in range(r_count):
+        takers = [m for m in range(m_count) if req[m, r] > 0 and not busy[m]]
+        givers = [m for m in range(m_count) if req[m, r] < 0 and not busy[m]]
+        if not takers or not givers:
+            continue
+        takers.sort(key=lambda m: (-req[m, r], _attainment_key(attain[m], 1.0), m))
+        givers.sort(key=lambda m: (req[m, r], -_attainment_key(attain[m], 0.0), m))
+        left = int(budget[r])
+        i = j = 0
+        while i < len(takers) and j < len(givers) and left > 0:
+            t, g = takers[i], givers[j]
+            room = int(cap[r] - alloc[t, r] - incoming[t, r])
+            spare = int(alloc[g, r] - floor[g, r])
+            if busy[t] or room <= 0:
+                i += 1
+                continue
+            if busy[g] or spare <= 0:
+                j += 1
+                continue
+            u = min(int(req[t, r]), int(-req[g, r]), per_shift, left, spare, room)
+            out.append((g, t, r, u))
+            left -= u
+            busy[t] = busy[g] = True
+            i += 1
+            j += 1
+    return out
+
+
 @dataclass
 class Checker:
     env: ResourceShiftEnv
     exact_rollback: bool = False
+    probe: int = 4  # mask entries probed with the guard each tick (plan mode)
     lock_until: np.ndarray = field(init=False)
-    open: dict[int, _Open] = field(default_factory=dict)  # judged at tick -> shift
+    open: dict[int, list[_Open]] = field(default_factory=dict)  # judged at tick -> shifts
     used: dict[tuple[int, int], int] = field(default_factory=dict)  # (tick, kind) -> units
     stats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         p = self.env.params
         s = self.env.scenario.safety
+        self.plan_mode = self.env.plane.core.guard.plan_mode
         self.m, self.r = p.num_modules, p.num_resources
         self.levels = p.amount_levels
         self.k = len(self.levels)
+        self.width = 2 * self.k + 1
         self.floor = p.floor
         self.cap = p.share_cap
         self.pool = p.pool_units
@@ -257,7 +332,9 @@ class Checker:
         self.threshold = s.rollback_threshold
         self.value = p.value
         self.lock_until = np.zeros(self.m, dtype=np.int64)
-        for key in ("shifts", "rollbacks", "invalid", "clipped", "failed", "gaps", "out_of_space"):
+        self.rng = np.random.default_rng(0)
+        for key in ("shifts", "rollbacks", "invalid", "clipped", "failed", "gaps",
+                    "out_of_space", "multi_shift_ticks", "probes"):  # fmt: skip
             self.stats[key] = 0
 
     # -- state snapshots ------------------------------------------------------------------
@@ -305,12 +382,18 @@ class Checker:
             err_msg="guard locks differ from the stabilization windows of executed shifts",
         )
 
+    def budget(self, t: int) -> np.ndarray:
+        return np.array([self.per_tick - self.used.get((t, r), 0) for r in range(self.r)])
+
     def check_mask(self, mask: np.ndarray, before: dict[str, Any]) -> None:
+        if self.plan_mode:
+            self.check_plan_mask(mask, before)
+            return
         """Per-dimension mask: sources are exactly the unlocked modules with spare units."""
         t, alloc, inc = before["tick"], before["alloc"], before["incoming"]
         m = self.m
         free_lock = self.lock_until <= t
-        budget = np.array([self.per_tick - self.used.get((t, r), 0) for r in range(self.r)])
+        budget = self.budget(t)
         spare = (alloc - self.floor >= 1) & (budget >= 1)[None, :]
         give = free_lock & spare.any(1)
         recv = free_lock & (self.cap[None, :] - alloc - inc >= 1).any(1)
@@ -333,13 +416,77 @@ class Checker:
                 levels[r * self.k] = True
         np.testing.assert_array_equal(mask[2 * m :], levels, err_msg="level mask")
 
+    def level_units(self) -> np.ndarray:
+        return np.concatenate((-self.levels[::-1], [0], self.levels)).astype(np.int64)
+
+    def check_plan_mask(self, mask: np.ndarray, before: dict[str, Any]) -> None:
+        """Per (module, kind): "no change" always; while unlocked and the kind's tick budget
+        lasts, offers up to the spare units above the floor and requests up to the room
+        under the share cap (the smallest level with one unit of either)."""
+        t, alloc, inc = before["tick"], before["alloc"], before["incoming"]
+        assert mask.dtype == bool and mask.shape == (self.m * self.r * self.width,)
+        budget = self.budget(t)
+        units = self.level_units()
+        expected = np.zeros((self.m, self.r, self.width), dtype=bool)
+        expected[:, :, self.k] = True
+        for m in range(self.m):
+            for r in range(self.r):
+                if self.lock_until[m] > t or budget[r] < 1:
+                    continue
+                spare = alloc[m, r] - self.floor[m, r]
+                room = self.cap[r] - alloc[m, r] - inc[m, r]
+                for j, u in enumerate(units):
+                    if u < 0:
+                        expected[m, r, j] = spare >= 1 and (-u == self.levels[0] or -u <= spare)
+                    elif u > 0:
+                        expected[m, r, j] = room >= 1 and (u == self.levels[0] or u <= room)
+        np.testing.assert_array_equal(mask.reshape(expected.shape), expected, err_msg="plan mask")
+        self.probe_plan_mask(mask.reshape(expected.shape), before)
+
+    def probe_plan_mask(self, mask: np.ndarray, before: dict[str, Any]) -> None:
+        """A few (module, kind, level) entries, played with the guard (nothing registered):
+        a masked-in level with a counterpart asking the opposite moves >= 1 unit; a
+        masked-out one is never executed as asked (nothing moves, or it is cut)."""
+        guard = self.env.plane.core.guard
+        t, alloc, inc = before["tick"], before["alloc"], before["incoming"]
+        free = self.lock_until <= t
+        tick = np.array([t])
+        units = self.level_units()
+        for _ in range(self.probe):
+            m, r = int(self.rng.integers(self.m)), int(self.rng.integers(self.r))
+            j = int(self.rng.integers(self.width))
+            u = int(units[j])
+            if u == 0:
+                continue
+            # the counterpart: any other unlocked module able to do the opposite
+            if u > 0:
+                ok = alloc[:, r] - self.floor[:, r] >= 1
+            else:
+                ok = self.cap[r] - alloc[:, r] - inc[:, r] >= 1
+            cands = np.flatnonzero(ok & free & (np.arange(self.m) != m))
+            if cands.size == 0:
+                continue
+            c = int(self.rng.choice(cands))
+            req = np.zeros((1, self.m, self.r), dtype=np.int64)
+            req[0, m, r], req[0, c, r] = u, -u
+            _, src, dst, kind, got, _ = guard.match(
+                tick, req, alloc[None], inc[None], before["attain"][None]
+            )
+            moved = int(got.sum())
+            self.stats["probes"] += 1
+            if mask[m, r, j]:
+                assert moved >= 1, f"masked-in level {u} of module {m} kind {r} moves nothing"
+                assert src.tolist() == ([c] if u > 0 else [m]) and kind.tolist() == [r]
+                assert dst.tolist() == ([m] if u > 0 else [c])
+            else:
+                assert moved < abs(u), f"masked-out level {u} of module {m} ran as asked"
+
     # -- one tick -----------------------------------------------------------------------------
     def in_space(self, action: np.ndarray) -> bool:
-        s, d, a = (int(v) for v in action)
-        return 0 <= s < self.m and 0 <= d < self.m and 0 <= a < self.r * self.k
+        return bool(((action >= 0) & (action < self.env.action_space.nvec)).all())
 
     def expected_units(self, action: np.ndarray, before: dict[str, Any]) -> int:
-        """Units the rules allow for a proposal (0: invalid or no-op)."""
+        """Single-shift mode: units the rules allow for a proposal (0: invalid or no-op)."""
         if not self.in_space(action):
             return 0
         s, d, a = (int(v) for v in action)
@@ -356,6 +503,34 @@ class Checker:
         )
         return max(u, 0)
 
+    def expected_single(
+        self, action: np.ndarray, before: dict[str, Any], info: dict[str, Any]
+    ) -> list[tuple[int, int, int, int]]:
+        """Single-shift mode: the shift the old rules (kept) execute, and its status."""
+        want = self.expected_units(action, before)
+        a_s, a_d, a_l = (int(v) for v in action)
+        a_r, a_k = divmod(a_l, self.k)
+        assert info["invalid_action"] == (a_s != a_d and want == 0)
+        assert info["clipped"] == (want > 0 and want < self.levels[a_k])
+        return [(a_s, a_d, a_r, want)] if want > 0 else []
+
+    def expected_plan(
+        self, action: np.ndarray, before: dict[str, Any], info: dict[str, Any]
+    ) -> list[tuple[int, int, int, int]]:
+        """Plan mode: the reference matching of the plan, and its status."""
+        t = before["tick"]
+        req = self.level_units()[action].reshape(self.m, self.r)
+        shifts = reference_match(
+            req, before["attain"], self.lock_until > t, before["alloc"], before["incoming"],
+            self.floor, self.cap, self.per_shift, self.budget(t),
+        )  # fmt: skip
+        asked = sum(max(req[:, r][req[:, r] > 0].sum(), -req[:, r][req[:, r] < 0].sum())
+                    for r in range(self.r))  # fmt: skip
+        moved = sum(u for *_, u in shifts)
+        assert info["invalid_action"] == (asked > 0 and moved == 0), (asked, moved)
+        assert info["clipped"] == (0 < moved < asked), (asked, moved)
+        return shifts
+
     def check_step(
         self, action: np.ndarray, before: dict[str, Any], info: dict[str, Any], reward: float
     ) -> None:
@@ -364,24 +539,30 @@ class Checker:
         t = before["tick"]
         after = self.snapshot()
         assert after["tick"] == t + 1 == info["tick"]
-        s, d, r, u = info["shift"]
-        a_s, a_d, a_l = (int(v) for v in action)
-        a_r, a_k = divmod(a_l, self.k)
+        rows = np.asarray(info["shifts"])
+        n = int(info["num_shifts"])
+        assert rows.shape == (max(1, self.m // 2), 4) and not rows[n:].any()
+        got = [tuple(int(x) for x in row) for row in rows[:n]]
 
-        # The guard executes exactly the clipped proposal.
-        want = self.expected_units(action, before)
-        assert u == want, f"executed {u} units, the rules allow {want} for {tuple(action)}"
-        if self.in_space(action):
-            assert info["invalid_action"] == (a_s != a_d and want == 0)
-            assert info["clipped"] == (want > 0 and want < self.levels[a_k])
-        else:
-            assert info["invalid_action"] and not info["clipped"], "out-of-space action"
+        # The guard executes exactly what the rules say.
+        if not self.in_space(action):
+            assert info["invalid_action"] and not info["clipped"] and not got, "out of space"
             self.stats["out_of_space"] += 1
-        if u > 0:
-            assert (s, d, r) == (a_s, a_d, a_r)
-            # Limits, explicitly.
-            assert u <= self.per_shift and u <= self.levels[a_k]
-            assert self.used.get((t, r), 0) + u <= self.per_tick
+            want: list[tuple[int, int, int, int]] = []
+        elif self.plan_mode:
+            want = self.expected_plan(action, before, info)
+        else:
+            want = self.expected_single(action, before, info)
+        assert got == want, f"executed {got}, the rules give {want} for {action.tolist()}"
+
+        # Limits, explicitly.
+        touched = [m for s, d, _, _ in got for m in (s, d)]
+        assert len(set(touched)) == len(touched), f"a module in two shifts of a tick: {got}"
+        for s, d, r, u in got:
+            assert s != d and 1 <= u <= self.per_shift
+            if self.plan_mode:
+                req = self.level_units()[action].reshape(self.m, self.r)
+                assert u <= req[d, r] and u <= -req[s, r], "more than asked"
             assert before["alloc"][s, r] - u >= self.floor[s, r], "source below its floor"
             assert before["alloc"][d, r] + before["incoming"][d, r] + u <= self.cap[r], "share cap"
             assert self.lock_until[s] <= t and self.lock_until[d] <= t, "shift on a locked module"
@@ -390,42 +571,22 @@ class Checker:
                 f"over the budget of tick {t}, rollback incl."
             )
             pair = np.stack([before["alloc"][i] + before["incoming"][i] for i in (s, d)])
-            self.open[t + self.window] = _Open(
-                t, s, d, r, u, self._pair(before["attain"], s, d), pair
+            self.open.setdefault(t + self.window, []).append(
+                _Open(t, s, d, r, u, self._pair(before["attain"], s, d), pair)
             )
             self.lock_until[[s, d]] = t + self.window
             self.stats["shifts"] += 1
+        self.stats["multi_shift_ticks"] += len(got) > 1
         self.stats["invalid"] += info["invalid_action"]
         self.stats["clipped"] += info["clipped"]
+        shifted = sum(u for *_, u in got)
+        rb_units = info["units_moved"] - shifted
+        assert rb_units >= 0
 
-        # Judgement of the shift made `window` ticks ago, and its rollback.
-        rb_units = info["units_moved"] - u
-        assert info["rollbacks"] in (0, 1) and rb_units >= 0
-        judged = self.open.pop(t + 1, None)
-        rb = None
-        if judged is not None:
-            now = self._pair(after["attain"], judged.src, judged.dst)
-            pre_rb_alloc = after["alloc"][judged.dst, judged.kind] + rb_units
-            back = min(judged.units, int(pre_rb_alloc - self.floor[judged.dst, judged.kind]))
-            drop = judged.baseline - now
-            if not (math.isfinite(drop) and abs(drop - self.threshold) < 1e-12):
-                should = bool(drop > self.threshold) and back > 0
-                assert info["rollbacks"] == int(should), (
-                    f"rollback={info['rollbacks']} but drop {drop} vs threshold {self.threshold}"
-                    f" (back={back})"
-                )
-            if info["rollbacks"]:
-                assert rb_units == back, f"rollback moved {rb_units}, expected {back}"
-                rb = judged
-        else:
-            assert info["rollbacks"] == 0, "rollback without a shift due for judgement"
-        if rb is None:
-            assert rb_units == 0, "units moved that no shift or rollback explains"
-
-        # Exact accounting of every unit over the tick.
+        # Exact accounting of every unit over the tick, up to the rollbacks.
         transit = before["transit"].copy()
         alloc = before["alloc"].copy()
-        if u > 0:
+        for s, d, r, u in got:
             alloc[s, r] -= u
             transit[-1, d, r] += u
         failed_b, failed_a = before["failed"], after["failed"]
@@ -434,9 +595,30 @@ class Checker:
         free = before["free"] + failed_b[0, self.m] - new_fail[self.m]
         exp_transit = np.zeros_like(transit)
         exp_transit[:-1] = transit[1:]
-        if rb is not None:
-            alloc[rb.dst, rb.kind] -= rb_units
-            exp_transit[-1, rb.src, rb.kind] += rb_units
+
+        # Judgements of the shifts made `window` ticks ago, and their rollbacks: a rollback
+        # takes its units back from the target (seen in the allocation: only rollbacks move
+        # units after the accounting above).
+        rolled: list[tuple[_Open, int]] = []
+        for judged in self.open.pop(t + 1, []):
+            pre = int(alloc[judged.dst, judged.kind])
+            back = min(judged.units, pre - int(self.floor[judged.dst, judged.kind]))
+            took = pre - int(after["alloc"][judged.dst, judged.kind])
+            now = self._pair(after["attain"], judged.src, judged.dst)
+            drop = judged.baseline - now
+            if not (math.isfinite(drop) and abs(drop - self.threshold) < 1e-12):
+                should = bool(drop > self.threshold) and back > 0
+                assert (took > 0) == should, (
+                    f"rolled back {took} but drop {drop} vs threshold {self.threshold}"
+                    f" (back={back})"
+                )
+            if took:
+                assert took == back, f"rollback moved {took}, expected {back}"
+                rolled.append((judged, took))
+                alloc[judged.dst, judged.kind] -= took
+                exp_transit[-1, judged.src, judged.kind] += took
+        assert info["rollbacks"] == len(rolled)
+        assert rb_units == sum(u for _, u in rolled), "units moved no shift or rollback explains"
         np.testing.assert_array_equal(after["alloc"], alloc, err_msg="allocation accounting")
         np.testing.assert_array_equal(after["transit"], exp_transit, err_msg="transit accounting")
         np.testing.assert_array_equal(after["free"], free, err_msg="free-pool accounting")
@@ -448,18 +630,18 @@ class Checker:
         np.testing.assert_array_equal(lost, new_fail.sum(0), err_msg="units_failed")
         want_fail = sim.exo_fail[0, h + t + 1]
         online = alloc.sum(0) + free + new_fail.sum(0)  # before this tick's failures
-        if rb is not None:
-            online[rb.kind] += rb_units
+        for rb, u in rolled:
+            online[rb.kind] += u
         np.testing.assert_array_equal(lost, np.minimum(want_fail, online))
         self.stats["failed"] += int(lost.sum())
         self.stats["gaps"] += int(info["telemetry_missing"].sum())
 
-        # A rollback restores the pair and locks it again.
-        if rb is not None:
+        # A rollback restores the pair, locks it again and uses the budget of its tick.
+        for rb, u in rolled:
             self.stats["rollbacks"] += 1
             rb_tick = t + 1
             self.lock_until[[rb.src, rb.dst]] = rb_tick + self.window
-            self.used[(rb_tick, rb.kind)] = rb_units  # the tick's budget is shared
+            self.used[(rb_tick, rb.kind)] = self.used.get((rb_tick, rb.kind), 0) + u
             if self.exact_rollback:
                 pair = np.stack(
                     [after["alloc"][i] + after["incoming"][i] for i in (rb.src, rb.dst)]
@@ -467,7 +649,7 @@ class Checker:
                 np.testing.assert_array_equal(
                     pair,
                     rb.pair_before,
-                    err_msg=f"rollback of {rb} did not restore the pair (moved {rb_units})",
+                    err_msg=f"rollback of {rb} did not restore the pair (moved {u})",
                 )
 
         # Reward components.
@@ -513,12 +695,12 @@ def run_episode(
         chk.check_mask(mask, before)
         action = _policy_action(policy, rng, env, mask)
         if replace_invalid is not None and before["tick"] in replace_invalid:
-            action = np.array([0, 0, 0], dtype=np.int64)
+            action = env.plane.core.guard.noop_action.copy()
         if not env.action_space.contains(action):  # a buggy policy: refused, nothing changes
             with pytest.raises(ValueError, match="outside the action space"):
                 env.step(action)
             assert _same(chk.snapshot(), before)
-            action = np.array([0, 0, 0], dtype=np.int64)
+            action = env.plane.core.guard.noop_action.copy()
             invalid_ticks.add(before["tick"])
         obs, reward, terminated, truncated, info = env.step(action)
         assert not terminated
@@ -544,7 +726,7 @@ def run_episode(
     seed=st.integers(0, 2**32 - 1),
     policy=st.sampled_from(["space", "mask", "mixed", "wild"]),
 )
-@settings(max_examples=150, deadline=None, suppress_health_check=SUPPRESS)
+@settings(max_examples=100, deadline=None, suppress_health_check=SUPPRESS)
 def test_invariants_hold_every_tick(data: dict[str, Any], seed: int, policy: str) -> None:
     run_episode(scenario_from_dict(data), seed, policy)
 
@@ -553,14 +735,15 @@ def test_invariants_hold_every_tick(data: dict[str, Any], seed: int, policy: str
     data=scenario_dicts(unit_failures=False, rollback_threshold=0.0, load=(0.6, 3.0)),
     seed=st.integers(0, 2**32 - 1),
 )
-@settings(max_examples=80, deadline=None, suppress_health_check=SUPPRESS)
+@settings(max_examples=60, deadline=None, suppress_health_check=SUPPRESS)
 def test_rollback_restores_the_pair_exactly(data: dict[str, Any], seed: int) -> None:
     """Without unit failures, a rollback puts both modules back where they were (units
     serving plus units warming up towards them) just before the original shift."""
     run_episode(scenario_from_dict(data), seed, "mask", exact_rollback=True)
 
 
-def test_rollbacks_do_happen() -> None:
+@pytest.mark.parametrize("mode", ["plan", "shift"])
+def test_rollbacks_do_happen(mode: str) -> None:
     """The rollback properties above are not vacuous: a plane whose shifts hurt rolls back."""
     data = {
         "name": "hurt",
@@ -586,7 +769,7 @@ def test_rollbacks_do_happen() -> None:
             "stabilization_ticks": 3,
             "rollback_threshold": 0.0,
         },
-        "action": {"amount_levels": [2, 4]},
+        "action": {"amount_levels": [2, 4], "mode": mode},
         "forecast": {"history_ticks": 5},
     }
     chk, _, _ = run_episode(scenario_from_dict(data), 7, "mask", exact_rollback=True, record=False)
@@ -604,6 +787,35 @@ def test_invalid_action_is_a_noop(data: dict[str, Any], seed: int) -> None:
     _, obs_b, invalid_b = run_episode(cfg, seed, "mixed", replace_invalid=invalid)
     assert not invalid_b
     np.testing.assert_array_equal(np.stack(obs_a), np.stack(obs_b))
+
+
+SHIPPED = {"default": 240, "multi_resource": 240, "faults": 240, "large": 100}
+"""Shipped scenarios the plan properties run on, and their (shortened) episode lengths."""
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+@given(seed=st.integers(0, 2**32 - 1), policy=st.sampled_from(["space", "mask", "mixed"]))
+@settings(max_examples=10, deadline=None, suppress_health_check=SUPPRESS)
+def test_random_plans_keep_the_invariants_on_shipped_scenarios(
+    name: str, seed: int, policy: str
+) -> None:
+    """Every check of :class:`Checker` over whole episodes of random plans on the shipped
+    scenarios (plan mode, the default): conservation, integers >= 0, floors, share caps,
+    per-shift and per-tick limits, one shift per module and tick, locks, judgements and
+    rollbacks, observations, masks; the executed shifts equal the reference matching."""
+    cfg = scenario(name, SHIPPED[name])
+    assert cfg.action.mode == "plan"
+    chk, _, _ = run_episode(cfg, seed, policy)
+    assert chk.stats["shifts"] > 0
+
+
+def test_shipped_plans_are_not_vacuous() -> None:
+    """On a shipped scenario, random masked plans do execute several shifts a tick, are cut
+    to the limits, get rolled back, and the mask probes run."""
+    chk, _, _ = run_episode(scenario("large", 100), 3, "mask", record=False)
+    st_ = chk.stats
+    assert st_["multi_shift_ticks"] > 50 and st_["shifts"] > 2 * 100, st_
+    assert st_["clipped"] > 0 and st_["rollbacks"] > 0 and st_["probes"] > 100, st_
 
 
 def test_stepping_past_the_end_fails_loudly() -> None:
@@ -625,7 +837,7 @@ def test_stepping_past_the_end_fails_loudly() -> None:
     steps = 0
     with pytest.raises(RuntimeError, match="reset"):
         for _ in range(100):
-            obs, *_ = env.step(np.zeros(3, dtype=np.int64))
+            obs, *_ = env.step(env.plane.core.guard.noop_action)
             assert np.isfinite(obs).all() and env.observation_space.contains(obs)
             steps += 1
     assert steps == env.scenario.episode_ticks

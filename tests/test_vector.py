@@ -22,7 +22,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import shift_rl
-from shift_rl.config import RandomizationConfig, load_scenario
+from shift_rl.config import RandomizationConfig, ScenarioConfig, load_scenario
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.plane import PlaneBatch
 from shift_rl.sim import exogenous
@@ -30,23 +30,33 @@ from shift_rl.training_envs import BatchedTrainingEnv, TrainingEnv, make_variant
 from shift_rl.vector import ResourceShiftVectorEnv
 
 from .conftest import SCENARIOS
+from .plans import shift_mode
 from .test_determinism import assert_identical, masked_action, short
 
 IDS = [p.stem for p in SCENARIOS]
+SCENARIOS_BY_NAME = {p.stem: p for p in SCENARIOS}
 TICKS = 60
 
 
-def masked_actions(rng: np.random.Generator, masks: np.ndarray, m: int) -> np.ndarray:
-    return np.stack([masked_action(rng, mask, m) for mask in masks])
+def masked_actions(rng: np.random.Generator, masks: np.ndarray, cfg: ScenarioConfig) -> np.ndarray:
+    return np.stack([masked_action(rng, mask, cfg) for mask in masks])
 
 
 # -- the Gymnasium vector env ----------------------------------------------------------------
 @pytest.mark.parametrize("path", SCENARIOS, ids=IDS)
 def test_vector_env_matches_single_envs(path: Path) -> None:
-    """Three envs over ~3.5 episodes each: one restarted mid-episode (so later autoresets
-    happen at different steps), then everyone re-seeded; every step compared."""
-    cfg = short(path, TICKS)
-    n, m = 3, len(cfg.modules)
+    """Three envs over ~3.5 episodes each, random plans inside the masks: one restarted
+    mid-episode (so later autoresets happen at different steps), then everyone re-seeded;
+    every step compared (infos with the executed shifts included)."""
+    _matches_single_envs(short(path, TICKS))
+
+
+def test_vector_env_matches_single_envs_in_single_shift_mode() -> None:
+    _matches_single_envs(shift_mode(short(SCENARIOS_BY_NAME["faults"], TICKS)))
+
+
+def _matches_single_envs(cfg: ScenarioConfig) -> None:
+    n = 3
     vec = ResourceShiftVectorEnv(n, cfg)
     ref = SyncVectorEnv([lambda: ResourceShiftEnv(cfg) for _ in range(n)])
     assert ref.metadata["autoreset_mode"] == vec.metadata["autoreset_mode"]
@@ -63,7 +73,7 @@ def test_vector_env_matches_single_envs(path: Path) -> None:
             assert_identical(vec.reset(seed=[7, None, 9]), ref.reset(seed=[7, None, 9]), "re")
         masks = vec.action_masks()
         assert_identical(masks, np.stack(ref.call("action_masks")), f"masks {t}")
-        actions = masked_actions(rng, masks, m)
+        actions = masked_actions(rng, masks, cfg)
         got, want = vec.step(actions), ref.step(actions)
         assert_identical(got, want, f"step {t}")
         moved += int(want[4].get("units_moved", np.zeros(1)).sum())
@@ -82,14 +92,15 @@ def test_rows_replay_single_envs_seeded_s_plus_i() -> None:
         o, inf = env.reset(seed=100 + i)
         np.testing.assert_array_equal(obs[i], o)
         assert info["episode_seed"][i] == inf["episode_seed"]
+    noop = singles[0].plane.core.guard.noop_action
     for _ in range(30):
-        obs, rew, term, trunc, info = vec.step(np.zeros((4, 3), dtype=np.int64))
+        obs, rew, term, trunc, info = vec.step(np.tile(noop, (4, 1)))
         for i, env in enumerate(singles):
-            o, r, te, tr, _ = env.step(np.zeros(3, dtype=np.int64))
+            o, r, te, tr, _ = env.step(noop)
             np.testing.assert_array_equal(obs[i], o)
             assert (rew[i], term[i], trunc[i]) == (r, te, tr)
     assert trunc.all()
-    obs, rew, term, trunc, info = vec.step(np.zeros((4, 3), dtype=np.int64))  # autoreset
+    obs, rew, term, trunc, info = vec.step(np.tile(noop, (4, 1)))  # autoreset
     for i, env in enumerate(singles):
         o, inf = env.reset()
         np.testing.assert_array_equal(obs[i], o)
@@ -108,7 +119,8 @@ def test_vector_env_contract() -> None:
     assert env.single_observation_space == single.observation_space
     assert env.single_action_space == single.action_space
     assert env.observation_space.shape == (n, *single.observation_space.shape)
-    assert env.action_space.shape == (n, 3)
+    width = len(single.action_space.nvec)  # a plan: one level per module and kind
+    assert env.action_space.shape == (n, width) and width == single.plane.params.num_modules
     obs, info = env.reset(seed=3)
     assert env.observation_space.contains(obs)
     env.action_space.seed(0)
@@ -132,13 +144,15 @@ def test_vector_env_contract() -> None:
     masks = env.action_masks()
     assert masks.shape == (n, len(single.action_masks())) and masks.dtype == np.bool_
     with pytest.raises(RuntimeError, match="reset"):
-        ResourceShiftVectorEnv(2, cfg).step(np.zeros((2, 3), dtype=np.int64))
-    bad = np.zeros((n, 3))
-    bad[1] = [0.7, 1.2, 0.0]  # non-integer actions are refused, never truncated to a shift
+        ResourceShiftVectorEnv(2, cfg).step(np.zeros((2, width), dtype=np.int64))
+    bad = np.tile(single.plane.core.guard.noop_action.astype(float), (n, 1))
+    bad[1, :2] = [0.7, 1.2]  # non-integer actions are refused, never truncated to a level
     with pytest.raises(ValueError, match=r"row 1.*non-integer"):
         env.step(bad)
     with pytest.raises(ValueError, match="shape"):
-        env.step(np.zeros(3 * n, dtype=np.int64))
+        env.step(np.zeros(width * n, dtype=np.int64))
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros((n, width + 1), dtype=np.int64))
     with pytest.raises(ValueError, match="num_envs"):
         ResourceShiftVectorEnv(0, cfg)
 
@@ -164,7 +178,7 @@ def test_sb3_adapter_matches_dummy_vec_env(name: str, regret: bool) -> None:
     DummyVecEnv of TrainingEnvs returns, and the same without the full infos."""
     base = load_scenario(name).model_copy(update={"episode_ticks": 40})
     variants = make_variants(base, RandomizationConfig(variants=3), seed=1)
-    n, m = 3, len(base.modules)
+    n = 3
     seeds = [5000 + i for i in range(n)]
     ref = DummyVecEnv([lambda s=s: TrainingEnv(variants, s, 2, regret) for s in seeds])
     full = BatchedTrainingEnv(variants, seeds, 2, regret, full_info=True)
@@ -186,7 +200,7 @@ def test_sb3_adapter_matches_dummy_vec_env(name: str, regret: bool) -> None:
             assert_identical(lean.reset(), obs, "re-seeded reset")
         masks = np.stack(ref.env_method("action_masks"))
         assert_identical(np.stack(full.env_method("action_masks")), masks, f"masks {t}")
-        actions = masked_actions(rng, masks, m)
+        actions = masked_actions(rng, masks, base)
         want = ref.step(actions)
         assert_identical(full.step(actions), want, f"step {t}")
         assert_identical(full.reset_infos, ref.reset_infos, f"reset infos {t}")

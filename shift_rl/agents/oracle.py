@@ -3,10 +3,13 @@
 **oracle** (unconstrained): at every tick, the best allocation for the true demand of that
 tick with free, instant moves and no guard: the most goal attainment any policy could get.
 It maximizes a separable sum ``sum_m value_m * attainment_m(units_m)`` over integer units
-under the pool's online capacity, exactly, by dynamic programming over modules
-(``O(M U^2)`` per tick; exact whatever the shape of the attainment curves). With several
-resource kinds, each kind is solved as if it were the only scarce one and the smallest of
-those optima is kept: a relaxation, so still an upper bound. No move costs are charged.
+under the pool's online capacity, exactly whatever the shape of the attainment curves (to
+within ``WAIT_TOL`` = 1e-12, always above), in time about linear in the modules: a Lagrangian
+relaxation (each curve's concave envelope, filled greedily by slope) settles almost every
+module, and a dynamic programme runs over the few unit counts it cannot rule out (proof in
+:func:`best_goal`). With several resource kinds, each kind is solved as if it were the only
+scarce one and the smallest of those optima is kept: a relaxation, so still an upper bound.
+No move costs are charged.
 
 **oracle-mpc** (clairvoyant MPC): a policy in the env that knows the true demand of the next
 ``warmup + horizon`` ticks and when units in transit land. Every tick it scores every feasible
@@ -28,46 +31,244 @@ from shift_rl.scenario import FORECAST_HORIZON_MAX, ScenarioParams
 from shift_rl.sim.queueing import attainment_curve, tick_metrics
 from shift_rl.sim.simulator import Simulator
 
+WAIT_TOL = 1e-12
+"""Attainment curves stop where the chance of waiting is at most this (see
+:func:`~shift_rl.sim.queueing.attainment_curve`): the bound is then above the optimum of the
+untruncated curves by at most this much (values sum to 1)."""
+_TOL = 1e-12  # rounding slack in the comparisons of the exact step (including more is safe)
+
+
+@numba.njit(cache=True)
+def _curves(lam, slow, mu, slo, ups, value, tick_seconds, cap):  # pragma: no cover
+    """Every module's value-weighted curve ``g_m(u)``, ``u = 0..n_m - 1``, truncated where it
+    saturates, concatenated: ``g[start[m] + u]``."""
+    n_mod = lam.shape[0]
+    start = np.empty(n_mod + 1, dtype=np.int64)
+    g = np.empty(max(64, 8 * n_mod))
+    scratch = np.empty(cap + 1)
+    pos = 0
+    for m in range(n_mod):
+        mu_m = mu[m] * slow[m]
+        n = attainment_curve(lam[m], mu_m, slo[m], tick_seconds, ups[m], scratch, WAIT_TOL)
+        if pos + n > g.shape[0]:
+            grown = np.empty(max(2 * g.shape[0], pos + n))
+            grown[:pos] = g[:pos]
+            g = grown
+        for u in range(n):
+            g[pos + u] = value[m] * scratch[u]
+        start[m] = pos
+        pos += n
+    start[n_mod] = pos
+    return g, start
+
+
+@numba.njit(cache=True)
+def _hulls(g, start):  # pragma: no cover
+    """Vertices of each curve's upper concave envelope (monotone chain), ``hv[hs[m]:hs[m+1]]``
+    (unit counts), with strictly decreasing slopes as computed."""
+    n_mod = start.shape[0] - 1
+    hv = np.empty(start[n_mod], dtype=np.int64)
+    hs = np.empty(n_mod + 1, dtype=np.int64)
+    k = 0
+    for m in range(n_mod):
+        s0 = start[m]
+        hs[m] = k
+        for u in range(start[m + 1] - s0):
+            while k - hs[m] >= 2:
+                a, b = hv[k - 2], hv[k - 1]
+                if (g[s0 + b] - g[s0 + a]) / (b - a) <= (g[s0 + u] - g[s0 + b]) / (u - b):
+                    k -= 1
+                else:
+                    break
+            hv[k] = u
+            k += 1
+    hs[n_mod] = k
+    return hv, hs
+
+
+@numba.njit(cache=True)
+def _critical_slope(slope, length, cap):  # pragma: no cover
+    """The slope at which taking segments by decreasing slope uses up ``cap`` units: the
+    largest ``s`` with ``sum(length[slope >= s]) >= cap`` (weighted quickselect, expected
+    linear time; needs ``0 < cap < sum(length)``)."""
+    idx = np.arange(slope.shape[0])
+    n = idx.shape[0]
+    need = cap
+    state = 12345
+    while True:
+        state = (state * 1103515245 + 12345) % 2147483648  # fixed seed: reproducible
+        pivot = slope[idx[state % n]]
+        above, at = 0, 0
+        for k in range(n):
+            v = slope[idx[k]]
+            if v > pivot:
+                above += length[idx[k]]
+            elif v == pivot:
+                at += length[idx[k]]
+        if above >= need:  # the answer is steeper than the pivot
+            keep = 0
+            for k in range(n):
+                if slope[idx[k]] > pivot:
+                    idx[keep] = idx[k]
+                    keep += 1
+            n = keep
+        elif above + at >= need:
+            return pivot
+        else:  # all segments at least as steep as the pivot are taken
+            need -= above + at
+            keep = 0
+            for k in range(n):
+                if slope[idx[k]] < pivot:
+                    idx[keep] = idx[k]
+                    keep += 1
+            n = keep
+
+
+@numba.njit(cache=True)
+def _best_one_kind(g, start, cap):  # pragma: no cover
+    """``max sum_m g_m(u_m)`` subject to ``sum_m u_m <= cap``, for any curves ``g_m`` (steps 2
+    and 3 of :func:`best_goal`)."""
+    n_mod = start.shape[0] - 1
+    hv, hs = _hulls(g, start)
+    # hull segments of positive slope, by decreasing slope (within a module: in hull order)
+    n_seg = 0
+    for m in range(n_mod):
+        n_seg += hs[m + 1] - hs[m] - 1
+    slope = np.empty(n_seg)
+    seg_mod = np.empty(n_seg, dtype=np.int64)
+    seg_len = np.empty(n_seg, dtype=np.int64)
+    i, total, top = 0, 0, 0.0
+    for m in range(n_mod):
+        s0 = start[m]
+        top += g[s0]
+        for j in range(hs[m], hs[m + 1] - 1):
+            a, b = hv[j], hv[j + 1]
+            d = (g[s0 + b] - g[s0 + a]) / (b - a)
+            if d <= 0.0:
+                break
+            top += g[s0 + b] - g[s0 + a]
+            slope[i], seg_mod[i], seg_len[i] = d, m, b - a
+            total += b - a
+            i += 1
+    if total <= cap:  # every module can have all it gains from: that is the optimum
+        return top
+    if cap == 0:
+        return g[start[:-1]].sum()
+    lam_star = _critical_slope(slope[:i], seg_len[:i], cap)
+    # greedy fill of the envelopes (the LP optimum): every segment steeper than lam_star,
+    # then segments of slope lam_star (one per module at most) until the pool is used up
+    x = np.zeros(n_mod, dtype=np.int64)
+    left = cap
+    for j in range(i):
+        if slope[j] > lam_star:
+            x[seg_mod[j]] += seg_len[j]
+            left -= seg_len[j]
+    cross = -1
+    for j in range(i):
+        if slope[j] == lam_star and left > 0:
+            step = min(seg_len[j], left)
+            x[seg_mod[j]] += step
+            left -= step
+            if step < seg_len[j]:
+                cross = seg_mod[j]
+    lower = 0.0
+    for m in range(n_mod):
+        lower += g[start[m] + x[m]]
+    if cross < 0:  # the fill ends on a vertex: the curves there are the envelopes, optimal
+        return lower
+    # upper: the envelopes at x (= the Lagrangian bound at lam_star); lower: the curves at x
+    # (feasible). They differ only on the module filled partly.
+    s0 = start[cross]
+    j = hs[cross]
+    while hv[j + 1] < x[cross]:
+        j += 1
+    a, b = hv[j], hv[j + 1]
+    hull_x = g[s0 + a] + (g[s0 + b] - g[s0 + a]) * (x[cross] - a) / (b - a)
+    gap = hull_x - g[s0 + x[cross]]
+    if gap <= _TOL:
+        return lower + gap
+    # exact step (best_goal, 3.): keep the unit counts u with p_m(u) <= gap, DP over them
+    lo = x.copy()
+    hi = x.copy()
+    for m in range(n_mod):
+        s0 = start[m]
+        best_m = g[s0 + x[m]] - lam_star * x[m]
+        if m == cross:
+            best_m = hull_x - lam_star * x[m]
+        for u in range(start[m + 1] - s0):
+            if best_m - (g[s0 + u] - lam_star * u) <= gap + _TOL:
+                lo[m] = min(lo[m], u)
+                hi[m] = max(hi[m], u)
+    free = np.empty(n_mod, dtype=np.int64)
+    n_free, fixed_value, room, width = 0, 0.0, cap, 0
+    for m in range(n_mod):
+        if lo[m] == hi[m]:
+            fixed_value += g[start[m] + x[m]]
+        else:
+            free[n_free] = m
+            n_free += 1
+            width += hi[m] - lo[m]
+        room -= lo[m]
+    width = min(width, room)  # units above the free modules' lo, at most
+    best = np.full(width + 1, -np.inf)
+    best[0] = 0.0
+    new = np.empty(width + 1)
+    for f in range(n_free):
+        m = free[f]
+        s0 = start[m] + lo[m]
+        span = hi[m] - lo[m]
+        for w in range(width + 1):
+            t = -np.inf
+            for d in range(min(span, w) + 1):
+                v = best[w - d] + g[s0 + d]
+                if v > t:
+                    t = v
+            new[w] = t
+        best[:] = new
+    return fixed_value + best.max()
+
 
 @numba.njit(cache=True)
 def best_goal(lam, slow, capacity, value, mu, slo, ups, tick_seconds):  # pragma: no cover
     """Highest value-weighted goal attainment for one tick (see module docstring).
 
-    ``best[u]`` is the optimum of the modules so far using *at most* ``u`` units, so it never
-    decreases in ``u``; that is what lets the max-plus convolution skip unit counts that add
-    nothing over one unit fewer (such a count is dominated: same result, far fewer steps once
-    attainment saturates). Starting from "exactly ``u`` units" (``-inf`` above 0) instead made
-    the skipped counts unreachable and the bound ``-inf`` on a lightly loaded plane, where every
-    module saturates at a unit or two.
+    Per resource kind, with ``g_m(u) = value_m * attainment_m(u)`` and ``U`` units:
+
+    1. **Curves** (:func:`_curves`): ``g_m`` for ``u = 0 .. n_m - 1`` only, up to where the
+       module sheds nothing and waits with probability at most ``WAIT_TOL``; the last entry is
+       the curve's supremum, so taking ``g_m`` as flat from there can only raise the optimum,
+       by at most ``WAIT_TOL`` in all (values sum to 1). ``n_m`` is a few units past the
+       offered load, not ``U``.
+    2. **Relaxation**: replace each ``g_m`` by its upper concave envelope ``h_m`` and fill the
+       ``U`` units into envelope segments by decreasing slope (a fractional knapsack; the
+       slope ``lam`` where the pool runs out is found by a weighted quickselect). If the
+       segments of positive slope need at most ``U`` units, every module gets its maximum:
+       optimal. Otherwise the fill ``x`` has ``sum x = U``, every module on a vertex of its
+       envelope (where ``h = g``) but at most one, the one whose segment is filled partly; so
+       ``upper = sum h_m(x_m)`` and the feasible ``lower = sum g_m(x_m)`` differ by that
+       module's envelope gap ``gap``. ``gap = 0`` (concave curves, or a fill ending on a
+       vertex) means ``lower`` is optimal.
+    3. **Exact step**: segments steeper than ``lam`` are filled and flatter ones are not, so
+       ``x_m`` maximizes ``g_m(u) - lam u`` (on the envelope) and
+       ``upper = lam U + sum_m max_u (g_m(u) - lam u)``. For any allocation ``v`` with
+       ``sum v <= U``: ``sum_m g_m(v_m) = upper - sum_m p_m(v_m) - lam (U - sum v)`` with
+       ``p_m(v) = max_u (g_m(u) - lam u) - (g_m(v) - lam v) >= 0``. So if any
+       ``p_m(v_m) > gap``, ``v`` is worse than ``lower`` and not optimal: each module keeps
+       only the unit counts within ``gap`` of its Lagrangian best, a module left with one is
+       fixed at ``x_m``, and a max-plus DP over the others' counts (from their smallest kept
+       count up) gives the exact optimum. ``gap`` is at most one module's envelope gap, so
+       few counts survive, and the DP runs only on ticks whose fill ends inside a non-concave
+       segment.
+
+    Cost per kind: ``O(sum_m n_m)`` (curves, envelopes, quickselect, fill) plus the DP over
+    the surviving counts. The DP alone (what this replaced) was ``O(M U k)``, ``k`` the useful
+    counts per module: ``O(M^2)`` when the pool grows with the modules.
     """
-    n_mod, n_kind = ups.shape
     result = np.inf
-    for r in range(n_kind):
+    for r in range(ups.shape[1]):
         cap = max(capacity[r], 0)
-        best = np.zeros(cap + 1)  # no module yet: 0 with at most u units, for every u
-        gain = np.empty(cap + 1)
-        new = np.empty(cap + 1)
-        useful = np.empty(cap + 1, dtype=np.int64)
-        for m in range(n_mod):
-            attainment_curve(lam[m], mu[m] * slow[m], slo[m], tick_seconds, ups[m, r], gain)
-            n_useful = 0
-            for a in range(cap + 1):
-                gain[a] *= value[m]
-                if a == 0 or gain[a] > gain[a - 1]:
-                    useful[n_useful] = a
-                    n_useful += 1
-            for u in range(cap + 1):
-                top = -np.inf
-                for i in range(n_useful):
-                    a = useful[i]
-                    if a > u:
-                        break
-                    v = best[u - a] + gain[a]
-                    if v > top:
-                        top = v
-                new[u] = top
-            best[:] = new
-        result = min(result, best[cap])
+        g, start = _curves(lam, slow, mu, slo, ups[:, r], value, tick_seconds, cap)
+        result = min(result, _best_one_kind(g, start, cap))
     return result
 
 

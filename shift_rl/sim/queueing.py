@@ -113,11 +113,26 @@ def attainment(
 
 
 @numba.njit(cache=True)
-def attainment_curve(lam, mu, slo, tick_seconds, units_per_server, out):  # pragma: no cover
-    """``out[u] = tick_metrics(lam, u / units_per_server, mu, slo, tick_seconds)[3]`` for
-    every ``u``, bit for bit, with one Erlang B recursion carried along the sweep (O(len)
-    instead of O(len^2): the oracle's hot loop)."""
+def attainment_curve(
+    lam, mu, slo, tick_seconds, units_per_server, out, wait_tol=-1.0
+):  # pragma: no cover - compiled
+    """Fill ``out[u] = tick_metrics(lam, u / units_per_server, mu, slo, tick_seconds)[3]``,
+    bit for bit, with one Erlang B recursion carried along the sweep (O(len) instead of
+    O(len^2): the oracle's hot loop); return how many entries were filled.
+
+    With ``wait_tol < 0`` every entry is filled. With ``wait_tol >= 0`` the sweep stops at the
+    first ``u`` where the module sheds nothing and its probability of waiting ``C`` is at most
+    ``wait_tol``, and ``out[u]`` is then the curve's *supremum* ``1 - e^{-mu slo}`` (the limit
+    as servers grow: ``R >= S``, so ``P(R <= slo) <= P(S <= slo)`` at every ``u``), which is
+    at least every later entry and exceeds the true ``out[u]`` by at most ``C <= wait_tol``
+    (the late share is ``e^{-mu slo} + C (P(R > slo | wait) - e^{-mu slo})``). With no demand
+    the curve is 1 everywhere and one entry is filled. So ``out[n - 1]`` bounds the curve
+    from ``n - 1`` on, and a caller may treat the curve as flat beyond it.
+    """
     per_server = mu * tick_seconds
+    if lam <= 0.0 and wait_tol >= 0.0:
+        out[0] = 1.0
+        return 1
     n_done, b = 0, 1.0  # b = B(n_done, lam / per_server)
     for u in range(out.shape[0]):
         servers = u / units_per_server
@@ -137,4 +152,8 @@ def attainment_curve(lam, mu, slo, tick_seconds, units_per_server, out):  # prag
             n_done += 1
             b = a * b / (n_done + a * b)
         wait_c = 0.0 if a <= 0.0 else erlang_c_from_b(servers, a, b)
+        if wait_c <= wait_tol:
+            out[u] = min(1.0, max(0.0, 1.0 - math.exp(-mu * slo)))
+            return u + 1
         out[u] = _metrics(lam, servers, mu, slo, served, a, wait_c)[3]
+    return out.shape[0]
