@@ -86,13 +86,21 @@ def _parity(folder: Path, model, scenario, steps: int, seed: int = 0) -> None:
     sb3 = SB3Policy(model)
     env = ResourceShiftEnv(scenario)
     assert policy.nvec.tolist() == env.action_space.nvec.tolist()
+    env.action_space.seed(seed)  # the random half of the play is reproducible
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(1)
     for step in range(steps):
         mask = env.action_masks()
         expected = sb3.act(obs, mask)
         got = policy.act(obs, mask)
-        assert got.dtype == np.int64 and np.array_equal(got, expected), (step, got, expected)
+        if not np.array_equal(got, expected):
+            n = int(policy.nvec[0])
+            lg = policy.logits(obs).reshape(-1, n)
+            d = np.nonzero(got != expected)[0]
+            detail = [(int(i), mask.reshape(-1, n)[i].astype(int).tolist(), lg[i].tolist())
+                      for i in d]  # fmt: skip
+            raise AssertionError((step, got, expected, detail))
+        assert got.dtype == np.int64
         action = expected if rng.random() < 0.5 else env.action_space.sample()
         obs, _, _, truncated, _ = env.step(action)
         if truncated:
