@@ -154,7 +154,7 @@ class PlaneBatch:
         moved = sim.shift(env, src, dst, kind, units)
         core.register(tel, env, src, dst, kind, moved)
         shifts, num_shifts, units_moved = self._executed(env, src, dst, kind, moved)
-        status = status.copy()
+        invalid, clipped = status == INVALID, status == CLIPPED  # (status: the guard's buffer)
         sim.step()
         rb_env, rb_src, rb_dst, rb_kind, rb_units = core.judge(tel)
         rollbacks = np.zeros(n)
@@ -173,8 +173,8 @@ class PlaneBatch:
             rollback_cost=rollback_cost,
             units_moved=units_moved,
             rollbacks=rollbacks,
-            invalid=status == INVALID,
-            clipped=status == CLIPPED,
+            invalid=invalid,
+            clipped=clipped,
             shifts=shifts,
             num_shifts=num_shifts,
             units_failed=sim.lost.copy(),
