@@ -39,6 +39,7 @@ scenario's ``demand.trace.path`` is relative to the scenario file.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import zlib
@@ -66,6 +67,8 @@ from shift_rl.config import (
     read_yaml_file,
     scenario_from_dict,
 )
+
+logger = logging.getLogger(__name__)
 
 SUITE_DIR = PROJECT_ROOT / "configs" / "suites"
 SPLITS = ("train", "eval")
@@ -679,9 +682,10 @@ def _member_scenarios(
     assert tm is not None
     path = _resolve(suite.base, tm.path)
     if path_kind(path) != "file":
+        logger.warning("suite %s: %s: trace %s not found, member skipped", suite.name, where, path)
         return [], (
             f"{where} ({member.name!r}, class {member.class_!r}): skipped, trace file "
-            f"{tm.path!r} not found (resolved to {str(path)!r})"
+            f"{tm.path!r} not found (relative to the suite file)"
         )
     out = []
     for v in range(tm.variants):
