@@ -182,6 +182,7 @@ class Leaderboard:
                 "means, seeded paired bootstrap 95 % CI); differences = first policy minus the "
                 "baseline (positive: the first did better)"
             ),
+            "class_order": self.classes,
             "classes": {cls: self.class_summary(cls) for cls in self.classes},
             "verdicts": self.verdicts(),
             "scenarios": [
@@ -213,7 +214,8 @@ class Leaderboard:
         names = [*self.policies, "oracle"]
         head = "| class | scenarios | " + " | ".join(lab[n] for n in names) + " |"
         lines += ["## Gap closed per class", "", head, "|---|---:|" + "---:|" * len(names)]
-        for cls, s in d["classes"].items():
+        for cls in d["class_order"]:
+            s = d["classes"][cls]
             cells = [fmt(s["policies"][n]["gap_closed"], 2) for n in names]
             lines.append(f"| {cls} | {len(s['scenarios'])} | " + " | ".join(cells) + " |")
         if self.baselines:
@@ -227,7 +229,8 @@ class Leaderboard:
                 "| class | " + " | ".join(f"vs {lab[n]}" for n in self.baselines) + " |",
                 "|---|" + "---:|" * len(self.baselines),
             ]
-            for cls, s in d["classes"].items():
+            for cls in d["class_order"]:
+                s = d["classes"][cls]
                 cells = [
                     f"{fmt(s['differences'][n]['return_per_tick'], 4, True)} / "
                     f"{fmt(s['differences'][n]['gap_closed'], 3, True)}"
@@ -260,7 +263,7 @@ class Leaderboard:
             else:
                 col[n] = _PALETTE[k % len(_PALETTE)]
                 k += 1
-        classes = list(d["classes"])
+        classes = list(d["class_order"])
         fig = _figure(11, max(3.0, 0.55 * len(classes) * max(1, len(names)) / 3 + 2.0))
         ax = fig.subplots()
         step = 0.8 / max(len(names), 1)

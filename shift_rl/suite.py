@@ -535,18 +535,22 @@ def generate_scenario(
 
 @lru_cache(maxsize=16)
 def _trace_info(path: str, mtime: float) -> tuple[tuple[str, ...], int, float | None, np.ndarray]:
-    """Columns, ticks, step and per column the share of non-zero ticks of a trace file."""
-    from shift_rl.traces import load_trace
+    """Columns, ticks, step and values (rows x series) of a trace file; a series filled more
+    than half the time reads as zero throughout (never drawn)."""
+    from shift_rl.traces import MAX_MISSING_SHARE, load_trace
 
     t = load_trace(path)
-    ok = np.array(
-        [
-            1.0 - t.missing[j] / t.loaded_ticks if t.values[:, j].any() else 0.0
-            for j in range(len(t.columns))
-        ]
-    )
-    nonzero = (t.values > 0).mean(axis=0) * ok
-    return t.columns, t.num_ticks, t.step_seconds, nonzero
+    usable = np.array([m / t.loaded_ticks <= MAX_MISSING_SHARE for m in t.missing])
+    return t.columns, t.num_ticks, t.step_seconds, t.values * usable
+
+
+def _usable_columns(values: np.ndarray, split: TimeSplit) -> list[int]:
+    """Series non-zero in at least half the ticks of the train part and of the eval part."""
+    ok = np.ones(values.shape[1], dtype=bool)
+    for lo, hi in (split.train, split.eval):
+        part = values[math.floor(lo * len(values)) : math.floor(hi * len(values))]
+        ok &= (part > 0).mean(axis=0) >= 0.5
+    return [int(j) for j in np.flatnonzero(ok)]
 
 
 def _trace_scenario(
@@ -560,7 +564,7 @@ def _trace_scenario(
 ) -> dict[str, Any]:
     tm = member.trace
     assert tm is not None
-    columns, ticks, step, nonzero = _trace_info(str(path), path.stat().st_mtime)
+    columns, ticks, step, values = _trace_info(str(path), path.stat().st_mtime)
     step = step or tm.step_seconds or 60.0
     tick_seconds = 60.0
     usable = math.floor(ticks * step / tick_seconds)  # ticks on the simulator's grid
@@ -589,10 +593,13 @@ def _trace_scenario(
                     f"0..{len(columns) - 1}"
                 )
             pool.append(index[c] if isinstance(c, str) else c)
-    else:  # usable series: filled or zero at most half the time
-        pool = [j for j in range(len(columns)) if nonzero[j] >= 0.5]
+    else:  # usable series: non-zero at least half the time in both parts of the split
+        pool = _usable_columns(values, tm.split)
         if not pool:
-            raise ConfigError(f"{where}.trace: no series of {path.name} is non-zero half the time")
+            raise ConfigError(
+                f"{where}.trace: no series of {path.name} is non-zero in half the ticks of both "
+                "split.train and split.eval; list trace.columns"
+            )
     m = _i(rng, tm.modules)
     if m <= len(pool):
         cols = [pool[int(j)] for j in rng.choice(len(pool), size=m, replace=False)]
