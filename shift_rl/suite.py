@@ -455,13 +455,15 @@ def generate_scenario(
         )
         for k in kinds
     }
+    total = {k: sum(c * n * u[k] for c, n, u in zip(counts, need, ups, strict=True)) for k in kinds}
+    fill = {k: min(pools[k], 10_000) / total[k] for k in kinds}
     groups = []
     for g, (arch, count) in enumerate(zip(picked, counts, strict=True)):
         a = ARCHETYPES[arch]
         base = need[g] * a["service_rate"] * 60.0 * 0.7  # requests per tick at 70 % utilization
-        per_kind = {k: need[g] * ups[g][k] for k in kinds}
-        fill = min(1.0, tight)
-        units = {k: max(1, math.floor(v * fill)) for k, v in per_kind.items()}
+        # the whole pool starts allocated in proportion to mean need (as in default.yaml), so
+        # static is a fixed split of the pool, not one that leaves units idle
+        units = {k: max(1, math.floor(need[g] * ups[g][k] * fill[k])) for k in kinds}
         events = [
             {
                 "hour": round(_u(rng, [0.0, 23.9]), 2),
