@@ -79,7 +79,7 @@ def run_sim(name: str, scenario: str, seed: int, ticks: int) -> dict[str, Any]:
         ok += float((be.sim.true_attainment[0] * demand).sum())
         total += float(demand.sum())
         goals.append(be.true_goal_attainment())
-        moved += (rec.shift[3] if rec.shift else 0) + sum(rb[3] for rb in rec.rollbacks)
+        moved += rec.units + sum(rb[3] for rb in rec.rollbacks)
     return {
         "requests": total,
         "within_slo": ok,

@@ -3,8 +3,10 @@
     python scripts/controller.py --policy agents/ppo-default --backend sim --mode active \
         --ticks 720 --interval 0 --state-dir /tmp/ctl
 
---policy is an exported policy folder or a built-in name (potential, hpa, ...). --mode shadow
-computes and logs what it would shift (next to what potential proposes) and moves nothing.
+--policy is an exported policy folder or a built-in name (potential, hpa, ...); its action is a
+plan (the scenario's action.mode), which the guard matches into shifts, each journaled and
+moved in turn. --mode shadow computes and logs the plan it would shift (next to potential's)
+and moves nothing.
 While the file <state-dir>/HOLD exists nothing moves (the kill switch). One line per tick (a
 live line that rewrites itself on a terminal; a plain line each tick when stdout is a file or a
 pipe), then a summary. --state-dir must be new, empty or a controller's earlier state folder.
@@ -37,34 +39,40 @@ def previous_state(folder: Path) -> list[str] | None:
     return sorted(names - {"HOLD"}) if names and names <= STATE_FILES else None
 
 
-def _proposal(action: list[int] | None, names: list[str], levels: list[int], kinds: list[str]):
-    """A raw action ``(src, dst, kind * K + k)`` as words (before the guard clips it)."""
-    if not action or action[0] == action[1]:
-        return "no shift"
-    kind, k = divmod(int(action[2]), len(levels))
-    what = f" {kinds[kind]}" if len(kinds) > 1 else ""
-    return f"{levels[k]}{what} {names[action[0]]}->{names[action[1]]}"
+SHOWN = 3
+"""Shifts a tick's line names; the rest are counted."""
 
 
-def tick_line(rec: TickRecord, names: list[str], levels: list[int], kinds: list[str]) -> str:
-    """One tick in words: goal attainment, the shift (or what would shift), rollbacks, hold."""
-    if rec.shift:
-        what = f" {kinds[rec.shift[2]]}" if len(kinds) > 1 else ""
-        shift = f"{rec.shift[3]}{what} {names[rec.shift[0]]}->{names[rec.shift[1]]}"
-    else:
-        shift = "-"
+def _shifts(shifts: list[list[int]] | None, names: list[str], kinds: list[str]) -> str:
+    """A plan's shifts in words: count and units, then the first few ``units kind src->dst``."""
+    if not shifts:
+        return "nothing"
+    units = sum(s[3] for s in shifts)
+    plural = ("s" if len(shifts) > 1 else "", "s" if units != 1 else "")
+    words = [
+        f"{u}{f' {kinds[k]}' if len(kinds) > 1 else ''} {names[s]}->{names[d]}"
+        for s, d, k, u in shifts[:SHOWN]
+    ]
+    more = f", +{len(shifts) - SHOWN} more" if len(shifts) > SHOWN else ""
+    return f"{len(shifts)} shift{plural[0]} ({units} unit{plural[1]}): {', '.join(words)}{more}"
+
+
+def tick_line(rec: TickRecord, names: list[str], kinds: list[str]) -> str:
+    """One tick in words: goal attainment, the plan's shifts (or what would shift), rollbacks,
+    modules left out for missing telemetry, hold."""
     goal = f"{rec.goal_attainment:.3f}" if rec.goal_attainment is not None else "  -  "
     held = f" HOLD({rec.held})" if rec.held else ""
+    out = f" excluded {len(rec.excluded)} (no telemetry)" if rec.excluded else ""
     if rec.mode == "shadow":
-        mine = f"would shift {shift:<24}" if rec.shift else f"would shift {'nothing':<24}"
-        theirs = _proposal(rec.shadow_potential, names, levels, kinds)
+        mine = _shifts(rec.shifts if rec.status == "shadow" else None, names, kinds)
+        theirs = _shifts(rec.shadow_potential_shifts, names, kinds)
         return (
-            f"tick {rec.tick:5d}  goal {goal}  {mine} potential proposes {theirs:<24}"
-            f" rollbacks {len(rec.rollbacks)}{held}"
+            f"tick {rec.tick:5d}  goal {goal}  would shift {mine:<32} potential proposes "
+            f"{theirs:<32} rollbacks {len(rec.rollbacks)}{out}{held}"
         )
     return (
-        f"tick {rec.tick:5d}  goal {goal}  shift {shift:<28} {rec.status:<8}"
-        f" rollbacks {len(rec.rollbacks)}{held}"
+        f"tick {rec.tick:5d}  goal {goal}  shifts {_shifts(rec.shifts, names, kinds):<36} "
+        f"{rec.status:<8} rollbacks {len(rec.rollbacks)}{out}{held}"
     )
 
 
@@ -77,21 +85,28 @@ def summary_rows(records: list[TickRecord], mode: str, wall: float) -> list[tupl
         ("return (sum of rewards)", f"{sum(r.reward or 0.0 for r in records):.2f}"),
     ]
     if mode == "shadow":
-        would = [r for r in records if r.shift and r.status == "shadow"]
+        would = [r for r in records if r.shifts and r.status == "shadow"]
+        theirs = [r.shadow_potential_shifts or [] for r in records]
         rows += [
-            ("shifts proposed (would have moved)", len(would)),
-            ("units that would have moved", sum(r.shift[3] for r in would)),
-            ("potential proposed a shift", sum(
-                1 for r in records if r.shadow_potential and
-                r.shadow_potential[0] != r.shadow_potential[1])),
+            ("shifts proposed (would have moved)", sum(len(r.shifts) for r in would)),
+            ("ticks with shifts proposed", len(would)),
+            ("units that would have moved", sum(r.units for r in would)),
+            ("potential proposed shifts", sum(len(t) for t in theirs)),
+            ("units potential would have moved", sum(s[3] for t in theirs for s in t)),
             ("units moved", "0 (shadow)"),
-        ]  # fmt: skip
+        ]
     else:
-        done = [r for r in records if r.shift and r.status != "shadow"]
-        rows += [("shifts", len(done)), ("units moved", sum(r.shift[3] for r in done))]
+        done = [r for r in records if r.shifts and r.status != "shadow"]
+        rows += [
+            ("shifts", sum(len(r.shifts) for r in done)),
+            ("ticks with shifts", len(done)),
+            ("most shifts in a tick", max((len(r.shifts) for r in done), default=0)),
+            ("units moved", sum(r.units for r in done)),
+        ]
     rows += [
         ("rollbacks", sum(len(r.rollbacks) for r in records)),
         ("held ticks", sum(1 for r in records if r.held)),
+        ("ticks with modules excluded (no telemetry)", sum(1 for r in records if r.excluded)),
         ("policy fallbacks", sum(1 for r in records if r.source != "policy")),
         ("wall time", f"{wall:.1f} s"),
     ]
@@ -149,11 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, lambda *_: ctl.hold(not ctl._manual_hold))
     names = [m.name for m in backend.params.config.modules]
     kinds = [r.name for r in backend.params.config.resources]
-    levels = [int(v) for v in backend.params.amount_levels]
     live = sys.stdout.isatty()
 
     def status(rec: TickRecord) -> None:
-        line = tick_line(rec, names, levels, kinds)
+        line = tick_line(rec, names, kinds)
         if live:  # one line that rewrites itself
             print(f"\r{line}   ", end="", flush=True)
         else:  # a log: one line per tick

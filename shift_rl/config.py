@@ -202,6 +202,28 @@ class TraceConfig(_Model):
         "random",
         description="first replayed tick of an episode (below the trace's length), or random",
     )
+    offsets: list[Annotated[int, Field(ge=0, le=MAX_TICKS)]] | None = Field(
+        None,
+        max_length=100_000,
+        description="per module, ticks by which its series is read later than the episode's "
+        "start (one per module); with offsets a column may drive several modules",
+    )
+    window: list[Share] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[from, to): the part of the trace, as fractions of its ticks, that an "
+        "episode's history, episode and look-ahead all stay inside (a time split: train on "
+        "[0, 0.7], report on [0.7, 1]); each series is then scaled to its peak inside the "
+        "window. Without it the whole trace is used, wrapping around",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _ordered(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError(f"from {v[0]:g} must be below to {v[1]:g}, e.g. [0.0, 0.7]")
+        return v
 
 
 class DemandConfig(_Model):
@@ -374,6 +396,12 @@ class ScenarioConfig(_Model):
                     f"modules.{i}.demand: required unless demand.trace replays a trace "
                     f"(module {m.name!r} has neither)"
                 )
+        tc = self.demand.trace
+        if tc is not None and tc.offsets is not None and len(tc.offsets) != len(self.modules):
+            problems.append(
+                f"demand.trace.offsets: {len(tc.offsets)} given, expected one per module "
+                f"({len(self.modules)})"
+            )
         if problems:  # the checks below need unique, complete per-kind mappings
             return problems
 

@@ -21,7 +21,14 @@ class EnvResetNeeded(ResetNeeded, RuntimeError):
     also a ``RuntimeError``)."""
 
 
-def check_actions(actions: Any, nvec: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def action_meaning(plan_mode: bool) -> str:
+    """What an action's entries are, for messages."""
+    return "one level per module and kind" if plan_mode else "(source, target, level)"
+
+
+def check_actions(
+    actions: Any, nvec: np.ndarray, shape: tuple[int, ...], meaning: str = "integers"
+) -> np.ndarray:
     """``actions`` as int64 of ``shape`` if every entry is an integer inside its MultiDiscrete
     range ``0 .. nvec - 1`` (last axis); else a ``ValueError`` saying what is wrong.
 
@@ -33,7 +40,7 @@ def check_actions(actions: Any, nvec: np.ndarray, shape: tuple[int, ...]) -> np.
         a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
     except (ValueError, TypeError) as err:  # ragged lists and the like
         raise ValueError(f"action {actions!r:.80} is not an array ({err})") from None
-    expected = f"{nvec.shape[0]} integers, entry i below nvec[i] of {nvec.tolist()}"
+    expected = f"{nvec.shape[0]} integers {meaning}, entry i below nvec[i] of {nvec.tolist()}"
     if a.shape != shape:
         raise ValueError(f"action of shape {a.shape}; expected {shape}: {expected}")
     kind = a.dtype.kind
@@ -206,6 +213,7 @@ class ResourceShiftEnv(gym.Env):
         self.module_names = [m.name for m in self.scenario.modules]
         self._last: StepResult | None = None
         self._nvec = np.asarray(self.action_space.nvec, dtype=np.int64)
+        self._meaning = action_meaning(self.plane.core.guard.plan_mode)
         self._needs_reset = True  # before the first reset and after truncation
 
     def reset(
@@ -227,7 +235,7 @@ class ResourceShiftEnv(gym.Env):
                 "step() called before reset() or after the episode was truncated: call "
                 "env.reset() to start an episode"
             )
-        a = check_actions(action, self._nvec, self._nvec.shape)
+        a = check_actions(action, self._nvec, self._nvec.shape, self._meaning)
         res = self.plane.step(a.reshape(1, -1))
         self._last = res
         info = row_info(self.plane.step_info(res), 0)

@@ -87,7 +87,7 @@ class PlaneBatch:
         self.variant_params = [ScenarioParams.from_config(v) for v in variants] or [p]
         self.sim = Simulator(p, num_envs)
         self.core = ControlCore(p, num_envs)
-        self._env_index = np.arange(num_envs, dtype=np.int64)
+        self._width = len(self.core.guard.action_nvec)
 
     def reset(
         self,
@@ -147,12 +147,14 @@ class PlaneBatch:
     def step(self, actions: np.ndarray) -> StepResult:
         """One tick: clip and execute proposals, advance, judge, update forecasts, observe."""
         sim, core, n = self.sim, self.core, self.num_envs
+        if actions.shape != (n, self._width):  # the kernels do not check bounds
+            raise ValueError(f"actions of shape {actions.shape}; expected {(n, self._width)}")
         tel = sim.telemetry()  # live views: they show each stage's state as the tick runs
         env, src, dst, kind, units, status = core.plan(tel, actions)
         moved = sim.shift(env, src, dst, kind, units)
         core.register(tel, env, src, dst, kind, moved)
         shifts, num_shifts, units_moved = self._executed(env, src, dst, kind, moved)
-        status = status.copy()
+        invalid, clipped = status == INVALID, status == CLIPPED  # (status: the guard's buffer)
         sim.step()
         rb_env, rb_src, rb_dst, rb_kind, rb_units = core.judge(tel)
         rollbacks = np.zeros(n)
@@ -171,8 +173,8 @@ class PlaneBatch:
             rollback_cost=rollback_cost,
             units_moved=units_moved,
             rollbacks=rollbacks,
-            invalid=status == INVALID,
-            clipped=status == CLIPPED,
+            invalid=invalid,
+            clipped=clipped,
             shifts=shifts,
             num_shifts=num_shifts,
             units_failed=sim.lost.copy(),

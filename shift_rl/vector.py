@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from shift_rl.config import ScenarioConfig, load_scenario
-from shift_rl.env import EnvResetNeeded, check_actions
+from shift_rl.env import EnvResetNeeded, action_meaning, check_actions
 from shift_rl.plane import PlaneBatch
 from shift_rl.seeds import draw_episode_seed
 
@@ -192,7 +192,12 @@ class ResourceShiftVectorEnv(VectorEnv):
         if not self._started:
             raise EnvResetNeeded("step() called before reset(): call reset() first")
         n = self.num_envs
-        actions = check_actions(actions, self._nvec, (n, self._nvec.shape[0]))
+        actions = check_actions(
+            actions,
+            self._nvec,
+            (n, self._nvec.shape[0]),
+            action_meaning(self.plane.core.guard.plan_mode),
+        )
         restart = self._restart
         terminated = np.zeros(n, dtype=bool)
         if restart.all():  # every episode ended: the whole step is a reset

@@ -113,6 +113,19 @@ def _check_protocol(be: ResourceBackend, advance: Callable[[], None]) -> None:
     assert check()[1] == before[1] + held, "serving after warmup_ticks + 1 intervals"
     assert be.move(1, 0, 0, held) == held
     check()
+    # several moves in one interval (a plan's shifts, one call each): each takes effect at
+    # once, they add up in transit, all arrive together
+    for _ in range(p.warmup_ticks + 1):
+        advance()
+    start = check()
+    assert start[0] >= 1 and start[2] >= 1
+    assert be.move(0, 1, 0, 1) == 1 and be.move(2, 1, 0, 1) == 1
+    now = check()
+    assert now.tolist() == [start[0] - 1, start[1], start[2] - 1], "both left at once"
+    assert be.telemetry().incoming[0, 1, 0] == 2
+    for _ in range(p.warmup_ticks + 1):
+        advance()
+    assert check().tolist() == [start[0] - 1, start[1] + 2, start[2] - 1]
 
 
 def test_simulated_backend_conformance() -> None:

@@ -1,8 +1,11 @@
 """The controller survives SIGKILL at random moments against its backends.
 
-``scripts/controller.py`` runs in active mode on a state dir; the test kills it with SIGKILL
-at random moments (after it has run at least one more interval, then a random delay) and
-starts it again, 25 times per backend, then lets it finish the episode. After every restart:
+``scripts/controller.py`` runs in active mode on a state dir, driven by the test-only
+``random-plans`` policy (``python -m tests.plan_policies``): plans of several shifts per tick,
+each shift its own journal intent, and rollbacks. The test kills it with SIGKILL at random
+moments (after it has run at least one more interval, then a random delay) and starts it
+again, 25 times per backend, then lets it finish the episode. (The cgroup scenario gets a
+fourth module here: with three, a plan holds one shift at most.) After every restart:
 
 - the controller's allocation equals the backend's: the journal's applied moves, replayed
   from the initial allocation, give every module's units (serving + warming up) as the
@@ -36,19 +39,26 @@ from shift_rl.scenario import ScenarioParams
 from .conftest import ROOT
 
 KILLS = 25
-SCRIPT = ROOT / "scripts" / "controller.py"
 
 
 def _scenario(tmp: Path, base: str, ticks: int) -> Path:
     data = load_scenario(base).model_dump(mode="json")  # trace paths come out absolute
     data.update(name=f"{base}-crash", episode_ticks=ticks)
+    if len(data["modules"]) < 4:  # room for two shifts in one plan
+        extra = {**data["modules"][1], "name": "extra"}
+        data["modules"].append(extra)
+        data["demand"]["trace"]["columns"].append("fn_07044c0a")
+        pool = data["resources"][0]["units"]
+        for m in data["modules"]:
+            m["units"], m["floor"] = pool // len(data["modules"]), 1
     path = tmp / f"{base}-crash.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 def _start(scenario: Path, state: Path, backend: str, extra: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, str(SCRIPT), "--policy", "potential", "--backend", backend,
+    cmd = [sys.executable, "-m", "tests.plan_policies", "--policy", "random-plans",
+           "--backend", backend,
            "--scenario", str(scenario), "--mode", "active", "--ticks", "100000",
            "--state-dir", str(state), "--seed", "3", *extra]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
@@ -115,8 +125,12 @@ def _check(state: Path, params: ScenarioParams, backend: str, last: dict) -> dic
     ticks = [a["tick"] for a in audit]
     assert ticks == sorted(ticks), "the audit log's clock went back"
     assert tick >= last.get("tick", 0), "the backend's clock went back"
+    plans: dict[int, int] = {}
+    for r in intents:
+        if r["reason"] == "shift":
+            plans[r["tick"]] = plans.get(r["tick"], 0) + 1
     return {"tick": tick, "applied": sum(r["event"] == "applied" for r in records),
-            "open": len(open_)}  # fmt: skip
+            "open": len(open_), "multi": sum(n >= 2 for n in plans.values())}  # fmt: skip
 
 
 def crash_loop(tmp_path: Path, backend: str, base: str, ticks: int, extra: list[str]) -> None:
@@ -147,6 +161,7 @@ def crash_loop(tmp_path: Path, backend: str, base: str, ticks: int, extra: list[
     assert final["open"] == 0
     assert final["tick"] == ticks, "the episode did not run to its end"
     assert final["applied"] > 0, "no shift was applied: the test would be weak"
+    assert final["multi"] > 0, "no plan of several shifts: the test would be weak"
 
 
 def test_sigkill_25_times_simulated_backend(tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ def controller_trajectory(tmp: Path) -> list[dict[str, Any]]:
     out = []
     for rec in ctl.run(150):
         assert ctl.obs is not None
-        record = {k: v for k, v in vars(rec).items()}
+        record = _as_recorded(vars(rec))
         out.append(
             {
                 "digest": _digest(json.dumps(record, sort_keys=True), ctl.obs),
@@ -141,6 +141,16 @@ def controller_trajectory(tmp: Path) -> list[dict[str, Any]]:
             }
         )
     ctl.close()
+    return out
+
+
+def _as_recorded(rec: dict[str, Any]) -> dict[str, Any]:
+    """A tick record in the form recorded before plans: ``shift`` (the one shift, or None)
+    instead of ``shifts``, without the fields plans added (empty in single-shift mode)."""
+    out = {k: v for k, v in rec.items() if k not in ("shifts", "excluded",
+                                                     "shadow_potential_shifts")}  # fmt: skip
+    assert len(rec["shifts"]) <= 1 and not rec["excluded"], "single-shift mode, no gaps"
+    out["shift"] = rec["shifts"][0] if rec["shifts"] else None
     return out
 
 

@@ -524,7 +524,7 @@ class Checker:
             req, before["attain"], self.lock_until > t, before["alloc"], before["incoming"],
             self.floor, self.cap, self.per_shift, self.budget(t),
         )  # fmt: skip
-        asked = sum(max(req[:, r][req[:, r] > 0].sum(), -req[:, r][req[:, r] < 0].sum())
+        asked = sum(min(req[:, r][req[:, r] > 0].sum(), -req[:, r][req[:, r] < 0].sum())
                     for r in range(self.r))  # fmt: skip
         moved = sum(u for *_, u in shifts)
         assert info["invalid_action"] == (asked > 0 and moved == 0), (asked, moved)

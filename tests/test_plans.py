@@ -66,7 +66,8 @@ def test_larger_requests_are_matched_first() -> None:
     assert _match(g, {0: 1, 1: 4, 2: -4, 3: -1}) == ([(2, 1, 0, 4), (3, 0, 0, 1)], OK)
     # the larger request wins over a better tie-break: taker 0 serves worst but asks less
     shifts, status = _match(g, {0: 2, 1: 8, 2: -8}, attainment=[0.0, 1.0, 0.5, 0.5, 0.5, 0.5])
-    assert shifts == [(2, 1, 0, 8)] and status == CLIPPED  # taker 0 is left unmatched
+    # taker 0 is left unmatched: no offer against it, so not part of what the plan asked
+    assert shifts == [(2, 1, 0, 8)] and status == OK
 
 
 def test_ties_by_attainment_then_index() -> None:
@@ -144,8 +145,13 @@ def test_plan_statuses() -> None:
     g = _guard()
     assert _match(g, {}) == ([], NOOP)
     assert _match(g, {0: 4, 1: -4}) == ([(1, 0, 0, 4)], OK)
-    assert _match(g, {0: 4, 1: -2}) == ([(1, 0, 0, 2)], CLIPPED)
-    assert _match(g, {0: 4, 1: 4}) == ([], INVALID)  # takers only: nobody matches
+    # asked: per kind the smaller of requested and offered units (what can be matched)
+    assert _match(g, {0: 4, 1: -2}) == ([(1, 0, 0, 2)], OK)
+    assert _match(g, {0: 4, 1: 4}) == ([], NOOP)  # takers only: nothing to match
+    g.lock_until[0, 1] = 5  # the only giver locked: asked for, none moved
+    assert _match(g, {0: 4, 1: -2, 2: 1}) == ([], INVALID)
+    g.lock_until[0, 1] = 0
+    assert _match(_guard(per_shift=3), {0: 4, 1: -4}) == ([(1, 0, 0, 3)], CLIPPED)
     alloc = np.zeros((1, 6, 1), dtype=np.int64)
     assert _match(g, {0: 4, 1: -4}, alloc=alloc) == ([], INVALID)  # nothing to give
 

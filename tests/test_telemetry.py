@@ -199,7 +199,7 @@ def test_one_bad_metric_no_longer_poisons_reputation() -> None:
     # and again before deciding, and the second read is the first one served again
     assert be.rejected == {"attainment not finite": 1, "demand negative": 1}
     assert all(r.source == "policy" for r in records)
-    assert any(r.shift for r in records)
+    assert any(r.shifts for r in records)
 
 
 class Misshapen(SimulatedBackend):
@@ -217,4 +217,4 @@ def test_telemetry_of_the_wrong_shape_holds_instead_of_crashing() -> None:
     held = [r.held for r in records if r.held and "backend error" in r.held]
     assert held and all("telemetry field 'demand' has shape (1, 3)" in h for h in held)
     assert be.rejected["tick refused"] >= 1
-    assert any(r.shift for r in records[-20:]), "shifting resumes"
+    assert any(r.shifts for r in records[-20:]), "shifting resumes"

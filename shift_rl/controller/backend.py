@@ -163,7 +163,10 @@ class SimulatedBackend:
         return self.sim.telemetry()
 
     def move(self, src: int, dst: int, kind: int, units: int) -> int:
-        if self.done:
+        """One shift of a plan (several per interval are applied in turn, as the env's plane
+        applies a plan). Allowed at the episode's last tick too: the env executes the
+        rollbacks judged after its last interval, and so does the controller."""
+        if int(self.sim.t[0]) > self.params.episode_ticks:
             raise BackendError("the simulated episode is over")
         a = [np.array([v], dtype=np.int64) for v in (src, dst, kind, units)]
         moved = int(self.sim.shift(self._env, *a)[0])

@@ -2,10 +2,14 @@
 
 Every interval (:meth:`ShiftController.tick`):
 
-1. decide on the current observation: the policy proposes, the SafetyGuard clips;
-2. apply (mode ``active``): journal the intent, move through the backend, journal it as
-   applied, register it with the guard; in mode ``shadow`` log what would have moved, next
-   to what ``potential`` would do, and move nothing;
+1. decide on the current observation: the policy proposes an action (a plan: one requested
+   change per module and kind; or a single shift in ``action.mode: shift``), the
+   SafetyGuard matches it into an ordered list of feasible shifts;
+2. apply (mode ``active``): for each shift of the plan, in order, journal its intent, move
+   through the backend, journal it as applied, register it with the guard (one write-ahead
+   intent per shift, each judged against its pair's attainment at the tick of the plan); in
+   mode ``shadow`` log the plan that would have moved, next to ``potential``'s, and move
+   nothing;
 3. let the interval pass (``backend.advance``), read telemetry, judge shifts whose
    stabilization window ended and roll back the ones that hurt, update reputation and the
    forecaster, and build the next observation with the env's own builder;
@@ -21,9 +25,11 @@ Safe behaviour, never a crash of the loop:
 
 - the policy raises, or returns an action that is not finite or outside the action space:
   the tuned ``potential`` decides this tick instead (``fallback`` in the audit log);
-- a proposal touching a module whose telemetry is missing: held (no move this tick);
+- modules whose telemetry is missing take part in no shift this tick: the guard matches the
+  rest of the plan around them (``excluded`` in the audit log);
 - the backend fails (telemetry or move): hold, and retry after a back-off of 1, 2, 4 ...
-  up to 32 intervals; an interrupted move is resolved from the backend's allocation;
+  up to 32 intervals; a move failing mid-plan ends the plan there (the shifts after it are
+  not executed); an interrupted move is resolved from the backend's allocation;
 - kill switch: while the file ``<state_dir>/HOLD`` exists (or after ``hold()``), nothing
   moves (rollbacks included; judgements wait), while telemetry, forecasts and reputation
   keep updating.
@@ -82,14 +88,22 @@ class TickRecord:
     tick: int
     mode: str
     held: str | None = None
-    proposal: list[int] | None = None
+    proposal: list[int] | None = None  # the raw action (the plan's levels), as proposed
     source: str = "policy"
-    shift: list[int] | None = None
-    status: str = "noop"
-    shadow_potential: list[int] | None = None
+    # executed [src, dst, kind, units], in plan order (shadow: the plan that would move)
+    shifts: list[list[int]] = field(default_factory=list)
+    status: str = "noop"  # noop / ok / clipped / invalid (the plan's), shadow, failed, held
+    excluded: list[int] = field(default_factory=list)  # modules without telemetry: no shift
+    shadow_potential: list[int] | None = None  # shadow: potential's raw action ...
+    shadow_potential_shifts: list[list[int]] | None = None  # ... and the shifts it gives
     rollbacks: list[list[int]] = field(default_factory=list)
     goal_attainment: float | None = None
     reward: float | None = None
+
+    @property
+    def units(self) -> int:
+        """Units of the plan's shifts (executed, or that would move in shadow mode)."""
+        return sum(s[3] for s in self.shifts)
 
 
 class ShiftController:
@@ -131,7 +145,8 @@ class ShiftController:
         self.backoff_until = -1
         self.backoff = 1
         self._manual_hold = False
-        self._nvec_list = list(self.core.guard.action_nvec)
+        self._move_failed = False
+        self._nvec = np.asarray(self.core.guard.action_nvec, dtype=np.int64)
         self.store: StateDir | None = None
         self.journal: Journal | None = None
         self.audit: JsonLines | None = None
@@ -177,6 +192,12 @@ class ShiftController:
         ran after the saved state are closed now (judgements due, reputation, forecasts).
         Ids continue after the highest in the journal or the state, so they are never reused,
         even when ``state.npz`` was lost.
+
+        A plan's shifts are journaled one intent each, in plan order, and a module takes part
+        in at most one shift (or rollback) per tick: each intent's ``expected_src_after`` is
+        its source's units at the tick of the plan minus its own shift's, so the check per
+        source stays unambiguous when a kill falls between two shifts of one plan (the first
+        is applied and registered again, the second resolved from the backend).
         """
         if self.store is None:
             return False
@@ -260,7 +281,7 @@ class ShiftController:
                 self._decide_and_apply(tel, rec)
             except Exception as err:
                 self._backend_failed(rec, err)
-        moved_before = rec.shift[3] if rec.shift and rec.status != "shadow" else 0
+        moved_before = rec.units if rec.status != "shadow" else 0
         try:
             self.backend.advance()
         except Exception as err:
@@ -290,48 +311,75 @@ class ShiftController:
         assert self.obs is not None
         mask = self.core.mask(tel)[0].copy()
         action = self._propose(mask, rec)
+        missing = np.asarray(tel.missing, dtype=bool).copy()  # (1, M): in no shift this tick
+        rec.excluded = np.flatnonzero(missing[0]).tolist()
+        shifts, status = self._plan(tel, action, missing)
+        rec.status = {OK: "ok", CLIPPED: "clipped", INVALID: "invalid"}.get(status, "noop")
         if self.mode == "shadow":
-            rec.shadow_potential = self.fallback.act(self.obs, mask).tolist()
-        src, dst, kind, units, status = self.core.clip(tel, action[None, :])
-        s, d, k, u, st = int(src[0]), int(dst[0]), int(kind[0]), int(units[0]), int(status[0])
-        rec.status = {OK: "ok", CLIPPED: "clipped", INVALID: "invalid"}.get(st, "noop")
-        if u <= 0:
+            # potential's plan on the same telemetry (its action again when it decided)
+            theirs = action if rec.source != "policy" else self.fallback.act(self.obs, mask)
+            rec.shadow_potential = np.asarray(theirs).tolist()
+            rec.shadow_potential_shifts = self._plan(tel, theirs, missing)[0]
+            if shifts:
+                rec.shifts, rec.status = shifts, "shadow"
             return
-        if tel.missing[0, s] or tel.missing[0, d]:
-            rec.held, rec.status = "missing telemetry", "held"
-            return
-        rec.shift = [s, d, k, u]
-        if self.mode == "shadow":
-            rec.status = "shadow"
-            return
-        pair = self.core.pair_attainment(tel, 0, s, d)
-        entry = self._move("shift", s, d, k, u, int(tel.alloc[0, s, k]), float(pair))
-        if entry is None:
-            rec.status, rec.shift = "failed", None
+        # Every shift's source units and judgement baseline as they are at the tick of the
+        # plan, before any of its moves: a module takes part in at most one shift of a plan,
+        # so each intent's expected source units account for its own shift alone.
+        before = [
+            (int(tel.alloc[0, s, k]), float(self.core.pair_attainment(tel, 0, s, d)))
+            for s, d, k, _ in shifts
+        ]
+        for (s, d, k, u), (src_units, pair) in zip(shifts, before, strict=True):
+            entry = self._move("shift", s, d, k, u, src_units, pair)
+            if entry is not None:
+                rec.shifts.append([s, d, k, int(entry["units"])])
+            if self._move_failed:  # the rest of the plan is not executed; back off
+                if entry is not None:  # found applied after the error: back off all the same
+                    self._arm_backoff()
+                rec.status = "failed"
+                return
+
+    def _plan(
+        self, tel: Telemetry, action: np.ndarray, exclude: np.ndarray
+    ) -> tuple[list[list[int]], int]:
+        """The guard's shifts for one action, ``[src, dst, kind, units]`` in execution order
+        (copied: the guard reuses its arrays), and the plan's status."""
+        a = np.asarray(action, dtype=np.int64)[None]
+        _, src, dst, kind, units, status = self.core.plan(tel, a, exclude=exclude)
+        rows = np.stack((src, dst, kind, units), axis=1)[units > 0]
+        shifts = rows.tolist()
+        modules = [m for sh in shifts for m in sh[:2]]
+        if len(modules) != len(set(modules)):  # the guard's rule; recovery relies on it
+            raise RuntimeError(f"the guard's plan {shifts} uses a module twice")
+        return shifts, int(status[0])
 
     def _propose(self, mask: np.ndarray, rec: TickRecord) -> np.ndarray:
         assert self.obs is not None
         try:
             action = np.asarray(self.policy.act(self.obs, mask))
-            values = action.tolist() if action.shape == (3,) else None
-            valid = values is not None and all(
-                float(v).is_integer() and 0 <= v < n
-                for v, n in zip(values, self._nvec_list, strict=True)
-            )
-            if valid:
-                rec.proposal = [int(v) for v in values]
-                return np.array(rec.proposal, dtype=np.int64)
+            if action.shape == self._nvec.shape and action.dtype.kind in "biuf":
+                v = action.astype(np.float64)
+                if (
+                    np.isfinite(v).all() and (v == np.floor(v)).all()
+                    and (v >= 0).all() and (v < self._nvec).all()
+                ):  # fmt: skip
+                    rec.proposal = v.astype(np.int64).tolist()
+                    return np.array(rec.proposal, dtype=np.int64)
             rec.source = "fallback: invalid action"
         except Exception as err:
             logger.warning("policy failed (%s): falling back to potential", err)
             rec.source = f"fallback: policy error ({type(err).__name__})"
-        action = self.fallback.act(self.obs, mask)
+        action = np.asarray(self.fallback.act(self.obs, mask), dtype=np.int64)
         rec.proposal = action.tolist()
         return action
 
     def _move(self, reason: str, s: int, d: int, k: int, u: int, src_units: int,
               baseline: float) -> dict | None:  # fmt: skip
-        """Journal, move, journal: the write-ahead protocol (see journal.py)."""
+        """Journal, move, journal: the write-ahead protocol (see journal.py). Returns the
+        applied entry, or None when the move was aborted or cannot be told; ``_move_failed``
+        says whether the backend's call failed (even when the move is found applied)."""
+        self._move_failed = False
         self.seq += 1
         entry = {
             "seq": self.seq, "id": self.seq, "event": "intent", "reason": reason,
@@ -344,10 +392,10 @@ class ShiftController:
             moved = self.backend.move(s, d, k, u)
         except Exception as err:
             logger.warning("backend move failed (%s); checking what happened", err)
+            self._move_failed = True
             try:
                 held = int(self.backend.telemetry().alloc[0, s, k])
-            except Exception:
-                held = src_units  # cannot tell: the recovery on restart will ask again
+            except Exception:  # cannot tell: the recovery on restart will ask again
                 self._arm_backoff()
                 return None
             if held != src_units - u:
@@ -383,8 +431,9 @@ class ShiftController:
             if entry is not None:
                 rec.rollbacks.append([s, d, k, entry["units"]])
                 moved += entry["units"]
-        if rb_env.size:
-            tel.incoming[...] = self.backend.telemetry().incoming
+        if rb_env.size:  # the observation shows the allocation after the rollbacks (as the env's)
+            fresh = self.backend.telemetry()
+            tel.alloc[...], tel.incoming[...] = fresh.alloc, fresh.incoming
         return moved
 
     # -- faults and records -------------------------------------------------------------------

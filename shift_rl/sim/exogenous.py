@@ -23,6 +23,7 @@ the same hour every day, so a policy that knows the time of day can prepare for 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -155,7 +156,8 @@ def _trace_series(
     trace = load_trace(path)
     if step_seconds is not None and trace.step_seconds is None:
         trace = replace(trace, step_seconds=step_seconds)
-    trace = trace.resample(tick_seconds).select(list(columns) if columns else None, count)
+    # pick the series first: refining only them keeps a wide, coarse trace within bounds
+    trace = trace.select(list(columns) if columns else None, count).resample(tick_seconds)
     quality = {
         "path": Path(path).name,
         "columns": list(trace.columns),
@@ -167,11 +169,22 @@ def _trace_series(
 
 
 def _series_of(params: ScenarioParams) -> tuple[np.ndarray, dict[str, object]]:
+    """(ticks, modules) series scaled to peak 1, one column per module; with
+    ``demand.trace.offsets`` a listed column may drive several modules (loaded once)."""
     cfg = params.config
     tc = cfg.demand.trace
     assert tc is not None
     columns = tuple(tc.columns) if tc.columns else None
-    return _trace_series(tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds)
+    if tc.offsets is None or columns is None:
+        return _trace_series(
+            tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds
+        )
+    picked = columns[: params.num_modules]
+    unique = tuple(dict.fromkeys(picked))
+    series, quality = _trace_series(tc.path, unique, len(unique), cfg.tick_seconds, tc.step_seconds)
+    if len(picked) < params.num_modules:  # let select word the error
+        _trace_series(tc.path, columns, params.num_modules, cfg.tick_seconds, tc.step_seconds)
+    return series[:, [unique.index(c) for c in picked]], quality
 
 
 def trace_quality(params: ScenarioParams) -> dict[str, object] | None:
@@ -189,17 +202,83 @@ def trace_demand(params: ScenarioParams, rng: np.random.Generator, n: int) -> np
     assert tc is not None
     series = _series_of(params)[0]
     total = series.shape[0]
-    if tc.start_tick != "random" and tc.start_tick >= total:
-        raise ConfigError(
-            f"demand.trace.start_tick: {tc.start_tick} is beyond the trace {tc.path!r}, which has "
-            f"{total} ticks of {cfg.tick_seconds:g} s; expected 0 .. {total - 1} or 'random'"
-        )
-    start = int(rng.integers(total)) if tc.start_tick == "random" else tc.start_tick
-    window = series[(start + np.arange(n)) % total]  # wraps around: traces are a day or more
+    if tc.window is not None:
+        window = _window_demand(params, series, rng, n)
+    else:
+        if tc.start_tick != "random" and tc.start_tick >= total:
+            raise ConfigError(
+                f"demand.trace.start_tick: {tc.start_tick} is beyond the trace {tc.path!r}, "
+                f"which has {total} ticks of {cfg.tick_seconds:g} s; expected 0 .. {total - 1} "
+                "or 'random'"
+            )
+        start = int(rng.integers(total)) if tc.start_tick == "random" else tc.start_tick
+        rows = start + np.arange(n)[:, None] + _offsets(params)
+        # wraps around: traces are a day or more
+        window = np.take_along_axis(series, rows % total, axis=0)
     # Peak servers the pool can give each module: the share of the scarcest kind.
     peak_servers = tc.peak_share * np.min(params.pool_units / params.units_per_server, axis=1)
     peak_requests = peak_servers / params.servers_per_request
     return window * peak_requests
+
+
+def window_ticks(fraction: list[float], total: int) -> tuple[int, int]:
+    """The ticks ``[lo, hi)`` of a trace of ``total`` ticks that ``demand.trace.window``
+    (fractions ``[from, to)``) names: ``lo = floor(from * total)``, ``hi = floor(to * total)``.
+    Windows that meet (``[0, 0.7]`` and ``[0.7, 1]``) share no tick."""
+    return math.floor(fraction[0] * total), math.floor(fraction[1] * total)
+
+
+def _window_demand(
+    params: ScenarioParams, series: np.ndarray, rng: np.random.Generator, n: int
+) -> np.ndarray:
+    """``n`` ticks (history, episode, look-ahead) replayed from inside the trace's window,
+    never wrapping out of it, each series scaled to peak 1 inside the window."""
+    cfg = params.config
+    tc = cfg.demand.trace
+    assert tc is not None and tc.window is not None
+    total = series.shape[0]
+    lo, hi = window_ticks(tc.window, total)
+    h = params.history_ticks
+    offsets = _offsets(params)
+    span = n + int(offsets.max())
+    if hi - lo < span:
+        raise ConfigError(
+            f"demand.trace.window: {tc.window} of the trace {Path(tc.path).name!r} ({total} ticks "
+            f"of {cfg.tick_seconds:g} s) holds ticks {lo}..{hi - 1} = {hi - lo} ticks, fewer than "
+            f"an episode needs: {h} of forecast history + {params.episode_ticks} episode ticks + "
+            f"{n - h - params.episode_ticks} of look-ahead + {span - n} of the largest "
+            f"demand.trace.offsets = {span}; widen the window or shorten episode_ticks, "
+            "forecast.history_ticks or the offsets"
+        )
+    if tc.start_tick == "random":
+        start = lo + int(rng.integers(hi - lo - span + 1))
+    elif not lo <= tc.start_tick <= hi - span:
+        raise ConfigError(
+            f"demand.trace.start_tick: {tc.start_tick} does not keep the episode's {n} ticks "
+            f"inside demand.trace.window {tc.window} (ticks {lo}..{hi - 1} of the trace "
+            f"{Path(tc.path).name!r}); expected {lo} .. {hi - span} or 'random'"
+        )
+    else:
+        start = tc.start_tick
+    inside = series[lo:hi]
+    peak = inside.max(axis=0)
+    if not (peak > 0).all():
+        j = int(np.flatnonzero(~(peak > 0))[0])
+        raise ConfigError(
+            f"demand.trace.window: series {j} of {Path(tc.path).name!r} is all zero inside the "
+            f"window {tc.window}; pick other demand.trace.columns or another window"
+        )
+    rows = start + np.arange(n)[:, None] + offsets
+    return np.take_along_axis(series, rows, axis=0) / peak
+
+
+def _offsets(params: ScenarioParams) -> np.ndarray:
+    """(M,) ticks by which each module's series is read late (``demand.trace.offsets``)."""
+    tc = params.config.demand.trace
+    assert tc is not None
+    if tc.offsets is None:
+        return np.zeros(params.num_modules, dtype=np.int64)
+    return np.array(tc.offsets, dtype=np.int64)
 
 
 def _check_demand(demand: np.ndarray, params: ScenarioParams) -> None:

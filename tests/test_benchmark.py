@@ -1,0 +1,78 @@
+"""The benchmark over a suite: end to end in seconds, deterministic JSON, skips, leave-out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.benchmark import main
+from shift_rl.benchmark import benchmark, render
+from shift_rl.evaluate import EvaluationError
+from tests.conftest import ROOT
+
+SLICE = ROOT / "configs" / "traces" / "azure_functions_2019_top6.csv.gz"
+
+
+def _suite(tmp_path: Path) -> Path:
+    data = {
+        "name": "tiny",
+        "members": [
+            {"name": "default", "class": "default", "splits": ["eval"], "scenario": "default",
+             "episode_ticks": 12},
+            {"name": "gen", "class": "generated", "splits": ["train", "eval"],
+             "episode_ticks": 12, "generator": {"variants": 2, "modules": [2, 5]}},
+            {"name": "slice", "class": "azure", "splits": ["train", "eval"], "episode_ticks": 12,
+             "trace": {"path": str(SLICE), "variants": 1, "modules": [3, 3]}},
+            {"name": "gone", "class": "missing", "splits": ["eval"],
+             "trace": {"path": "no/such.csv.gz"}},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_tiny_suite_end_to_end_with_deterministic_json(tmp_path, capsys):
+    suite = _suite(tmp_path)
+    out = tmp_path / "board"
+    argv = ["--suite", str(suite), "--policies", "potential", "--baselines", "hpa,static",
+            "--episodes", "2", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "on class default" in printed and "## Skipped" in printed
+    files = {p.name for p in out.iterdir()}
+    assert {"leaderboard.json", "leaderboard.md", "leaderboard.png"} <= files
+    first = (out / "leaderboard.json").read_bytes()
+    assert main(argv) == 0  # the folder holds an earlier leaderboard: replaced
+    assert (out / "leaderboard.json").read_bytes() == first
+    d = json.loads(first)
+    assert d["class_order"] == ["default", "generated", "azure"]
+    assert d["policies"] == ["potential", "hpa", "static"]
+    gen = d["classes"]["generated"]
+    assert gen["episodes"] == 4 and len(gen["scenarios"]) == 2
+    assert set(gen["differences"]) == {"hpa", "static"}
+    assert gen["policies"]["oracle"]["gap_closed"]["mean"] in (None, 1.0)
+    assert len(d["verdicts"]) == 3 * 2
+    assert all(v["text"].startswith("potential ") for v in d["verdicts"])
+    assert d["skipped"] and "no/such.csv.gz" in d["skipped"][0]
+
+
+def test_leave_out_and_refusals(tmp_path, capsys):
+    suite = _suite(tmp_path)
+    slice_family = "azure_functions_2019_top6"  # a trace member's family: its file's stem
+    board = benchmark(suite, ["static"], episodes=1, baselines=(), leave_out=[slice_family])
+    assert [c for c, _, _ in board.reports] == ["default", "generated", "generated"]
+    assert render(board)["leaderboard.json"] == render(board)["leaderboard.json"]
+    with pytest.raises(EvaluationError, match="no eval scenario"):
+        benchmark(suite, ["static"], episodes=1, only=["such"])
+    with pytest.raises(EvaluationError, match="unknown policy"):
+        benchmark(suite, ["nonsense"], episodes=1, baselines=())
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    argv = ["--suite", str(suite), "--policies", "static", "--out", str(other)]
+    assert main(argv) == 2
+    assert "refusing to write there" in capsys.readouterr().err
