@@ -89,22 +89,35 @@ def _parity(folder: Path, model, scenario, steps: int, seed: int = 0) -> None:
     env.action_space.seed(seed)  # the random half of the play is reproducible
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(1)
+    ties = 0
     for step in range(steps):
         mask = env.action_masks()
         expected = sb3.act(obs, mask)
         got = policy.act(obs, mask)
-        if not np.array_equal(got, expected):
-            n = int(policy.nvec[0])
-            lg = policy.logits(obs).reshape(-1, n)
-            d = np.nonzero(got != expected)[0]
-            detail = [(int(i), mask.reshape(-1, n)[i].astype(int).tolist(), lg[i].tolist())
-                      for i in d]  # fmt: skip
-            raise AssertionError((step, got, expected, detail))
+        ties += _only_float_ties(policy, obs, mask, got, expected, 1e-6, step)
         assert got.dtype == np.int64
         action = expected if rng.random() < 0.5 else env.action_space.sample()
         obs, _, _, truncated, _ = env.step(action)
         if truncated:
             obs, _ = env.reset()
+    assert ties <= steps * len(policy.nvec) // 10_000, ties  # at most 1 decision in 10,000
+
+
+def _only_float_ties(policy, obs, mask, got, want, tol: float, where: object) -> int:
+    """Dimensions where two computations of the same actor pick differently; each must be a
+    tie at float precision (both choices allowed, their logits within ``tol``), else fail.
+    A briefly trained actor has logits within ~1e-2 of each other, so float32 rounding
+    (torch's normalisation, ONNX's kernels) can reorder two of them."""
+    if np.array_equal(got, want):
+        return 0
+    lg = policy.logits(obs)
+    starts = np.concatenate([[0], np.cumsum(policy.nvec)[:-1]])
+    m = np.ones_like(lg, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    for i in np.nonzero(got != want)[0]:
+        a, b = starts[i] + got[i], starts[i] + want[i]
+        gap = abs(float(lg[a]) - float(lg[b]))
+        assert m[a] and m[b] and gap < tol, (where, int(i), got, want, gap)
+    return int((got != want).sum())
 
 
 def test_numpy_policy_matches_sb3_on_10000_observations(exported) -> None:
@@ -143,6 +156,7 @@ def test_onnx_agrees_with_the_numpy_runtime(exported, exported_other, case) -> N
     policy = load_policy(folder)
     session = ort.InferenceSession(str(folder / "policy.onnx"))
     env = ResourceShiftEnv(scenario)
+    env.action_space.seed(2)
     obs, _ = env.reset(seed=2)
     batch, masks = [obs], [env.action_masks()]
     for _ in range(499):
@@ -155,11 +169,13 @@ def test_onnx_agrees_with_the_numpy_runtime(exported, exported_other, case) -> N
     np.testing.assert_allclose(onnx_logits, numpy_logits, atol=1e-5)
     nvec = policy.nvec.tolist()
     assert not np.array(masks).all()  # the masks close choices: masking is exercised
+    ties = 0
     for i, (o, m) in enumerate(zip(x, masks, strict=True)):
         for mask in (m, None):
             want = policy.act(o, mask)
             got = _onnx_act(onnx_logits[i], np.ones_like(m) if mask is None else m, nvec)
-            assert np.array_equal(got, want), (i, got, want)
+            ties += _only_float_ties(policy, o, mask, got, want, 1e-5, i)
+    assert ties <= 1000 * len(nvec) // 10_000, ties  # at most 1 decision in 10,000
 
 
 def _copy(folder: Path, dest: Path) -> Path:
