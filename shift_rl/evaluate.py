@@ -467,7 +467,7 @@ def ratio_of_means(
             ),
         }
     mean = float(gain.mean() / span.mean())
-    if n < 2:
+    if n < 2 or resamples < 1:
         return {"mean": mean, "ci95": [mean, mean], "n": n}
     idx = np.random.default_rng(0).integers(0, n, size=(resamples, n))
     den = span[idx].mean(axis=1)
