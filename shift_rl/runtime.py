@@ -59,14 +59,6 @@ MAX_WEIGHT_BYTES = 256 * 2**20
 """Most bytes the arrays of weights.npz may declare (a 3 MB archive of zeros can declare 3 GB)."""
 MAX_LAYERS = 64
 MAX_OBSERVATIONS = 10_000_000
-SHIPPED_V1 = frozenset({
-    "5a35764a0a79d6ad009dd820388dc9fbba1dcfb720817aedcffece2129afc32e",  # agents/ppo-default
-    "703dcdf375aaf499c6cd202b5310b66db5866e6622e899eb2b3819b80e1ec54b",  # agents/ppo-cgroup
-})  # fmt: skip
-"""sha256 of the format-1 policy.json files released in agents/: they load without the
-warning that format 1 cannot detect an edit of policy.json (any edit changes this hash)."""
-
-
 def mlp_forward(
     x: np.ndarray, hidden: list[tuple[np.ndarray, np.ndarray]], activation: str,
     head: tuple[np.ndarray, np.ndarray],
@@ -243,7 +235,7 @@ def _read_spec(meta: Path) -> dict[str, Any]:
         raise PolicyFileError(f"{meta}: not valid JSON ({err})") from None
 
 
-def _check_spec(sp: _Spec, raw_sha: str) -> dict[str, Any]:
+def _check_spec(sp: _Spec) -> dict[str, Any]:
     """Every field of the spec checked (types, ranges, consistency); its parts for loading."""
     spec = sp.data
     version = spec.get("format_version")
@@ -266,7 +258,7 @@ def _check_spec(sp: _Spec, raw_sha: str) -> dict[str, Any]:
                 f"{sp.meta}: spec_sha256 does not match the file's content (policy.json was "
                 "edited or corrupted); refusing to load it"
             )
-    elif raw_sha not in SHIPPED_V1:
+    else:
         logger.warning(
             "%s: format 1 has no hash over policy.json, so an edit of it cannot be detected "
             "(only its types and consistency are checked); re-export it (scripts/export.py) "
@@ -371,7 +363,7 @@ def check_spec(spec: Any, meta: Path) -> None:
     """Raise :class:`PolicyFileError` unless ``spec`` is a policy description
     :func:`load_policy` accepts (its files aside); ``meta`` names it in the messages. The
     exporter checks what it is about to write with it."""
-    _check_spec(_Spec(spec, meta), "")
+    _check_spec(_Spec(spec, meta))
 
 
 def _check_files(folder: Path, files: dict[str, str]) -> None:
@@ -494,7 +486,7 @@ def load_policy(path: str | os.PathLike) -> ExportedPolicy:
         )
     spec = _read_spec(meta)
     sp = _Spec(spec, meta)
-    parts = _check_spec(sp, file_sha256(meta))
+    parts = _check_spec(sp)
     _check_files(folder, parts["files"])
     arrays = _read_weights(folder / WEIGHTS, parts["hidden"])
     n = parts["hidden"]
