@@ -481,10 +481,13 @@ def test_potential_feedback_loop_grows_caution_after_a_shift_that_hurt(params) -
     att = att.copy()
     att[[src, dst]] = 0.5  # the pair's attainment fell by 0.5 > the rollback threshold
     pol.feedback(_state(params, attainment=att, **quiet))
-    assert pol.caution == pytest.approx(0.5)  # the full rate: the guard rolls this one back
+    # the full rate (the guard rolls this one back): the mean over judgements moves by
+    # feedback_decay towards it, the source's own caution takes all of it
+    assert pol.caution == pytest.approx(0.1 * 0.5)
     assert pol.source_caution[src] == pytest.approx(0.5) and pol.source_caution[dst] == 0
     pol.feedback(_state(params, **quiet))
-    assert pol.caution == pytest.approx(0.45)  # fades by feedback_decay per tick
+    assert pol.caution == pytest.approx(0.05)  # the mean waits for the next judgement
+    assert pol.source_caution[src] == pytest.approx(0.45)  # a source's fades per tick
     # more caution: a bigger gap needed, and the source keeps more (higher optimal usage)
     _, optimal, _ = pol.scores(st)
     assert optimal[src] > forecast[src] * (1 + pol.p.headroom)

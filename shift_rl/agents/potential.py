@@ -29,11 +29,13 @@ budget per kind; the plan asks each pair's source for the amount and its target 
 **Feedback loop** (the seed's step 4): the policy watches its own shifts. A pair it
 proposed whose two modules show ``pending`` on the next tick was executed; at the end of the
 stabilization window it compares the pair's value-weighted attainment with that at the
-shift, as the guard's judgement does. A shift that hurt adds caution ``feedback_rate x
-min(1, drop / rollback_threshold)`` (the full rate for one the guard rolls back): the
-global caution raises the gap a pair needs (``min_gap x (1 + caution)``), and the source's
-own caution raises its optimal usage (``headroom + caution_source``), so a module that
-suffered from giving keeps more. Caution fades by ``feedback_decay`` per tick.
+shift, as the guard's judgement does. Each judged shift scores ``hurt = feedback_rate x
+min(1, drop / rollback_threshold)`` (0 when the pair did not lose; the full rate for one the
+guard rolls back). The global caution is the recent mean of that score over judged shifts
+(an exponential average with weight ``feedback_decay``, so it does not grow with the number
+of modules) and raises the gap a pair needs (``min_gap x (1 + caution)``); each source's
+own caution adds up its scores, fades by ``feedback_decay`` per tick and raises its optimal
+usage (``headroom + caution_source``), so a module that suffered from giving keeps more.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ class PotentialParams:
     incoming_penalty: float = 0.01  # shift cost per unit already warming up
     reputation_power: float = 1.0  # exponent of reputation in the potential
     mu_smoothing: float = 0.2  # EMA weight of the observed service-rate estimate
-    feedback_rate: float = 0.5  # caution a hurtful shift adds (a rollback: all of it)
-    feedback_decay: float = 0.05  # share of caution forgotten per tick
+    feedback_rate: float = 0.5  # score of a hurtful shift (a rollback: all of it)
+    feedback_decay: float = 0.05  # weight of a judgement in the mean; a source's fade a tick
 
 
 class PotentialPolicy(HeuristicPolicy):
@@ -100,19 +102,19 @@ class PotentialPolicy(HeuristicPolicy):
             if state.pending[src] and state.pending[dst]:
                 self._open.append((self._tick - 1 + window, src, dst, base))
         self._proposed = []
-        fade = 1.0 - self.p.feedback_decay
-        self.caution *= fade
-        self.source_caution *= fade
+        decay = self.p.feedback_decay
+        self.source_caution *= 1.0 - decay
         keep = []
         for due, src, dst, base in self._open:
             if due > self._tick:
                 keep.append((due, src, dst, base))
                 continue
             drop = base - self._pair_attainment(state, src, dst)
-            if drop > 0:  # NaN (no evidence) compares False, as the guard's judgement
-                hurt = self.p.feedback_rate * min(1.0, drop / self.rails.rollback_threshold)
-                self.caution += hurt
-                self.source_caution[src] += hurt
+            if not drop == drop:  # NaN: no evidence, as the guard's judgement
+                continue
+            hurt = self.p.feedback_rate * min(1.0, max(drop, 0.0) / self.rails.rollback_threshold)
+            self.caution += decay * (hurt - self.caution)  # the recent mean over judgements
+            self.source_caution[src] += hurt
         self._open = keep
 
     def _observe_service_rate(self, state: ObservedState) -> None:
