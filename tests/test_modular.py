@@ -139,10 +139,23 @@ def test_export_round_trip_acts_as_the_model(exported: tuple[Path, PPO]) -> None
         np.testing.assert_array_equal(policy.act(x), want)
 
 
-def test_other_kinds_and_levels_refused(exported: tuple[Path, PPO]) -> None:
+def test_kinds_and_levels(exported: tuple[Path, PPO], tmp_path: Path) -> None:
+    """A one-kind policy plans each kind of a two-kind scenario; a two-kind policy needs its
+    kinds; levels the scenario lacks are refused."""
+    from shift_rl.train import export_trained
+
     policy = load_policy(exported[0])
+    env = ResourceShiftEnv(load_scenario("multi_resource"))
+    check_policy_fits(policy, "p", env.params)
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(policy.act(obs, env.action_masks()))
+    two = _model(scenario="multi_resource")
+    cfg = load_train_config(CONFIG, ["scenario=multi_resource", "network.encoder=[16, 16]"])
+    export_trained(two, cfg, load_scenario("multi_resource"), tmp_path / "two")
     with pytest.raises(PolicyFileError, match="resource kinds"):
-        check_policy_fits(policy, "p", ResourceShiftEnv(load_scenario("multi_resource")).params)
+        check_policy_fits(load_policy(tmp_path / "two"), "p",
+                          ResourceShiftEnv(load_scenario("default")).params)  # fmt: skip
+    policy = load_policy(exported[0])
     sc = load_scenario("default").model_dump(mode="json")
     sc["action"]["amount_levels"] = [1, 2]
     from shift_rl.config import scenario_from_dict
