@@ -368,9 +368,10 @@ class EvaluationReport:
             f"{100 * SLO_TARGET:.0f} % of its demand within its SLO.",
             "- units moved: units shifted per episode, rollbacks included; rollbacks: shifts "
             "the guard undid because they hurt.",
-            "- invalid: proposed shifts per episode that the SafetyGuard turned into no-ops "
-            "(a module still in its stabilization window, at its floor or share cap, or the "
-            "tick's budget spent); they move nothing and cost nothing.",
+            "- invalid: ticks per episode whose plan asked for units (requests with offers "
+            "against them) and the SafetyGuard could move none (modules still in their "
+            "stabilization window, at their floor or share cap, or the tick's budget spent); "
+            "they move nothing and cost nothing.",
         ]
         paths = {n: lab for n, lab in self.labels.items() if lab != n}
         for name, lab in paths.items():
@@ -467,7 +468,7 @@ def ratio_of_means(
             ),
         }
     mean = float(gain.mean() / span.mean())
-    if n < 2:
+    if n < 2 or resamples < 1:
         return {"mean": mean, "ci95": [mean, mean], "n": n}
     idx = np.random.default_rng(0).integers(0, n, size=(resamples, n))
     den = span[idx].mean(axis=1)

@@ -30,7 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from shift_rl.runtime import FORMAT_VERSION, KIND, ONNX, POLICY_JSON, WEIGHTS, spec_digest
+from shift_rl.runtime import (
+    FORMAT_VERSION,
+    KIND,
+    ONNX,
+    PLAN,
+    POLICY_JSON,
+    SHIFT,
+    WEIGHTS,
+    check_spec,
+    spec_digest,
+)
 
 RELEASES_DIR = Path(__file__).resolve().parents[1] / "agents"
 """The shipped releases (``agents/`` of the project): written only by an explicit release."""
@@ -112,6 +122,12 @@ def export_model(
 ) -> Path:
     """Export an SB3 PPO / MaskablePPO actor (MLP, MultiDiscrete) as a policy folder.
 
+    The action mode recorded (``action.mode``) is ``guard["mode"]`` (the scenario's, as
+    :meth:`~shift_rl.safety.GuardSettings.to_json` gives it). The spec is checked with the
+    loader's own rules before anything is written: a model whose ``nvec`` does not fit that
+    mode and the scenario raises :class:`~shift_rl.runtime.PolicyFileError`, never becomes a
+    folder that cannot be loaded.
+
     ``out`` must be new, empty or an earlier export (:func:`check_export_target`; inside
     ``agents/`` only with ``release``).
     """
@@ -132,6 +148,13 @@ def export_model(
     if onnx_graph is not None:
         files[ONNX] = onnx_graph
     nvec = [int(n) for n in model.action_space.nvec]
+    mode = guard.get("mode", SHIFT)  # GuardSettings.to_json(): the scenario's action.mode
+    layout = {
+        PLAN: "one level per (module, kind), module-major (entry m * R + r): level j of 2K + 1 "
+        "asks for -a[K-1] .. -a[0], 0, a[0] .. a[K-1] units (a = guard.amount_levels; "
+        "j = K: no change); the guard matches the requests into shifts",
+        SHIFT: "(source, target, kind * K + level); source == target is no shift",
+    }[mode]
     spec = {
         "format_version": FORMAT_VERSION,
         "kind": KIND,
@@ -141,8 +164,9 @@ def export_model(
             "high": [float(v) for v in observation_high],
         },
         "action": {
+            "mode": mode,
             "nvec": nvec,
-            "layout": "(source, target, kind * K + level); source == target is no shift",
+            "layout": layout,
             "uses_masks": type(model).__name__ == "MaskablePPO",
         },
         "network": {"hidden": len(hidden), "activation": activation},
@@ -153,6 +177,7 @@ def export_model(
         "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
     }
     spec["spec_sha256"] = spec_digest(spec)  # covers policy.json itself, file hashes included
+    check_spec(spec, Path(out) / POLICY_JSON)
     files[POLICY_JSON] = (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()
     return write_export(out, files, release)
 

@@ -2,9 +2,9 @@
 
 Layout of an exported policy folder (written by :mod:`shift_rl.export`)::
 
-    policy.json   format version, observation spec (names, bounds), action spec, network
-                  layout, scenario fingerprint, guard settings, training provenance, and the
-                  sha256 of every other file
+    policy.json   format version, observation spec (names, bounds), action spec (mode,
+                  nvec, masks), network layout, scenario fingerprint, guard settings, training
+                  provenance, and the sha256 of every other file
     weights.npz   the actor's layers as plain float arrays (read with allow_pickle=False)
     policy.onnx   the same actor as an ONNX graph (observation -> logits), when onnx is
                   installed: for serving stacks that run ONNX
@@ -13,8 +13,9 @@ Layout of an exported policy folder (written by :mod:`shift_rl.export`)::
 never unpickles anything: a policy file cannot run code. Acting needs neither torch nor
 stable-baselines3 (this module imports numpy only): the actor is a small MLP whose logits are
 split per action dimension, masked like MaskablePPO masks them, and arg-maxed (the SB3
-model's deterministic action). The training side (:mod:`shift_rl.torch_policy`) runs the same
-:func:`mlp_forward` in its rollouts.
+model's deterministic action), whatever the action mode: a plan is ``M * R`` dimensions of
+``2K + 1`` levels, a single shift three (``ACTION_MODES``). The training side
+(:mod:`shift_rl.torch_policy`) runs the same :func:`mlp_forward` in its rollouts.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ FORMAT_VERSION = 2
 """What the exporter writes: format 1 plus ``spec_sha256``, a hash over policy.json itself."""
 SUPPORTED_VERSIONS = (1, 2)
 KIND = "mlp-multidiscrete-actor"
+PLAN, SHIFT = "plan", "shift"
+ACTION_MODES = (PLAN, SHIFT)
+"""``action.mode`` of a spec, the scenario's ``action.mode`` the policy was trained in: plan
+(``nvec`` ``[2K + 1] * (M * R)``) or single-shift (``[M, M, R * K]``). Format 1, and format 2
+files written before plans, have no ``action.mode``: they are single-shift."""
 POLICY_JSON = "policy.json"
 WEIGHTS = "weights.npz"
 ONNX = "policy.onnx"
@@ -53,14 +59,6 @@ MAX_WEIGHT_BYTES = 256 * 2**20
 """Most bytes the arrays of weights.npz may declare (a 3 MB archive of zeros can declare 3 GB)."""
 MAX_LAYERS = 64
 MAX_OBSERVATIONS = 10_000_000
-SHIPPED_V1 = frozenset({
-    "5a35764a0a79d6ad009dd820388dc9fbba1dcfb720817aedcffece2129afc32e",  # agents/ppo-default
-    "703dcdf375aaf499c6cd202b5310b66db5866e6622e899eb2b3819b80e1ec54b",  # agents/ppo-cgroup
-})  # fmt: skip
-"""sha256 of the format-1 policy.json files released in agents/: they load without the
-warning that format 1 cannot detect an edit of policy.json (any edit changes this hash)."""
-
-
 def mlp_forward(
     x: np.ndarray, hidden: list[tuple[np.ndarray, np.ndarray]], activation: str,
     head: tuple[np.ndarray, np.ndarray],
@@ -89,7 +87,9 @@ def file_sha256(path: Path) -> str:
 
 @dataclass
 class ExportedPolicy:
-    """An exported actor: ``act(observation, action_mask) -> (source, target, level)``."""
+    """An exported actor: ``act(observation, action_mask) -> action``, one index per entry of
+    ``nvec``: a plan (one level per module and kind) or a single ``(source, target, level)``
+    shift, as ``mode`` says."""
 
     name: str
     spec: dict[str, Any]
@@ -98,6 +98,7 @@ class ExportedPolicy:
     activation: str
     nvec: np.ndarray
     uses_masks: bool
+    mode: str = "shift"  # ``action.mode``: "plan" or "shift" (ACTION_MODES)
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
@@ -122,6 +123,8 @@ class ExportedPolicy:
             raise FloatingPointError(f"policy {self.name!r} produced non-finite logits")
         if self.uses_masks and action_mask is not None:
             logits = np.where(np.asarray(action_mask, dtype=bool), logits, MASKED_LOGIT)
+        if (self.nvec == self.nvec[0]).all():  # a plan: M * R dimensions of 2K + 1 levels
+            return logits.reshape(len(self.nvec), int(self.nvec[0])).argmax(axis=1).astype(np.int64)
         out = np.empty(len(self.nvec), dtype=np.int64)
         start = 0
         for i, n in enumerate(self.nvec.tolist()):
@@ -232,7 +235,7 @@ def _read_spec(meta: Path) -> dict[str, Any]:
         raise PolicyFileError(f"{meta}: not valid JSON ({err})") from None
 
 
-def _check_spec(sp: _Spec, raw_sha: str) -> dict[str, Any]:
+def _check_spec(sp: _Spec) -> dict[str, Any]:
     """Every field of the spec checked (types, ranges, consistency); its parts for loading."""
     spec = sp.data
     version = spec.get("format_version")
@@ -255,7 +258,7 @@ def _check_spec(sp: _Spec, raw_sha: str) -> dict[str, Any]:
                 f"{sp.meta}: spec_sha256 does not match the file's content (policy.json was "
                 "edited or corrupted); refusing to load it"
             )
-    elif raw_sha not in SHIPPED_V1:
+    else:
         logger.warning(
             "%s: format 1 has no hash over policy.json, so an edit of it cannot be detected "
             "(only its types and consistency are checked); re-export it (scripts/export.py) "
@@ -273,7 +276,14 @@ def _check_spec(sp: _Spec, raw_sha: str) -> dict[str, Any]:
     high = sp.items("observation.high", "number", len(names), len(names))
     if any(lo > hi for lo, hi in zip(low, high, strict=True)):
         raise sp.fail("observation.low", "a lower bound is above its upper bound")
-    nvec = sp.items("action.nvec", "int", 3, 3, lo=1, hi=MAX_OBSERVATIONS)
+    nvec = sp.items("action.nvec", "int", 1, MAX_OBSERVATIONS, lo=1, hi=MAX_OBSERVATIONS)
+    action = sp.mapping(spec["action"], "action")
+    if "mode" not in action:
+        mode = SHIFT  # format 1, and format 2 written before plans: single-shift actions
+    elif version < 2:
+        raise sp.fail("action.mode", "format 1 has no action mode (it is single-shift only)")
+    else:
+        mode = sp.get("action.mode", "str", choices=ACTION_MODES)
     sp.get("action.layout", "str")
     uses_masks = sp.get("action.uses_masks", "bool")
     hidden = sp.get("network.hidden", "int", lo=0, hi=MAX_LAYERS)
@@ -284,16 +294,33 @@ def _check_spec(sp: _Spec, raw_sha: str) -> dict[str, Any]:
         raise sp.fail("scenario.fingerprint", "must be 16 lowercase hex digits", fingerprint)
     modules = sp.items("scenario.modules", "str", 2, MAX_OBSERVATIONS)
     resources = sp.items("scenario.resources", "str", 1, 64)
-    if nvec[0] != len(modules) or nvec[1] != len(modules):
-        raise sp.fail("action.nvec", f"must start with the module count {len(modules)} twice", nvec)
-    sp.mapping(spec["guard"], "guard")
+    guard = sp.mapping(spec["guard"], "guard")
+    if "mode" in guard and guard["mode"] != mode:
+        raise sp.fail("guard.mode", f"contradicts action.mode {mode!r}", guard["mode"])
     levels = sp.get("guard.amount_levels", "any")
-    if isinstance(levels, list) and nvec[2] != len(resources) * len(levels):
-        raise sp.fail(
-            "action.nvec",
-            f"its last entry must be kinds x levels = {len(resources)} x {len(levels)}",
-            nvec,
-        )
+    k = len(levels) if isinstance(levels, list) else None
+    m, r = len(modules), len(resources)
+    if mode == SHIFT:
+        if len(nvec) != 3:
+            raise sp.fail(
+                "action.nvec", "must be 3 entries (source, target, level) in single-shift mode",
+                nvec,
+            )  # fmt: skip
+        if nvec[0] != m or nvec[1] != m:
+            raise sp.fail("action.nvec", f"must start with the module count {m} twice", nvec)
+        if k is not None and nvec[2] != r * k:
+            raise sp.fail("action.nvec", f"its last entry must be kinds x levels = {r} x {k}", nvec)
+    else:
+        if len(nvec) != m * r:
+            raise sp.fail(
+                "action.nvec",
+                f"must be one entry per module and kind in plan mode: {m} x {r} = {m * r} "
+                f"entries, not {len(nvec)}",
+                nvec,
+            )
+        if len(set(nvec)) != 1 or (k is not None and nvec[0] != 2 * k + 1):
+            want = f"2K + 1 = {2 * k + 1} (K = {k} amount levels)" if k is not None else "equal"
+            raise sp.fail("action.nvec", f"its entries must all be {want} in plan mode", nvec)
     training = sp.mapping(spec["training"], "training")
     if version >= 2:  # spec_sha256 covers every field: the training record is provenance only
         training = {}
@@ -326,10 +353,17 @@ def _check_spec(sp: _Spec, raw_sha: str) -> dict[str, Any]:
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise sp.fail(f"files.{name}", "must be a sha256 (64 lowercase hex digits)", digest)
     return {
-        "names": names, "nvec": nvec, "uses_masks": uses_masks, "hidden": hidden,
+        "names": names, "nvec": nvec, "mode": mode, "uses_masks": uses_masks, "hidden": hidden,
         "activation": activation, "arch": arch if isinstance(arch, list) else None,
         "files": files,
     }  # fmt: skip
+
+
+def check_spec(spec: Any, meta: Path) -> None:
+    """Raise :class:`PolicyFileError` unless ``spec`` is a policy description
+    :func:`load_policy` accepts (its files aside); ``meta`` names it in the messages. The
+    exporter checks what it is about to write with it."""
+    _check_spec(_Spec(spec, meta))
 
 
 def _check_files(folder: Path, files: dict[str, str]) -> None:
@@ -432,11 +466,11 @@ def load_policy(path: str | os.PathLike) -> ExportedPolicy:
     """Load an exported policy folder after checking its description and every file.
 
     Checks, before any weight is read: ``policy.json`` is a small, strict JSON document whose
-    every field has the right type and agrees with the others (``nvec`` with the module, kind
-    and level counts, the activation and layer count with the training config, ``uses_masks``
-    with the algorithm); in format 2 its ``spec_sha256`` matches its content; every listed
-    file's sha256 matches. Then the weights are read from their headers out (bounded sizes,
-    floats only, no pickle) and must chain into the declared network.
+    every field has the right type and agrees with the others (``nvec`` with the action mode
+    and the module, kind and level counts, the activation and layer count with the training
+    config, ``uses_masks`` with the algorithm); in format 2 its ``spec_sha256`` matches its
+    content; every listed file's sha256 matches. Then the weights are read from their headers
+    out (bounded sizes, floats only, no pickle) and must chain into the declared network.
     """
     folder = Path(path)
     meta = folder / POLICY_JSON
@@ -456,7 +490,7 @@ def load_policy(path: str | os.PathLike) -> ExportedPolicy:
 
         return load_modular(folder, spec)  # type: ignore[return-value]
     sp = _Spec(spec, meta)
-    parts = _check_spec(sp, file_sha256(meta))
+    parts = _check_spec(sp)
     _check_files(folder, parts["files"])
     arrays = _read_weights(folder / WEIGHTS, parts["hidden"])
     n = parts["hidden"]
@@ -483,4 +517,5 @@ def load_policy(path: str | os.PathLike) -> ExportedPolicy:
         activation=parts["activation"],
         nvec=nvec,
         uses_masks=parts["uses_masks"],
+        mode=parts["mode"],
     )

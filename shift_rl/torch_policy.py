@@ -1,13 +1,15 @@
 """The actor-critic policies PPO and MaskablePPO train: SB3's ``MlpPolicy``, made faster.
 
-A shift is a ``MultiDiscrete`` action (source, destination, kind). SB3 models it as one
-``torch.distributions.Categorical`` per dimension, so every forward pass builds three
-distribution objects, validates them and samples three times: about 0.5 ms of Python per
-call against 0.1 ms for the network itself at 8 envs, the largest cost of collecting a
-rollout once the env is batched. :class:`PaddedMultiCategorical` is the same distribution
-(a product of independent categoricals over the logits of SB3's action head, masked as
-sb3-contrib masks) computed on one ``(batch, dims, max_choices)`` tensor: one
-``log_softmax``, one ``multinomial``, one ``gather``. Same parameters, same layers
+The action is ``MultiDiscrete``: a plan, one level of ``2K + 1`` per module and kind
+(``M * R`` dimensions), or a single shift (source, target, kind x level: three). SB3 models
+it as one ``torch.distributions.Categorical`` per dimension, so every forward pass builds
+that many distribution objects, validates them and samples each: about 0.5 ms of Python per
+call for three dimensions against 0.1 ms for the network itself at 8 envs, the largest cost
+of collecting a rollout once the env is batched, and growing with the module count.
+:class:`PaddedMultiCategorical` is the same distribution (a product of independent
+categoricals over the logits of SB3's action head, masked as sb3-contrib masks) computed on
+one ``(batch, dims, max_choices)`` tensor: one ``log_softmax``, one ``multinomial``, one
+``gather``, whatever the number of dimensions. Same parameters, same layers
 (``action_net`` is SB3's), so exports and the runtime controller do not change; only the
 draws of the training samples differ from SB3's.
 

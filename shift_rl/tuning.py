@@ -44,6 +44,8 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
         "incoming_penalty": ("float", 0.0, 0.1),
         "reputation_power": ("float", 0.0, 2.0),
         "mu_smoothing": ("float", 0.05, 0.5),
+        "feedback_rate": ("float", 0.0, 2.0),
+        "feedback_decay": ("log", 0.005, 0.5),
     },
     "hpa": {
         "target_utilization": ("float", 0.4, 0.9),

@@ -480,6 +480,32 @@ def v2_policy(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def v1_policy(tmp_path_factory) -> Path:
+    """A format-1 folder, as exported before format 2 (always single-shift): a single-shift
+    format-2 export without its spec hash and action mode."""
+    from stable_baselines3 import PPO
+
+    from shift_rl.train import export_trained
+
+    scenario = _single_shift_default()
+    model = PPO("MlpPolicy", ResourceShiftEnv(scenario), policy_kwargs={"net_arch": [16]},
+                seed=0, device="cpu")  # fmt: skip
+    cfg = load_train_config(None, ["run_name=v1", "algo=ppo", "network.net_arch=[16]"])
+    out = tmp_path_factory.mktemp("v1") / "p"
+    export_trained(model, cfg, scenario, out)
+    spec = json.loads((out / "policy.json").read_text())
+    del spec["spec_sha256"]
+    del spec["action"]["mode"]
+    spec["format_version"] = 1
+    (out / "policy.json").write_text(json.dumps(spec, indent=2))
+    return out
+
+
+def _single_shift_default():
+    return scenario_from_dict(_set(_default(), "action.mode", "shift"))
+
+
 def _edited(src: Path, dest: Path, edit, rehash: bool = False) -> Path:
     shutil.copytree(src, dest)
     spec = json.loads((dest / "policy.json").read_text())
@@ -501,7 +527,8 @@ EDITS = {
 def test_the_export_is_format_2_with_a_hash_over_policy_json(v2_policy: Path) -> None:
     spec = json.loads((v2_policy / "policy.json").read_text())
     assert spec["format_version"] == 2 and spec["spec_sha256"] == spec_digest(spec)
-    assert load_policy(v2_policy).nvec.tolist() == [6, 6, 3]
+    assert spec["action"]["mode"] == "plan"
+    assert load_policy(v2_policy).nvec.tolist() == [7] * 6
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
@@ -518,18 +545,19 @@ def test_format_2_fields_are_checked_even_with_a_recomputed_hash(v2_policy: Path
     with pytest.raises(PolicyFileError, match=r"action.uses_masks: must be true or false"):
         load_policy(bad)
     bad = _edited(v2_policy, tmp_path / "b", EDITS["nvec"], rehash=True)
-    with pytest.raises(PolicyFileError, match=r"action.nvec: must start with the module count 6"):
+    with pytest.raises(PolicyFileError, match=r"action.nvec: ") as info:
         load_policy(bad)
+    assert "plan" in str(info.value) and "[5, 7, 3]" in str(info.value)
 
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
-def test_an_edited_shipped_format_1_policy_is_refused_or_flagged(
-    tmp_path: Path, edit: str, caplog: pytest.LogCaptureFixture
+def test_an_edited_format_1_policy_is_refused_or_flagged(
+    v1_policy: Path, tmp_path: Path, edit: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Format 1 (the shipped releases) has no spec hash: its fields are checked for type and
-    against each other and the scenario; an edit that stays consistent is warned about."""
-    folder = _edited(SHIPPED_POLICY, tmp_path / "p", EDITS[edit])
-    params = ResourceShiftEnv("default").params
+    """Format 1 has no spec hash: its fields are checked for type and against each other and
+    the scenario, and every load warns that an edit that stays consistent goes unnoticed."""
+    folder = _edited(v1_policy, tmp_path / "p", EDITS[edit])
+    params = ResourceShiftEnv(_single_shift_default()).params
     if edit == "fingerprint":
         with caplog.at_level(logging.WARNING):
             resolve_policy(str(folder), params)
@@ -552,7 +580,7 @@ def test_the_shipped_releases_load_without_warnings(caplog: pytest.LogCaptureFix
             policy = resolve_policy(
                 str(SHIPPED_POLICY.parent / name), ResourceShiftEnv(scenario).params
             )
-        assert policy.spec["format_version"] == 1
+        assert policy.spec["format_version"] == 2 and policy.mode == "plan"
     assert caplog.text == ""
 
 
@@ -573,7 +601,7 @@ def test_renamed_modules_warn_and_reordered_ones_are_refused(
 
 def test_a_policy_for_other_amount_levels_is_refused() -> None:
     data = _set(_default(), "action.amount_levels", [1, 4])
-    with pytest.raises(PolicyFileError, match=r"acts in MultiDiscrete\(\[6, 6, 3\]\) but"):
+    with pytest.raises(PolicyFileError, match=r"acts in MultiDiscrete\(\[7\] \* 6\) but"):
         resolve_policy(str(SHIPPED_POLICY), ResourceShiftEnv(scenario_from_dict(data)).params)
 
 

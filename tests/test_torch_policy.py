@@ -22,6 +22,18 @@ from shift_rl.config import load_scenario
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.torch_policy import PaddedMultiCategorical, ShiftActorCriticPolicy
 
+MODES = ["plan", "shift"]
+
+
+def _scenario(mode: str = "plan", name: str = "default"):
+    """The scenario with ``action.mode`` set: a plan (``[7] * 6`` on default) or a shift
+    (``[6, 6, 3]``)."""
+    from shift_rl.config import scenario_from_dict
+
+    data = load_scenario(name).model_dump(mode="json")
+    data["action"]["mode"] = mode
+    return scenario_from_dict(data, f"{name} in {mode} mode")
+
 
 def _pair(dims: list[int], logits: torch.Tensor):
     ref = MultiCategoricalDistribution(dims).proba_distribution(logits)
@@ -73,8 +85,10 @@ def test_gradients_are_finite_with_padding() -> None:
     assert logits.grad.abs().sum() > 0
 
 
-def test_policy_evaluates_as_sb3_mlp_policy() -> None:
-    env = ResourceShiftEnv(load_scenario("default"))
+@pytest.mark.parametrize("mode", MODES)
+def test_policy_evaluates_as_sb3_mlp_policy(mode: str) -> None:
+    env = ResourceShiftEnv(_scenario(mode))
+    nvec = env.action_space.nvec
     kwargs = {
         "policy_kwargs": {"net_arch": [32]},
         "seed": 0,
@@ -87,7 +101,8 @@ def test_policy_evaluates_as_sb3_mlp_policy() -> None:
     assert isinstance(new.action_dist, PaddedMultiCategorical)
     new.load_state_dict(ref.state_dict())  # same layers, same names
     obs = torch.as_tensor(np.stack([env.reset(seed=s)[0] for s in range(16)]))
-    actions = torch.randint(0, 3, (16, 3))
+    actions = torch.as_tensor(np.stack([env.action_space.sample() for _ in range(16)]))
+    assert actions.shape == (16, len(nvec))
     for a, b in zip(ref.evaluate_actions(obs, actions), new.evaluate_actions(obs, actions),
                     strict=True):  # fmt: skip
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -117,8 +132,9 @@ def test_single_choice_dimensions(dims: list[int]) -> None:
     assert torch.isfinite(new.entropy()).all()
 
 
-def _policies(net_arch: list[int], activation: type[torch.nn.Module] = torch.nn.Tanh):
-    env = ResourceShiftEnv(load_scenario("default"))
+def _policies(net_arch: list[int], activation: type[torch.nn.Module] = torch.nn.Tanh,
+              mode: str = "plan"):  # fmt: skip
+    env = ResourceShiftEnv(_scenario(mode))
     kwargs = {"net_arch": {"pi": net_arch, "vf": net_arch}, "activation_fn": activation}
     model = PPO(
         ShiftActorCriticPolicy,
@@ -133,15 +149,17 @@ def _policies(net_arch: list[int], activation: type[torch.nn.Module] = torch.nn.
     return model.policy, obs
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("activation", [torch.nn.Tanh, torch.nn.ReLU])
-def test_numpy_rollout_forward_matches_torch(activation: type[torch.nn.Module]) -> None:
+def test_numpy_rollout_forward_matches_torch(activation: type[torch.nn.Module], mode) -> None:
     """Without gradients the forward runs in numpy: same values, log-probabilities and
     deterministic actions as the torch forward PPO's update uses."""
-    policy, obs = _policies([64, 32], activation)
+    policy, obs = _policies([64, 32], activation, mode)
     with torch.no_grad():
         actions, values, log_prob = policy(obs)
         det = policy(obs, deterministic=True)[0]
-    assert actions.dtype == torch.int64 and actions.shape == (32, 3)
+    dims = 6 if mode == "plan" else 3
+    assert actions.dtype == torch.int64 and actions.shape == (32, dims)
     assert values.shape == (32, 1) and log_prob.shape == (32,)
     ref_values, ref_log_prob, _ = policy.evaluate_actions(obs, actions)  # torch, with grad
     torch.testing.assert_close(values, ref_values.detach(), rtol=1e-5, atol=1e-5)
@@ -150,15 +168,16 @@ def test_numpy_rollout_forward_matches_torch(activation: type[torch.nn.Module]) 
     assert torch.equal(det, ref_det)
 
 
-def test_numpy_rollout_forward_samples_the_distribution() -> None:
-    policy, obs = _policies([16])
+@pytest.mark.parametrize("mode", MODES)
+def test_numpy_rollout_forward_samples_the_distribution(mode: str) -> None:
+    policy, obs = _policies([16], mode=mode)
     torch.manual_seed(0)
     one = obs[:1].repeat(20_000, 1)
     with torch.no_grad():
         actions = policy(one)[0].numpy()
     probs = torch.softmax(policy.action_net(policy.mlp_extractor.forward_actor(obs[:1])), 1)
     start = 0
-    for d, n in enumerate([6, 6, 3]):
+    for d, n in enumerate([7] * 6 if mode == "plan" else [6, 6, 3]):
         p = probs[0, start : start + n].detach().numpy()
         p = p / p.sum()
         freq = np.bincount(actions[:, d], minlength=n) / actions.shape[0]
@@ -177,7 +196,7 @@ def test_numpy_rollout_forward_follows_parameter_updates() -> None:
         after = policy(obs, deterministic=True)[1]
     torch.testing.assert_close(after, other(obs, deterministic=True)[1])
     assert not torch.allclose(before, after)
-    loss = policy.evaluate_actions(obs, torch.zeros(32, 3, dtype=torch.long))[0].sum()
+    loss = policy.evaluate_actions(obs, torch.zeros(32, 6, dtype=torch.long))[0].sum()
     loss.backward()
     policy.optimizer.step()
     with torch.no_grad():
@@ -226,12 +245,15 @@ def test_masking_matches_sb3_contrib(dims: list[int], batch: int, seed: int) -> 
     torch.testing.assert_close(new.entropy(), plain.entropy())
 
 
-def test_maskable_numpy_rollout_forward_matches_torch() -> None:
+@pytest.mark.parametrize(("mode", "name"), [("plan", "default"), ("plan", "multi_resource"),
+                                           ("shift", "default")])  # fmt: skip
+def test_maskable_numpy_rollout_forward_matches_torch(mode: str, name: str) -> None:
     from sb3_contrib import MaskablePPO
 
     from shift_rl.torch_policy import ShiftMaskablePolicy
 
-    env = ResourceShiftEnv(load_scenario("default"))
+    env = ResourceShiftEnv(_scenario(mode, name))
+    nvec = env.action_space.nvec
     kwargs = {"net_arch": {"pi": [32], "vf": [32]}}
     model = MaskablePPO(ShiftMaskablePolicy, env, policy_kwargs=kwargs, seed=2, device="cpu",
                         n_steps=8, batch_size=8)  # fmt: skip
@@ -252,7 +274,7 @@ def test_maskable_numpy_rollout_forward_matches_torch() -> None:
     ref_values, ref_log_prob, _ = policy.evaluate_actions(obs_t, actions, torch.as_tensor(masks_np))
     torch.testing.assert_close(values, ref_values.detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(log_prob, ref_log_prob.detach(), rtol=1e-5, atol=1e-4)
-    offsets = np.cumsum([0, 6, 6])
+    offsets = np.cumsum([0, *nvec[:-1]])
     assert masks_np[np.arange(16)[:, None], offsets + actions.numpy()].all()  # allowed only
     ref_det = MaskableActorCriticPolicy.forward(policy, obs_t, True, action_masks=masks_np)[0]
     assert torch.equal(det, ref_det)

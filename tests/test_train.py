@@ -104,6 +104,7 @@ def test_pipeline_exports_an_evaluated_policy_with_parity(short_scenario, tmp_pa
     assert report["labels"][str(agent)] == "smoke"
     # the exported numpy actor picks exactly the SB3 model's deterministic actions
     policy = load_policy(agent)
+    assert (policy.mode, policy.nvec.tolist()) == ("plan", [7] * 6)
     model = algo_class(_cfg(short_scenario, 480, "x")).load(
         run / "checkpoints" / "step_000000480" / "model.zip"
     )
@@ -124,6 +125,29 @@ def test_pipeline_exports_an_evaluated_policy_with_parity(short_scenario, tmp_pa
     weights.write_bytes(bytes(blob))
     with pytest.raises(PolicyFileError, match="sha256 does not match"):
         load_policy(agent)
+
+
+@pytest.fixture
+def short_shift_scenario(tmp_path: Path, short_scenario: Path) -> Path:
+    path = tmp_path / "short_shift.yaml"
+    path.write_text(f"extends: {short_scenario}\nname: short-shift\naction: {{mode: shift}}\n")
+    return path
+
+
+def test_single_shift_mode_trains_and_exports_its_mode(short_shift_scenario, tmp_path) -> None:
+    cfg = load_train_config(None, [
+        "run_name=shift", f"scenario={short_shift_scenario}", "algo=maskable_ppo", "n_envs=2",
+        "vec_env=batched", "ppo.n_steps=120", "ppo.batch_size=120", "ppo.n_epochs=1",
+        "network.net_arch=[16]", "total_timesteps=240", "checkpoint_every=240",
+        "randomization.variants=0", "evaluation.every_timesteps=240",
+        "evaluation.episodes_during=1", "evaluation.episodes=1",
+        "evaluation.baselines=[potential]",
+    ])  # fmt: skip
+    result = train(cfg, out=tmp_path / "run", progress=False)
+    policy = load_policy(result.export_dir)
+    assert (policy.mode, policy.nvec.tolist()) == ("shift", [6, 6, 3])
+    assert policy.spec["action"]["layout"].startswith("(source, target")
+    assert result.report is not None
 
 
 def test_alignment_and_bad_overrides_fail_before_training(short_scenario) -> None:

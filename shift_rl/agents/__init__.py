@@ -25,7 +25,8 @@ from shift_rl.agents.oracle import OracleMPCPolicy, oracle_goal
 from shift_rl.agents.potential import PotentialPolicy
 from shift_rl.config import PROJECT_ROOT, path_kind
 from shift_rl.observation import ObservationBuilder, feature_layout
-from shift_rl.runtime import ExportedPolicy, PolicyFileError, load_policy
+from shift_rl.runtime import PLAN, SHIFT, ExportedPolicy, PolicyFileError, load_policy
+from shift_rl.safety import SafetyGuard
 from shift_rl.scenario import ScenarioParams
 
 logger = logging.getLogger(__name__)
@@ -113,12 +114,26 @@ def check_policy_fits(policy: ExportedPolicy, name: str, params: ScenarioParams)
             f"{scenario!r} gives {tuple(expected)} ({params.num_modules} modules): "
             "train or export it for this scenario"
         )
-    m, r, k = params.num_modules, params.num_resources, len(params.amount_levels)
-    nvec = [m, m, r * k]  # the env's MultiDiscrete: source, target, kind x amount level
-    if policy.nvec.tolist() != nvec:
+    guard = SafetyGuard.from_params(params)
+    mode, nvec = guard.settings.mode, list(guard.action_nvec)  # the env's MultiDiscrete
+    theirs = getattr(policy, "mode", SHIFT)
+    if theirs != mode:
+        said = {PLAN: "plan mode", SHIFT: "single-shift mode"}
         raise PolicyFileError(
-            f"policy {name!r} acts in MultiDiscrete({policy.nvec.tolist()}) but scenario "
-            f"{scenario!r} takes MultiDiscrete({nvec}) (modules, modules, kinds x levels): "
+            f"policy {name!r} acts in {said.get(theirs, theirs)} (MultiDiscrete of "
+            f"{len(policy.nvec)} entries) but scenario {scenario!r} is in {said[mode]} "
+            f"(action.mode: {mode}, MultiDiscrete of {len(nvec)} entries): retrain or export "
+            f"it for this scenario, or run the scenario with action.mode: {theirs}"
+        )
+    if policy.nvec.tolist() != nvec:
+        m, r, k = guard.num_modules, guard.num_kinds, guard.num_levels
+        layout = (
+            f"{m} modules x {r} kinds, {2 * k + 1} levels each" if mode == PLAN
+            else "modules, modules, kinds x levels"
+        )  # fmt: skip
+        raise PolicyFileError(
+            f"policy {name!r} acts in MultiDiscrete({_shown_nvec(policy.nvec.tolist())}) but "
+            f"scenario {scenario!r} takes MultiDiscrete({_shown_nvec(nvec)}) ({layout}): "
             "train or export it for this scenario"
         )
     spec = policy.spec
@@ -160,6 +175,13 @@ def check_policy_fits(policy: ExportedPolicy, name: str, params: ScenarioParams)
             "%s was trained for scenario fingerprint %s, this scenario is %s",
             name, trained_for, params.fingerprint(),
         )  # fmt: skip
+
+
+def _shown_nvec(nvec: list[int]) -> str:
+    """An ``nvec`` for a message: a plan's ``[7] * 1024`` is not written out in full."""
+    if len(nvec) > 8 and len(set(nvec)) == 1:
+        return f"[{nvec[0]}] * {len(nvec)}"
+    return str(nvec)
 
 
 def policy_scenario(name: str) -> str:

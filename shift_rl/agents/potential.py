@@ -211,12 +211,11 @@ class PotentialPolicy(HeuristicPolicy):
             neg_gap, dst, src, i, j = heapq.heappop(heap)
             if -neg_gap <= 0.0:
                 return None
-            if (
-                src != dst
-                and not used[src]
-                and not used[dst]
-                and not pot[dst] <= gap_factor * pot[src]
-            ):
+            if pot[dst] <= gap_factor * pot[src]:
+                # nor does any pair below or right of it qualify (targets' potential falls,
+                # sources' rises): the walk need not go there
+                continue
+            if src != dst and not used[src] and not used[dst]:
                 found = self._pair_shift(src, dst, -neg_gap, potential, ctx, budget)
                 if found is not None:
                     return (src, dst, *found)
