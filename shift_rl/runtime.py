@@ -59,6 +59,8 @@ MAX_WEIGHT_BYTES = 256 * 2**20
 """Most bytes the arrays of weights.npz may declare (a 3 MB archive of zeros can declare 3 GB)."""
 MAX_LAYERS = 64
 MAX_OBSERVATIONS = 10_000_000
+
+
 def mlp_forward(
     x: np.ndarray, hidden: list[tuple[np.ndarray, np.ndarray]], activation: str,
     head: tuple[np.ndarray, np.ndarray],
