@@ -1216,11 +1216,45 @@ class PPOConfig(_Model):
     )
 
 
+Widths = list[Annotated[int, Field(ge=1, le=8192)]]
+
+
 class NetworkConfig(_Model):
+    """The policy network: an MLP over the flat observation (``kind: mlp``, SB3's
+    ``MlpPolicy``) or one network shared across modules (``kind: modular``,
+    :mod:`shift_rl.modular`: any module count, plan actions only)."""
+
+    kind: Literal["mlp", "modular"] = Field(
+        "mlp", description="mlp: net_arch over the flat observation; modular: shared per module"
+    )
     net_arch: list[Annotated[int, Field(ge=1, le=8192)]] = Field(
-        [128, 128], min_length=1, max_length=16, description="hidden layer sizes"
+        [128, 128], min_length=1, max_length=16, description="hidden layer sizes (mlp)"
     )
     activation: Literal["tanh", "relu"] = "tanh"
+    encoder: Widths = Field(
+        [64, 64], min_length=1, max_length=16, description="per-module encoder widths (modular)"
+    )
+    actor: Widths = Field(
+        [64], min_length=0, max_length=16, description="per-module actor head widths (modular)"
+    )
+    critic: Widths = Field(
+        [64], min_length=0, max_length=16, description="critic widths on the pooled context"
+    )
+    time_features: bool = Field(
+        False, description="modular: let the network see time.sin / time.cos (module docstring)"
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> NetworkConfig:
+        # the other kind's fields keep their defaults and are ignored (a dumped config, which
+        # holds every field, must load again)
+        for name in ("encoder", "actor", "critic"):
+            widths = getattr(self, name)
+            weights = sum(a * b for a, b in itertools.pairwise(widths))
+            if weights > MAX_NETWORK_WEIGHTS:
+                raise ValueError(f"{name}: {widths} has {weights:,} weights, above the "
+                                 f"{MAX_NETWORK_WEIGHTS:,} allowed")  # fmt: skip
+        return self
 
     @field_validator("net_arch")
     @classmethod

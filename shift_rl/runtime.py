@@ -487,6 +487,10 @@ def load_policy(path: str | os.PathLike) -> ExportedPolicy:
             "(expected a folder written by scripts/export.py or scripts/train.py)"
         )
     spec = _read_spec(meta)
+    if isinstance(spec, dict) and spec.get("kind") == "modular-plan-actor":
+        from shift_rl.modular import load_modular  # a network shared across modules
+
+        return load_modular(folder, spec)  # type: ignore[return-value]
     sp = _Spec(spec, meta)
     parts = _check_spec(sp)
     _check_files(folder, parts["files"])

@@ -74,14 +74,18 @@ def build_model(cfg: TrainConfig, venv: VecEnv, tb_dir: Path) -> Any:
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.network.activation]
     arch = list(cfg.network.net_arch)
     # SB3's / sb3-contrib's MlpPolicy with a faster distribution and rollouts (torch_policy)
-    policy = ShiftActorCriticPolicy if cfg.algo == "ppo" else ShiftMaskablePolicy
+    policy: type = ShiftActorCriticPolicy if cfg.algo == "ppo" else ShiftMaskablePolicy
+    kwargs: dict[str, Any] = {"net_arch": {"pi": arch, "vf": arch}, "activation_fn": activation}
+    if cfg.network.kind == "modular":  # one network shared across modules (shift_rl.modular)
+        from shift_rl.modular_torch import modular_policy
+
+        policy, kwargs = modular_policy(cfg, venv)
     return algo_class(cfg)(
         policy,
         venv,
         **cfg.ppo.model_dump(),  # PPOConfig's fields are SB3's keyword names
         policy_kwargs={
-            "net_arch": {"pi": arch, "vf": arch},
-            "activation_fn": activation,
+            **kwargs,
             # SB3's Adam (eps 1e-5 is its default for PPO) as one fused kernel: the same
             # update, about 10 % less time per gradient step on the CPU
             "optimizer_kwargs": {"eps": 1e-5, "fused": True},
@@ -644,7 +648,10 @@ def export_trained(
 ) -> Path:
     """Export a trained model with everything a controller needs to trust and run it."""
     env = ResourceShiftEnv(scenario)
-    return export_model(
+    write = export_model
+    if cfg.network.kind == "modular":
+        from shift_rl.modular_torch import export_modular as write
+    return write(
         model,
         out,
         observation_names=env.observation_names,

@@ -97,7 +97,13 @@ def resolve_policy(name: str, params: ScenarioParams) -> Policy:
 
 def check_policy_fits(policy: ExportedPolicy, name: str, params: ScenarioParams) -> None:
     """Refuse an exported policy made for another layout than the scenario's (see
-    :func:`resolve_policy`); warn about renamed modules and another fingerprint."""
+    :func:`resolve_policy`); warn about renamed modules and another fingerprint. A modular
+    policy (:mod:`shift_rl.modular`) fits any module count with its features, kinds and levels."""
+    from shift_rl.modular import ModularPolicy, check_modular_fits
+
+    if isinstance(policy, ModularPolicy):
+        check_modular_fits(policy, name, params)
+        return
     builder = ObservationBuilder(params, 1)
     scenario = params.config.name
     expected = builder.space.shape

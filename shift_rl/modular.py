@@ -1,0 +1,596 @@
+"""A plan policy shared across modules: one set of weights for any number of modules.
+
+The flat observation (:mod:`shift_rl.observation`) is read **by name** into *tokens*, one per
+(module, resource kind), and per-kind *globals*. One network runs on every token:
+
+- an encoder ``phi`` (MLP, shared by all tokens) gives ``h[m, r]``;
+- the context of kind ``r`` pools ``h`` over the modules (mean and max) and appends the
+  kind's globals: ``c[r] = [mean_m h[m, r], max_m h[m, r], g[r]]``;
+- the actor head ``psi([h[m, r], c[r]])`` gives the ``2K + 1`` logits of plan entry
+  ``m * R + r`` (module ``m``'s requested change of kind ``r``, level ``K`` = no change);
+- the critic ``rho(mean_r c[r])`` gives the value.
+
+Nothing in it depends on the module count or order: permuting the modules permutes the
+logits (tested), a 6-module and a 1024-module scenario run the same weights, and so do
+scenarios of another kind count: the head is per kind and does not know which kind it reads,
+so a policy trained on one kind runs (with a warning) on scenarios of several kinds, each
+planned as the trained kind was; the kinds of one module see each other only through the
+critic, so cross-kind trade-offs are not learned. A policy trained on several kinds needs
+exactly those kinds.
+
+**Token features** (:data:`TOKEN_FEATURES`), all module-count invariant: the five shares of
+the pool of the per-kind block (alloc, incoming, demand, forecast, reported need) times the
+module count ``M`` (an average module reads ~1) squashed by ``x / (1 + x)``; the log-ratios of
+demand, forecast and reported need to the units held (alloc + incoming), clipped to
+``+-LOG_RATIO_MAX`` and scaled into ``[-1, 1]`` (the over- or under-provisioning a plan should
+correct); and the eleven per-module features as they are (all in ``[0, 1]``; ``value`` is
+already weight x ``M``). **Globals** per kind (:data:`GLOBAL_FEATURES`): the free share of the
+pool, the free units against an average module's (``free x M``, squashed), the offline share,
+and the total demand and forecast over the pool (sums of shares: how tight the pool is).
+
+**What the network does not see.** No module index, name or position: a token is only what
+its module measures, so the network cannot memorize "module 3 peaks at 20:00" (permuting
+the modules permutes the logits, tested). The absolute time of day (``time.sin``,
+``time.cos``) is left out by default (``time_features: false``). Evidence, a paired ablation
+(same seed, same 460,800 steps of ``modular_default.yaml``, held-out seeds 0..N-1,
+``scripts/evaluate.py``; return differences no-time minus time, 95 % CI):
+
+==========================  ===================  =================================
+held-out set                gap closed no / yes  return difference (no - yes)
+==========================  ===================  =================================
+default (trained), 20 ep.   0.822 / 0.854        -1.58 [-2.51, -0.66]
+trace (real Azure), 10 ep.  0.911 / 0.907        +0.25 [-0.13, +0.63]
+large (64 modules), 6 ep.   0.175 / 0.478        -21.0 [-37.3, -4.7]
+==========================  ===================  =================================
+
+The clock helps on the synthetic workloads, whose generator gives every module a daily
+cycle on the same 24-hour calendar (the trained one and ``large``), and buys nothing on the
+real trace, whose calendar it never saw. That is the memorization the flag guards against:
+a clock learnt on one calendar is a prior about that calendar, not about demand, and users
+bring their own. So it is off by default and a switch for training on a suite whose traces
+are time-split (where the held-out period tests it honestly); on ``large`` both arms fail
+anyway (see below), so that gain is no usable property. ``value`` (weight x M) and
+``reputation`` stay: they are what the reward weighs and what the guard trusts, not names.
+
+**What does not transfer yet.** Amount levels are absolute units: a policy trained where a
+module holds ~8 units (default) moves 1-4 units at once, which on ``large`` (2-3 units per
+module) are most of a module. The observation has no unit count (only shares of the pool),
+so the network cannot tell; a unit-granularity input (units per module, from the pool size)
+is the next step for module-count transfer.
+
+This module needs numpy alone (the runtime loads :class:`ModularPolicy` with it); the torch
+twin, the SB3 policies and the export are in :mod:`shift_rl.modular_torch`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shift_rl.runtime import (
+    MASKED_LOGIT,
+    MAX_LAYERS,
+    MAX_WEIGHT_BYTES,
+    POLICY_JSON,
+    SUPPORTED_VERSIONS,
+    WEIGHTS,
+    PolicyFileError,
+    _check_files,
+    _Spec,
+    _zip_entries,
+    spec_digest,
+)
+
+logger = logging.getLogger(__name__)
+
+MODULAR_KIND = "modular-plan-actor"
+"""``kind`` of an exported modular policy in ``policy.json``."""
+PER_KIND = ("alloc", "incoming", "demand", "forecast", "reported_need")
+"""The per-kind block of a module in the observation (``<module>.<feature>.<kind>``)."""
+PER_MODULE = ("utilization", "latency", "error_rate", "attainment", "forecast_spread",
+              "confidence", "reputation", "locked", "pending", "missing", "value")  # fmt: skip
+"""The per-module block of the observation (``<module>.<feature>``)."""
+LOG_RATIO_MAX = 3.0
+"""Log-ratios to the units held are clipped to +-3 (a factor of 20)."""
+RATIO_EPS = 0.05
+"""Added to both sides of a ratio, in shares x M (5 % of an average module's units)."""
+TOKEN_FEATURES = (
+    *(f"{f}_x_m" for f in PER_KIND),
+    "log_demand_over_held",
+    "log_forecast_over_held",
+    "log_need_over_held",
+    *PER_MODULE,
+)
+GLOBAL_FEATURES = ("free", "free_x_m", "offline", "total_demand", "total_forecast")
+TIME_FEATURES = ("time.sin", "time.cos")
+ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+
+
+def global_features(time_features: bool) -> tuple[str, ...]:
+    return GLOBAL_FEATURES + (TIME_FEATURES if time_features else ())
+
+
+@dataclass(frozen=True)
+class ModularLayout:
+    """Where each token and global input sits in a flat observation, found by name."""
+
+    modules: tuple[str, ...]
+    kinds: tuple[str, ...]
+    kind_index: np.ndarray  # (M, R, 5) indices of PER_KIND per module and kind
+    module_index: np.ndarray  # (M, 11) indices of PER_MODULE per module
+    free_index: np.ndarray  # (R,)
+    offline_index: np.ndarray  # (R,)
+    time_index: np.ndarray  # (2,)
+    width: int  # length of the observation
+
+    @property
+    def num_modules(self) -> int:
+        return len(self.modules)
+
+    @classmethod
+    def from_names(cls, names: list[str] | tuple[str, ...]) -> ModularLayout:
+        """The layout of an observation with these feature names (``ObservationBuilder.names``).
+
+        Modules are the prefixes of the ``<module>.utilization`` names, kinds the suffixes of
+        ``pool.free.<kind>``; every feature the network reads must be present (else
+        ``ValueError`` naming the first missing one). Other names are ignored.
+        """
+        at = {n: i for i, n in enumerate(names)}
+        if len(at) != len(names):
+            raise ValueError("observation names are not unique")
+        kinds = tuple(n[len("pool.free.") :] for n in names if n.startswith("pool.free."))
+        suffix = ".utilization"
+        modules = tuple(n[: -len(suffix)] for n in names if n.endswith(suffix))
+        if not kinds or not modules:
+            raise ValueError(
+                "observation names hold no modules (<module>.utilization) or no resource kinds "
+                "(pool.free.<kind>): not a shift_rl observation"
+            )
+
+        def find(name: str) -> int:
+            if name not in at:
+                raise ValueError(f"observation has no feature {name!r}")
+            return at[name]
+
+        kind_index = np.array(
+            [[[find(f"{m}.{f}.{k}") for f in PER_KIND] for k in kinds] for m in modules],
+            dtype=np.int64,
+        )
+        module_index = np.array(
+            [[find(f"{m}.{f}") for f in PER_MODULE] for m in modules], dtype=np.int64
+        )
+        return cls(
+            modules=modules,
+            kinds=kinds,
+            kind_index=kind_index,
+            module_index=module_index,
+            free_index=np.array([find(f"pool.free.{k}") for k in kinds], dtype=np.int64),
+            offline_index=np.array([find(f"pool.offline.{k}") for k in kinds], dtype=np.int64),
+            time_index=np.array([find(n) for n in TIME_FEATURES], dtype=np.int64),
+            width=len(names),
+        )
+
+
+def _squash(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + x)
+
+
+def featurize(
+    obs: np.ndarray, layout: ModularLayout, time_features: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens (B, M, R, F), globals (B, R, G))`` float32 of observations ``(B, D)``.
+
+    ``F = len(TOKEN_FEATURES)``, ``G = len(global_features(time_features))`` (see the module
+    docstring for what each is). Observations are the builder's: finite and inside bounds.
+    """
+    x = np.asarray(obs, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    if x.shape[1] != layout.width:
+        raise ValueError(
+            f"observation of width {x.shape[1]}, the layout reads {layout.width} "
+            f"({layout.num_modules} modules, kinds {list(layout.kinds)})"
+        )
+    m = np.float32(layout.num_modules)
+    shares = x[:, layout.kind_index]  # (B, M, R, 5)
+    s = shares * m
+    held = s[..., 0:1] + s[..., 1:2]
+    eps = np.float32(RATIO_EPS)
+    ratio = np.log((s[..., 2:5] + eps) / (held + eps))
+    ratio = np.clip(ratio, -LOG_RATIO_MAX, LOG_RATIO_MAX) / np.float32(LOG_RATIO_MAX)
+    per_module = x[:, layout.module_index]  # (B, M, 11)
+    b, n_mod, n_kind, _ = shares.shape
+    per_module = np.broadcast_to(per_module[:, :, None, :], (b, n_mod, n_kind, len(PER_MODULE)))
+    tokens = np.concatenate([_squash(s), ratio, per_module], axis=3)
+    free = x[:, layout.free_index]  # (B, R)
+    parts = [
+        free,
+        _squash(free * m),
+        x[:, layout.offline_index],
+        _squash(shares[..., 2].sum(axis=1)),
+        _squash(shares[..., 3].sum(axis=1)),
+    ]
+    if time_features:
+        t = x[:, layout.time_index]
+        parts += [np.broadcast_to(t[:, None, i], (b, n_kind)) for i in range(2)]
+    return tokens.astype(np.float32, copy=False), np.stack(parts, axis=2).astype(np.float32)
+
+
+Layer = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class ModularWeights:
+    """The network as numpy arrays: ``w`` is (in, out). ``actor[0]`` reads ``[h, context]``:
+    its first ``H`` rows multiply ``h``, the others the context (computed once per kind)."""
+
+    encoder: list[Layer]
+    actor: list[Layer]  # hidden layers then the logits layer
+    critic: list[Layer]  # hidden layers then the value layer
+    activation: str = "tanh"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for part in ("encoder", "actor", "critic"):
+            for i, (w, b) in enumerate(getattr(self, part)):
+                out[f"{part}{i}_w"] = np.asarray(w, dtype=np.float32)
+                out[f"{part}{i}_b"] = np.asarray(b, dtype=np.float32)
+        return out
+
+
+def forward(
+    tokens: np.ndarray, globals_: np.ndarray, net: ModularWeights, critic: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(logits (B, M, R, L), value (B, 1) or None)`` of the network on featurized inputs."""
+    act = ACTIVATIONS[net.activation]
+    h = tokens
+    for w, b in net.encoder:
+        h = act(h @ w + b)
+    ctx = np.concatenate([h.mean(axis=1), h.max(axis=1), globals_], axis=2)  # (B, R, C)
+    width = h.shape[-1]
+    w0, b0 = net.actor[0]
+    z = h @ w0[:width] + (ctx @ w0[width:] + b0)[:, None]
+    for w, b in net.actor[1:]:
+        z = act(z) @ w + b
+    value = None
+    if critic:
+        v = ctx.mean(axis=1)
+        for i, (w, b) in enumerate(net.critic):
+            v = v @ w + b
+            if i < len(net.critic) - 1:
+                v = act(v)
+        value = v
+    return z, value
+
+
+def masked_argmax(logits: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
+    """Per plan entry the best allowed level: ``logits`` (..., E, L), ``action_mask`` flat
+    ``E * L`` booleans per row or None; masked as MaskablePPO masks (``MASKED_LOGIT``)."""
+    if action_mask is not None:
+        mask = np.asarray(action_mask, dtype=bool).reshape(logits.shape)
+        logits = np.where(mask, logits, np.float32(MASKED_LOGIT))
+    return logits.argmax(axis=-1).astype(np.int64)
+
+
+@dataclass
+class ModularPolicy:
+    """An exported modular plan actor: ``act(observation, action_mask) -> plan``.
+
+    Runs on any observation whose per-module features and kinds are those it was trained with;
+    the module count is free. The layout is found by name after :meth:`bind_names` (what
+    :func:`shift_rl.agents.check_policy_fits` does with the scenario's names), else from the
+    builder's positional layout for the observation's width.
+    """
+
+    name: str
+    spec: dict[str, Any]
+    net: ModularWeights
+    kinds: tuple[str, ...]
+    levels: int  # 2K + 1
+    time_features: bool
+    uses_masks: bool
+    _layout: ModularLayout | None = field(default=None, repr=False)
+    level_map: np.ndarray | None = field(default=None, repr=False)
+    """Index of each of the policy's levels among the scenario's (:meth:`bind_levels`), when
+    the scenario offers more amount levels; None when they are the same."""
+    choices: int | None = field(default=None, repr=False)
+    """The scenario's levels per plan entry when :attr:`level_map` is set."""
+
+    @property
+    def nvec(self) -> np.ndarray:
+        """The plan's ``MultiDiscrete`` for the bound layout (empty before one is known)."""
+        if self._layout is None:
+            return np.zeros(0, dtype=np.int64)
+        n = self.levels if self.choices is None else self.choices
+        return np.full(self._layout.num_modules * len(self.kinds), n, np.int64)
+
+    def bind_levels(self, scenario_levels: list[int]) -> None:
+        """Act in a scenario whose amount levels hold the policy's (e.g. ``[1, 2, 4, 8]`` for
+        a policy of ``[1, 2, 4]``): its outputs go to the matching levels, the others are
+        never chosen. Else :class:`PolicyFileError`."""
+        mine = [int(v) for v in self.spec["action"]["amount_levels"]]
+        theirs = [int(v) for v in scenario_levels]
+        if mine == theirs:
+            self.level_map, self.choices = None, None
+            return
+        if not set(mine) <= set(theirs):
+            raise PolicyFileError(
+                f"policy {self.name!r} was trained for amount levels {mine}; the scenario has "
+                f"{theirs}, which do not hold them all"
+            )
+        k = len(theirs)
+        up = [k + 1 + theirs.index(v) for v in mine]
+        down = [k - 1 - theirs.index(v) for v in reversed(mine)]
+        self.level_map = np.array([*down, k, *up], dtype=np.int64)
+        self.choices = 2 * k + 1
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return () if self._layout is None else (self._layout.width,)
+
+    def reset(self) -> None:
+        """The actor is memoryless."""
+
+    def bind_names(self, names: list[str]) -> ModularLayout:
+        """Read observations with these names from now on (checked: kinds must match)."""
+        layout = ModularLayout.from_names(names)
+        if layout.kinds != self.kinds:
+            raise PolicyFileError(
+                f"policy {self.name!r} reads resource kinds {list(self.kinds)}, the observation "
+                f"has {list(layout.kinds)}"
+            )
+        self._layout = layout
+        return layout
+
+    def layout_for(self, width: int) -> ModularLayout:
+        if self._layout is not None and self._layout.width == width:
+            return self._layout
+        from shift_rl.observation import feature_layout
+
+        r = len(self.kinds)
+        per, extra = len(PER_KIND) * r + len(PER_MODULE), 2 + 2 * r
+        m, rest = divmod(width - extra, per)
+        if m < 1 or rest:
+            raise ValueError(
+                f"policy {self.name!r}: an observation of width {width} is not M modules x "
+                f"{per} + {extra} for kinds {list(self.kinds)}"
+            )
+        names = [f.name for f in feature_layout([f"m{i}" for i in range(m)], list(self.kinds))]
+        return self.bind_names(names)
+
+    def logits(self, observation: np.ndarray) -> np.ndarray:
+        """Unmasked logits ``(M * R, 2K + 1)`` of one observation, in plan-entry order."""
+        x = np.asarray(observation, dtype=np.float32).reshape(1, -1)
+        layout = self.layout_for(x.shape[1])
+        tokens, globals_ = featurize(x, layout, self.time_features)
+        z, _ = forward(tokens, globals_, self.net, critic=False)
+        return z.reshape(-1, self.levels)
+
+    def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        z = self.logits(observation)
+        if not np.isfinite(z).all():
+            raise FloatingPointError(f"policy {self.name!r} produced non-finite logits")
+        mask = action_mask if self.uses_masks else None
+        if self.level_map is None:
+            return masked_argmax(z, mask)
+        if mask is not None:  # the scenario's mask at the policy's levels
+            mask = np.asarray(mask, dtype=bool).reshape(z.shape[0], -1)[:, self.level_map]
+        return self.level_map[masked_argmax(z, mask)]
+
+
+# -- loading ---------------------------------------------------------------------------------
+_KEYS = ("action", "features", "files", "format_version", "guard", "kind", "network",
+         "scenario", "spec_sha256", "training")  # fmt: skip
+
+
+def weight_names(network: dict[str, int]) -> set[str]:
+    return {f"{part}{i}_{p}" for part in ("encoder", "actor", "critic")
+            for i in range(network[part]) for p in "wb"}  # fmt: skip
+
+
+def _read_arrays(path: Path, expected: set[str]) -> dict[str, np.ndarray]:
+    """The arrays of an npz, each checked from its header before it is read: exactly the
+    expected members, plain float vectors or matrices (never pickled objects), bounded size."""
+    out: dict[str, np.ndarray] = {}
+    total = 0
+    files = {f"{n}.npy" for n in expected}
+    try:
+        if _zip_entries(path) != len(files):
+            raise PolicyFileError(f"{path}: not the {len(files)} arrays of a modular actor")
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            names = {i.filename for i in infos}
+            if names != files:
+                raise PolicyFileError(
+                    f"{path}: not the arrays of the modular actor policy.json describes "
+                    f"(unexpected {sorted(names - files)[:5]}, missing {sorted(files - names)[:5]})"
+                )
+            for info in infos:
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in ((1, 0), (2, 0)):
+                        raise PolicyFileError(f"{path}: {info.filename}: npy {version} unsupported")
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)  # fmt: skip
+                    shape, _, dtype = read(f)
+                if dtype.hasobject or dtype.kind != "f" or len(shape) not in (1, 2):
+                    raise PolicyFileError(
+                        f"{path}: {info.filename} is {dtype} of shape {shape}; expected a float "
+                        "vector or matrix (never pickled objects)"
+                    )
+                total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if total > MAX_WEIGHT_BYTES:
+                    raise PolicyFileError(f"{path}: arrays declare above {MAX_WEIGHT_BYTES:,} B")
+            for info in infos:
+                with zf.open(info) as f:
+                    arr = np.lib.format.read_array(f, allow_pickle=False)
+                if not np.isfinite(arr).all():
+                    raise PolicyFileError(f"{path}: {info.filename} holds NaN or infinite weights")
+                out[info.filename.removesuffix(".npy")] = arr.astype(np.float32)
+    except PolicyFileError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise PolicyFileError(f"{path}: not a plain numpy archive ({err})") from None
+    return out
+
+
+def load_modular(folder: Path, spec: dict[str, Any]) -> ModularPolicy:
+    """A :class:`ModularPolicy` from a folder whose ``policy.json`` (already parsed) has kind
+    :data:`MODULAR_KIND`: every field checked, the file hashes, then the weights' shapes."""
+    meta = folder / POLICY_JSON
+    sp = _Spec(spec, meta)
+    version = spec.get("format_version")
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS or version < 2:
+        raise PolicyFileError(f"{meta}: a {MODULAR_KIND} needs format_version 2, got {version!r}")
+    extra = sorted(set(spec) - set(_KEYS))
+    if extra:
+        raise sp.fail(", ".join(extra), f"unknown field(s) for a {MODULAR_KIND}")
+    missing = [k for k in _KEYS if k not in spec]
+    if missing:
+        raise sp.fail(", ".join(missing), "required field(s) missing")
+    if sp.get("spec_sha256", "str") != spec_digest(spec):
+        raise PolicyFileError(
+            f"{meta}: spec_sha256 does not match the file's content (policy.json was edited or "
+            "corrupted); refusing to load it"
+        )
+    kinds = tuple(sp.items("features.kinds", "str", 1, 64))
+    time_features = sp.get("features.time_features", "bool")
+    if sp.items("features.per_kind", "str", 0, 64) != list(PER_KIND):
+        raise sp.fail("features.per_kind", f"must be {list(PER_KIND)} (this runtime's inputs)")
+    if sp.items("features.per_module", "str", 0, 64) != list(PER_MODULE):
+        raise sp.fail("features.per_module", f"must be {list(PER_MODULE)} (this runtime's inputs)")
+    if sp.items("features.token", "str", 0, 256) != list(TOKEN_FEATURES):
+        raise sp.fail("features.token", "must be the token features of this runtime")
+    if sp.items("features.global", "str", 0, 256) != list(global_features(time_features)):
+        raise sp.fail("features.global", "must be the global features of this runtime")
+    sp.get("action.mode", "str", choices=("plan",))
+    levels = sp.items("action.amount_levels", "int", 1, 64, lo=1)
+    n_levels = sp.get("action.levels", "int", lo=3, hi=129)
+    if n_levels != 2 * len(levels) + 1:
+        raise sp.fail("action.levels", f"must be 2 x {len(levels)} amount levels + 1", n_levels)
+    uses_masks = sp.get("action.uses_masks", "bool")
+    network = {p: sp.get(f"network.{p}", "int", lo=1, hi=MAX_LAYERS)
+               for p in ("encoder", "actor", "critic")}  # fmt: skip
+    activation = sp.get("network.activation", "str", choices=tuple(ACTIVATIONS))
+    sp.items("network.pooling", "str", 2, 2, choices=("mean", "max"))
+    sp.items("scenario.resources", "str", 1, 64)
+    files = sp.mapping(spec["files"], "files")
+    if WEIGHTS not in files:
+        raise sp.fail("files", f"must list {WEIGHTS} with its sha256")
+    for name, digest in files.items():
+        if Path(name).name != name or name in ("", ".", "..", POLICY_JSON):
+            raise sp.fail(f"files.{name}", "must be a plain file name in the policy folder")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise sp.fail(f"files.{name}", "must be a sha256 (64 lowercase hex digits)", digest)
+    _check_files(folder, files)
+    arrays = _read_arrays(folder / WEIGHTS, weight_names(network))
+    layers = {p: [(arrays[f"{p}{i}_w"], arrays[f"{p}{i}_b"]) for i in range(n)]
+              for p, n in network.items()}  # fmt: skip
+    net = ModularWeights(layers["encoder"], layers["actor"], layers["critic"], activation)
+    _check_shapes(folder / WEIGHTS, net, len(TOKEN_FEATURES),
+                  len(global_features(time_features)), n_levels)  # fmt: skip
+    return ModularPolicy(folder.name, spec, net, kinds, n_levels, time_features, uses_masks)
+
+
+def _check_shapes(path: Path, net: ModularWeights, tokens: int, globals_: int, levels: int) -> None:
+    def chain(layers: list[Layer], fan_in: int, what: str) -> int:
+        for i, (w, b) in enumerate(layers):
+            if w.ndim != 2 or w.shape[0] != fan_in or b.shape != (w.shape[1],):
+                raise PolicyFileError(
+                    f"{path}: {what} layer {i} has shape {w.shape} / {b.shape}, expected "
+                    f"({fan_in}, n) / (n,)"
+                )
+            fan_in = w.shape[1]
+        return fan_in
+
+    h = chain(net.encoder, tokens, "encoder")
+    if chain(net.actor, 3 * h + globals_, "actor") != levels:
+        raise PolicyFileError(f"{path}: the actor gives {net.actor[-1][0].shape[1]} logits, "
+                              f"policy.json says {levels} levels")  # fmt: skip
+    if chain(net.critic, 2 * h + globals_, "critic") != 1:
+        raise PolicyFileError(f"{path}: the critic does not end in one value")
+
+
+def check_modular_fits(policy: ModularPolicy, name: str, params: Any) -> None:
+    """Refuse a modular policy for a scenario whose per-module features, kinds, levels or
+    bounds differ from its own; any module count is accepted. Binds the policy to the
+    scenario's observation names (read by name)."""
+    from shift_rl.observation import ObservationBuilder
+
+    scenario = params.config.name
+    builder = ObservationBuilder(params, 1)
+    kinds = tuple(r.name for r in params.config.resources)
+    if kinds != policy.kinds and len(policy.kinds) == 1:
+        # the head is per kind and kind-agnostic: each kind is read as the trained one was
+        logger.warning(
+            "%s was trained for the one resource kind %s; scenario %r has %s: each kind is "
+            "planned as that one was (cross-kind trade-offs were never trained)",
+            name, policy.kinds[0], scenario, list(kinds),
+        )  # fmt: skip
+        policy.kinds = kinds
+    if kinds != policy.kinds:
+        raise PolicyFileError(
+            f"policy {name!r} was trained for resource kinds {list(policy.kinds)}; scenario "
+            f"{scenario!r} has {list(kinds)}: a modular policy runs on any module count but "
+            "needs the same kinds (names and order)"
+        )
+    mode = params.config.action.mode
+    if mode != "plan":
+        raise PolicyFileError(
+            f"policy {name!r} produces plans; scenario {scenario!r} takes action.mode {mode!r}"
+        )
+    try:
+        policy.bind_levels([int(v) for v in params.amount_levels])
+    except PolicyFileError as err:
+        raise PolicyFileError(f"{err} (scenario {scenario!r})") from None
+    bounds = policy.spec["features"].get("bounds", {})
+    first = params.config.modules[0].name
+    for feat in builder.spec:
+        base = _base_name(feat.name, first, kinds)
+        if base is not None and base in bounds and list(bounds[base]) != [feat.low, feat.high]:
+            raise PolicyFileError(
+                f"policy {name!r} was trained with {base} in {bounds[base]}; scenario "
+                f"{scenario!r} gives [{feat.low}, {feat.high}] (another observation version)"
+            )
+    policy.bind_names(builder.names)
+
+
+def _base_name(full: str, module: str, kinds: tuple[str, ...]) -> str | None:
+    """``alloc.cpu`` / ``utilization`` for the first module's features, else None."""
+    if not full.startswith(module + "."):
+        return None
+    return full[len(module) + 1 :]
+
+
+def feature_bounds(names: list[str], low: np.ndarray, high: np.ndarray) -> dict[str, list[float]]:
+    """The bounds of the first module's features by base name (what the export records)."""
+    layout = ModularLayout.from_names(names)
+    first = layout.modules[0]
+    out = {}
+    for n, lo, hi in zip(names, low, high, strict=True):
+        base = _base_name(n, first, layout.kinds)
+        if base is not None:
+            out[base] = [float(lo), float(hi)]
+    return out
+
+
+__all__ = [
+    "GLOBAL_FEATURES",
+    "MODULAR_KIND",
+    "TOKEN_FEATURES",
+    "ModularLayout",
+    "ModularPolicy",
+    "ModularWeights",
+    "check_modular_fits",
+    "featurize",
+    "forward",
+    "load_modular",
+    "masked_argmax",
+]

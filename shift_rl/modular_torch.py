@@ -1,0 +1,381 @@
+"""The torch twin of :mod:`shift_rl.modular`, the SB3 policies that train it, and its export.
+
+:class:`ModularNet` is the math of :func:`shift_rl.modular.forward` in torch (same layers,
+same order, the actor's first layer split into its ``h`` and context parts); the inputs are
+the same numpy features (:func:`shift_rl.modular.featurize`, no parameters, no gradient
+needed), so there is one feature implementation for training, the runtime and ONNX.
+
+:class:`ModularActorCriticPolicy` (PPO) and :class:`ModularMaskablePolicy` (MaskablePPO) are
+SB3's policies with the network replaced: the "MLP extractor" returns the flat plan logits
+(entry ``m * R + r`` holds ``2K + 1`` contiguous logits, SB3's ``MultiDiscrete`` order) and
+the value, ``action_net`` and ``value_net`` are identities. Actions use
+:class:`~shift_rl.torch_policy.PaddedMultiCategorical` (all entries have ``2K + 1`` choices:
+no padding) and, without gradients, the forward pass runs in numpy on views of the parameters
+(:func:`shift_rl.modular.forward`), as :mod:`shift_rl.torch_policy` does for the MLP.
+
+:func:`export_modular` writes the policy folder (``kind: modular-plan-actor``) and an ONNX
+graph with dynamic batch and module axes: inputs ``tokens (B, M, R, F)`` and
+``globals (B, R, G)``, output ``logits (B, M, R, 2K + 1)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+from shift_rl.modular import (
+    MODULAR_KIND,
+    PER_KIND,
+    PER_MODULE,
+    TOKEN_FEATURES,
+    ModularLayout,
+    ModularWeights,
+    feature_bounds,
+    featurize,
+    forward,
+    global_features,
+)
+from shift_rl.runtime import FORMAT_VERSION, MASKED_LOGIT, ONNX, POLICY_JSON, WEIGHTS, spec_digest
+from shift_rl.torch_policy import PaddedMultiCategorical
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def _mlp(sizes: list[int]) -> nn.ModuleList:
+    return nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+
+
+class ModularNet(nn.Module):
+    """phi (encoder), psi (actor head), rho (critic) of the module docstring of
+    :mod:`shift_rl.modular`, on featurized inputs."""
+
+    def __init__(
+        self, token_dim: int, global_dim: int, levels: int, encoder: list[int],
+        actor: list[int], critic: list[int], activation: str = "tanh",
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.activation = activation
+        self.act = _ACTIVATIONS[activation]()
+        self.encoder = _mlp([token_dim, *encoder])
+        h = encoder[-1]
+        self.hidden = h
+        self.actor = _mlp([3 * h + global_dim, *actor, levels])
+        self.critic = _mlp([2 * h + global_dim, *critic, 1])
+
+    def encode(self, tokens: torch.Tensor, globals_: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h = tokens
+        for layer in self.encoder:
+            h = self.act(layer(h))
+        ctx = torch.cat([h.mean(dim=1), h.amax(dim=1), globals_], dim=2)  # (B, R, C)
+        return h, ctx
+
+    def logits(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        first = self.actor[0]
+        w = first.weight  # (out, 3H + G)
+        z = h @ w[:, : self.hidden].T + (ctx @ w[:, self.hidden :].T + first.bias)[:, None]
+        for layer in self.actor[1:]:
+            z = layer(self.act(z))
+        return z  # (B, M, R, L)
+
+    def value(self, ctx: torch.Tensor) -> torch.Tensor:
+        v = ctx.mean(dim=1)
+        for i, layer in enumerate(self.critic):
+            v = layer(v)
+            if i < len(self.critic) - 1:
+                v = self.act(v)
+        return v  # (B, 1)
+
+    def forward(self, tokens: torch.Tensor, globals_: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h, ctx = self.encode(tokens, globals_)
+        return self.logits(h, ctx), self.value(ctx)
+
+    def numpy_weights(self) -> ModularWeights:
+        """Numpy views of the parameters (``w`` as (in, out)): they follow optimizer steps."""
+
+        def layers(mods: nn.ModuleList) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in mods]
+
+        return ModularWeights(layers(self.encoder), layers(self.actor), layers(self.critic),
+                              self.activation)  # fmt: skip
+
+    def init_weights(self) -> None:
+        """SB3's orthogonal init: hidden layers gain sqrt(2), logits 0.01, value 1; zero bias."""
+        for mods in (self.encoder, self.actor, self.critic):
+            for layer in mods:
+                nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
+                nn.init.zeros_(layer.bias)
+        nn.init.orthogonal_(self.actor[-1].weight, gain=0.01)
+        nn.init.orthogonal_(self.critic[-1].weight, gain=1.0)
+
+
+class ModularExtractor(nn.Module):
+    """SB3's "MLP extractor" slot: flat observations -> (flat plan logits, value)."""
+
+    def __init__(self, layout: ModularLayout, net: ModularNet, time_features: bool) -> None:
+        super().__init__()
+        self.layout, self.net, self.time_features = layout, net, time_features
+        levels = net.actor[-1].out_features
+        self.latent_dim_pi = layout.num_modules * len(layout.kinds) * levels
+        self.latent_dim_vf = 1
+
+    def inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = obs.detach().cpu().numpy().reshape(obs.shape[0], -1)
+        tokens, globals_ = featurize(x, self.layout, self.time_features)
+        return torch.from_numpy(tokens), torch.from_numpy(globals_)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, value = self.net(*self.inputs(obs))
+        return logits.reshape(obs.shape[0], -1), value
+
+    def forward_actor(self, obs: torch.Tensor) -> torch.Tensor:
+        h, ctx = self.net.encode(*self.inputs(obs))
+        return self.net.logits(h, ctx).reshape(obs.shape[0], -1)
+
+    def forward_critic(self, obs: torch.Tensor) -> torch.Tensor:
+        _, ctx = self.net.encode(*self.inputs(obs))
+        return self.net.value(ctx)
+
+
+class _Modular:
+    """Policy mixin (before the SB3 policy class): the modular network in SB3's slots,
+    :class:`PaddedMultiCategorical`, numpy rollouts."""
+
+    mlp_extractor: ModularExtractor
+
+    def _setup(self, observation_names: list[str], encoder: list[int], actor: list[int],
+               critic: list[int], activation: str, time_features: bool) -> None:  # fmt: skip
+        layout = ModularLayout.from_names(list(observation_names))
+        self._modular = {
+            "layout": layout, "encoder": list(encoder), "actor": list(actor),
+            "critic": list(critic), "activation": activation, "time_features": time_features,
+        }  # fmt: skip
+
+    def _build(self, lr_schedule: Any) -> None:  # replaces SB3's: same optimizer, other net
+        cfg = self._modular
+        layout: ModularLayout = cfg["layout"]
+        nvec = np.asarray(self.action_space.nvec)  # type: ignore[attr-defined]
+        levels = int(nvec[0])
+        if nvec.tolist() != [levels] * (layout.num_modules * len(layout.kinds)):
+            raise ValueError(
+                f"the modular policy needs a plan action of {layout.num_modules} modules x "
+                f"{len(layout.kinds)} kinds entries of equal levels, got nvec {nvec.tolist()}"
+            )
+        net = ModularNet(len(TOKEN_FEATURES), len(global_features(cfg["time_features"])),
+                         levels, cfg["encoder"], cfg["actor"], cfg["critic"],
+                         cfg["activation"])  # fmt: skip
+        net.init_weights()
+        self.mlp_extractor = ModularExtractor(layout, net, cfg["time_features"])
+        self.action_net = nn.Identity()
+        self.value_net = nn.Identity()
+        self.action_dist = PaddedMultiCategorical(nvec.tolist())
+        self._numpy_views: tuple[int, ModularWeights] | None = None
+        self.optimizer = self.optimizer_class(  # type: ignore[attr-defined]
+            self.parameters(),  # type: ignore[attr-defined]
+            lr=lr_schedule(1),
+            **self.optimizer_kwargs,  # type: ignore[attr-defined]
+        )
+
+    def _weights(self) -> ModularWeights:
+        net = self.mlp_extractor.net
+        address = net.encoder[0].weight.data_ptr()
+        if self._numpy_views is None or self._numpy_views[0] != address:
+            self._numpy_views = (address, net.numpy_weights())
+        return self._numpy_views[1]
+
+    def forward(
+        self, obs: torch.Tensor, deterministic: bool = False, action_masks: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Actions, values and log-probabilities: in numpy when no gradient is wanted."""
+        if torch.is_grad_enabled() or obs.device.type != "cpu":
+            if action_masks is None:
+                return super().forward(obs, deterministic)  # type: ignore[misc]
+            return super().forward(obs, deterministic, action_masks=action_masks)  # type: ignore[misc]
+        ext = self.mlp_extractor
+        x = obs.numpy().reshape(obs.shape[0], -1)
+        tokens, globals_ = featurize(x, ext.layout, ext.time_features)
+        z, values = forward(tokens, globals_, self._weights())
+        b = x.shape[0]
+        z = z.reshape(b, -1, z.shape[-1])  # (B, E, L): no padding, every entry has L levels
+        if action_masks is not None:  # as PaddedMultiCategorical.apply_masking
+            mask = np.asarray(action_masks, dtype=bool).reshape(z.shape)
+            z = np.where(mask, z, np.float32(MASKED_LOGIT))
+        z = z - z.max(axis=2, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+        if deterministic:
+            actions = log_p.argmax(axis=2)
+        else:  # inverse CDF of a uniform, as shift_rl.torch_policy's rollouts draw
+            u = torch.rand(b, z.shape[1]).numpy()
+            cdf = np.cumsum(np.exp(log_p), axis=2)
+            actions = np.minimum((cdf < u[:, :, None]).sum(axis=2), z.shape[2] - 1)
+        log_prob = np.take_along_axis(log_p, actions[:, :, None], axis=2)[:, :, 0].sum(axis=1)
+        assert values is not None
+        return (torch.from_numpy(actions), torch.from_numpy(values.astype(np.float32)),
+                torch.from_numpy(log_prob.astype(np.float32)))  # fmt: skip
+
+
+class ModularActorCriticPolicy(_Modular, ActorCriticPolicy):
+    """PPO's policy with the modular network (``policy_kwargs``: ``observation_names``, the
+    env's; ``encoder``, ``actor``, ``critic`` hidden sizes; ``activation``; ``time_features``)."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 lr_schedule: Any, *, observation_names: list[str], encoder: list[int],
+                 actor: list[int], critic: list[int], activation: str = "tanh",
+                 time_features: bool = False, **kwargs: Any) -> None:  # fmt: skip
+        self._setup(observation_names, encoder, actor, critic, activation, time_features)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+
+class ModularMaskablePolicy(_Modular, MaskableActorCriticPolicy):
+    """MaskablePPO's policy with the modular network (same keyword arguments)."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 lr_schedule: Any, *, observation_names: list[str], encoder: list[int],
+                 actor: list[int], critic: list[int], activation: str = "tanh",
+                 time_features: bool = False, **kwargs: Any) -> None:  # fmt: skip
+        self._setup(observation_names, encoder, actor, critic, activation, time_features)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+
+def modular_policy(cfg: Any, venv: Any) -> tuple[type, dict[str, Any]]:
+    """The policy class and ``policy_kwargs`` of a ``network.kind: modular`` training config
+    (:class:`~shift_rl.config.TrainConfig`) on its scenario's observation names."""
+    from shift_rl.config import ConfigError, load_scenario
+    from shift_rl.observation import feature_layout
+
+    scenario = load_scenario(cfg.scenario)
+    if scenario.action.mode != "plan":
+        raise ConfigError(
+            f"network.kind modular produces plans; scenario {scenario.name!r} has action.mode "
+            f"{scenario.action.mode!r} (set action.mode: plan)"
+        )
+    names = [f.name for f in feature_layout([m.name for m in scenario.modules],
+                                            scenario.resource_names)]  # fmt: skip
+    if len(names) != int(np.prod(venv.observation_space.shape)):
+        raise ConfigError(f"the training envs' observations are not scenario {scenario.name!r}'s")
+    net = cfg.network
+    policy = ModularActorCriticPolicy if cfg.algo == "ppo" else ModularMaskablePolicy
+    return policy, {
+        "observation_names": names, "encoder": list(net.encoder), "actor": list(net.actor),
+        "critic": list(net.critic), "activation": net.activation,
+        "time_features": net.time_features,
+    }  # fmt: skip
+
+
+# -- export ----------------------------------------------------------------------------------
+def export_modular(
+    model: Any,
+    out: str | os.PathLike,
+    *,
+    observation_names: list[str],
+    observation_low: np.ndarray,
+    observation_high: np.ndarray,
+    scenario: dict[str, Any],
+    guard: dict[str, Any],
+    training: dict[str, Any],
+    release: bool = False,
+) -> Path:
+    """Export the modular actor of an SB3 model as a ``modular-plan-actor`` policy folder."""
+    from shift_rl.export import write_export
+
+    policy = model.policy
+    ext: ModularExtractor = policy.mlp_extractor
+    net = ext.net
+    weights = net.numpy_weights()
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v.copy() for k, v in weights.arrays().items()})
+    files = {WEIGHTS: buf.getvalue()}
+    graph = onnx_actor(net)
+    if graph is not None:
+        files[ONNX] = graph
+    levels = int(net.actor[-1].out_features)
+    spec = {
+        "format_version": FORMAT_VERSION,
+        "kind": MODULAR_KIND,
+        "features": {
+            "kinds": list(ext.layout.kinds),
+            "per_kind": list(PER_KIND),
+            "per_module": list(PER_MODULE),
+            "token": list(TOKEN_FEATURES),
+            "global": list(global_features(ext.time_features)),
+            "time_features": ext.time_features,
+            "bounds": feature_bounds(observation_names, observation_low, observation_high),
+        },
+        "action": {
+            "mode": "plan",
+            "levels": levels,
+            "amount_levels": [int(v) for v in guard["amount_levels"]],
+            "layout": "entry m * R + r: module m's change of kind r, level K = no change",
+            "uses_masks": type(model).__name__ == "MaskablePPO",
+        },
+        "network": {
+            "encoder": len(net.encoder),
+            "actor": len(net.actor),
+            "critic": len(net.critic),
+            "activation": net.activation,
+            "pooling": ["mean", "max"],
+            "onnx_inputs": ["tokens (B, M, R, F)", "globals (B, R, G)"],
+        },
+        "scenario": scenario,
+        "guard": guard,
+        "training": training,
+        "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
+    }
+    spec["spec_sha256"] = spec_digest(spec)
+    files[POLICY_JSON] = (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()
+    return write_export(out, files, release)
+
+
+def onnx_actor(net: ModularNet) -> bytes | None:
+    """The actor (tokens, globals -> logits) as ONNX bytes with dynamic batch and module
+    axes, or None without onnx / onnxscript."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return None
+    import copy
+    import logging
+    import warnings
+
+    class Actor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = copy.deepcopy(net)
+
+        def forward(self, tokens: torch.Tensor, globals_: torch.Tensor) -> torch.Tensor:
+            h, ctx = self.net.encode(tokens, globals_)
+            return self.net.logits(h, ctx)
+
+    n_tok, n_glob = net.encoder[0].in_features, net.critic[0].in_features - 2 * net.hidden
+    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    batch, modules = torch.export.Dim("batch"), torch.export.Dim("modules")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            program = torch.onnx.export(
+                Actor().eval(),
+                (torch.zeros(2, 3, 1, n_tok), torch.zeros(2, 1, n_glob)),
+                input_names=["tokens", "globals"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch, 1: modules}, {0: batch}),
+                dynamo=True,
+                verbose=False,
+            )
+    finally:
+        quiet.setLevel(level)
+    return program.model_proto.SerializeToString()
