@@ -174,7 +174,7 @@ def test_cli_prints_what_the_columns_mean_and_a_verdict(capsys) -> None:
                          "--episodes", "2"])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "- invalid: proposed shifts per episode that the SafetyGuard turned" in out
+    assert "- invalid: ticks per episode whose plan asked for units" in out
     assert "intervals of counts are clipped at 0" in out
     assert any(line.startswith("potential ") and " hpa" in line and "2 paired episodes" in line
                for line in out.splitlines())  # fmt: skip

@@ -243,7 +243,7 @@ def test_cli_says_what_it_trains_and_found_and_writes_only_its_run_folder(
         "Training ppo on scenario 'short'", "run name     cli-run", f"run folder   {run}/",
         "timesteps    480 env steps = 2 envs x 2 episodes", "seed         0",
         "evaluation   2 paired held-out episodes, seeds 0..1, against potential, static",
-        "| cli-run |", "- invalid: proposed shifts per episode that the SafetyGuard turned",
+        "| cli-run |", "- invalid: ticks per episode whose plan asked for units",
         "trained 480 steps in", f"policy in {run / 'policy'}/",
         "--out agents/cli-run --release",
     ):  # fmt: skip
