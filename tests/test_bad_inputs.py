@@ -748,7 +748,7 @@ def test_a_listed_checkpoint_exports_and_a_changed_one_is_refused(tmp_path: Path
     ckpt = save_checkpoint(model, tmp_path / "checkpoints", cfg)
     assert json.loads((ckpt.parent / MANIFEST).read_text())["checkpoints"][ckpt.name]
     assert export_cli(["--model", str(ckpt), "--out", str(tmp_path / "out")]) == 0
-    assert load_policy(tmp_path / "out").nvec.tolist() == [6, 6, 3]
+    assert load_policy(tmp_path / "out").nvec.tolist() == [7] * 6  # a plan on default
     marker = tmp_path / "pwned"
     swapped = _crafted_checkpoint(tmp_path / "other", marker) / "model.zip"
     shutil.copy(swapped, ckpt / "model.zip")  # same name, same folder: another file
