@@ -230,12 +230,13 @@ def featurize(
     per_module = np.broadcast_to(per_module[:, :, None, :], (b, n_mod, n_kind, len(PER_MODULE)))
     tokens = np.concatenate([_squash(s), ratio, per_module], axis=3)
     free = x[:, layout.free_index]  # (B, R)
+    real = shares if present is None else shares * present[:, :, None, None]
     parts = [
         free,
         _squash(free * mg),
         x[:, layout.offline_index],
-        _squash(shares[..., 2].sum(axis=1)),
-        _squash(shares[..., 3].sum(axis=1)),
+        _squash(real[..., 2].sum(axis=1)),
+        _squash(real[..., 3].sum(axis=1)),
     ]
     if time_features:
         t = x[:, layout.time_index]
