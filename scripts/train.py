@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run folder: checkpoints, TensorBoard logs, config, command and the export in "
         "policy/ (default runs/<run_name>, or the resumed checkpoint's run folder)",
     )
+    ap.add_argument("--leave-out", action="append", default=[], metavar="FAMILY",
+                    help="leave this suite family out of training (repeatable; needs a config "
+                    "with suite:, same as --set leave_out=[...])")  # fmt: skip
     ap.add_argument("--resume", type=Path, help="checkpoint folder to continue from")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"seed={args.seed}")
     if args.timesteps is not None:
         overrides.append(f"total_timesteps={args.timesteps}")
+    if args.leave_out:
+        overrides.append("leave_out=" + json.dumps(args.leave_out))
     try:
         if args.resume is not None:
             cfg = _resumed_config(args.resume, args.config, overrides)

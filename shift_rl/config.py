@@ -1337,6 +1337,27 @@ class TrainConfig(_Model):
     network: NetworkConfig = NetworkConfig()
     randomization: RandomizationConfig = RandomizationConfig()
     evaluation: TrainEvalConfig = TrainEvalConfig()
+    suite: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="train on this suite's train members (name in configs/suites or YAML "
+        "path; shift_rl/suite_training.py) instead of scenario + randomization; needs "
+        "network.kind modular. scenario stays what validation and the final evaluation use",
+    )  # fmt: skip
+    suite_max_modules: Annotated[int, Field(ge=2, le=4096)] = Field(
+        64, description="padded module slots; members with more modules are left out"
+    )
+    suite_kinds: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        ["cpu"], min_length=1, max_length=8,
+        description="resource kinds trained on; members of other kinds are left out",
+    )  # fmt: skip
+    suite_amount_levels: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        [1, 2, 4], min_length=1, max_length=64,
+        description="the policy's amount levels; members whose levels do not hold them are "
+        "left out, members with more levels are trained on through a level map",
+    )  # fmt: skip
+    leave_out: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        [], max_length=64, description="suite families left out of training (leave-one-out)"
+    )
 
     @field_validator("run_name")
     @classmethod
@@ -1365,6 +1386,16 @@ class TrainConfig(_Model):
             lo, hi = getattr(self.randomization, name)
             if lo > hi:
                 raise ValueError(f"randomization.{name}: low {lo} above high {hi}")
+        if self.suite is not None and self.network.kind != "modular":
+            raise ValueError(
+                "suite: training on a suite of several module counts needs network.kind "
+                "modular (an MLP reads one observation size)"
+            )
+        if self.leave_out and self.suite is None:
+            raise ValueError("leave_out: families are left out of a suite; set suite too")
+        levels = self.suite_amount_levels
+        if sorted(set(levels)) != levels:
+            raise ValueError(f"suite_amount_levels: {levels} must be increasing, no repeats")
         return self
 
 

@@ -110,6 +110,10 @@ TOKEN_FEATURES = (
 )
 GLOBAL_FEATURES = ("free", "free_x_m", "offline", "total_demand", "total_forecast")
 TIME_FEATURES = ("time.sin", "time.cos")
+PRESENT = "present"
+"""``<module>.present``: 1 for a real module, 0 for a padding slot (only in the padded
+observations of :mod:`shift_rl.suite_training`; a real scenario's observation has none, and
+every module counts as present)."""
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
@@ -129,6 +133,7 @@ class ModularLayout:
     offline_index: np.ndarray  # (R,)
     time_index: np.ndarray  # (2,)
     width: int  # length of the observation
+    present_index: np.ndarray | None = None  # (M,) of ``<module>.present``, None: all present
 
     @property
     def num_modules(self) -> int:
@@ -140,7 +145,9 @@ class ModularLayout:
 
         Modules are the prefixes of the ``<module>.utilization`` names, kinds the suffixes of
         ``pool.free.<kind>``; every feature the network reads must be present (else
-        ``ValueError`` naming the first missing one). Other names are ignored.
+        ``ValueError`` naming the first missing one). Other names are ignored. When every
+        module has a ``<module>.present`` feature (padded observations), the layout reads it:
+        modules whose flag is 0 are padding, left out of the pooling and acting "no change".
         """
         at = {n: i for i, n in enumerate(names)}
         if len(at) != len(names):
@@ -166,6 +173,12 @@ class ModularLayout:
         module_index = np.array(
             [[find(f"{m}.{f}") for f in PER_MODULE] for m in modules], dtype=np.int64
         )
+        flags = [f"{m}.{PRESENT}" in at for m in modules]
+        if any(flags) and not all(flags):
+            raise ValueError(f"observation has {PRESENT!r} flags for some modules, not all")
+        present = None
+        if all(flags):
+            present = np.array([at[f"{m}.{PRESENT}"] for m in modules], dtype=np.int64)
         return cls(
             modules=modules,
             kinds=kinds,
@@ -175,6 +188,7 @@ class ModularLayout:
             offline_index=np.array([find(f"pool.offline.{k}") for k in kinds], dtype=np.int64),
             time_index=np.array([find(n) for n in TIME_FEATURES], dtype=np.int64),
             width=len(names),
+            present_index=present,
         )
 
 
@@ -198,7 +212,13 @@ def featurize(
             f"observation of width {x.shape[1]}, the layout reads {layout.width} "
             f"({layout.num_modules} modules, kinds {list(layout.kinds)})"
         )
-    m = np.float32(layout.num_modules)
+    present = presence(x, layout)
+    if present is None:
+        m: Any = np.float32(layout.num_modules)
+        mg: Any = m
+    else:  # padded: M is the count of real modules of each row
+        count = np.maximum(present.sum(axis=1), 1).astype(np.float32)
+        m, mg = count[:, None, None, None], count[:, None]
     shares = x[:, layout.kind_index]  # (B, M, R, 5)
     s = shares * m
     held = s[..., 0:1] + s[..., 1:2]
@@ -210,17 +230,39 @@ def featurize(
     per_module = np.broadcast_to(per_module[:, :, None, :], (b, n_mod, n_kind, len(PER_MODULE)))
     tokens = np.concatenate([_squash(s), ratio, per_module], axis=3)
     free = x[:, layout.free_index]  # (B, R)
+    real = shares if present is None else shares * present[:, :, None, None]
     parts = [
         free,
-        _squash(free * m),
+        _squash(free * mg),
         x[:, layout.offline_index],
-        _squash(shares[..., 2].sum(axis=1)),
-        _squash(shares[..., 3].sum(axis=1)),
+        _squash(real[..., 2].sum(axis=1)),
+        _squash(real[..., 3].sum(axis=1)),
     ]
     if time_features:
         t = x[:, layout.time_index]
         parts += [np.broadcast_to(t[:, None, i], (b, n_kind)) for i in range(2)]
     return tokens.astype(np.float32, copy=False), np.stack(parts, axis=2).astype(np.float32)
+
+
+def presence(obs: np.ndarray, layout: ModularLayout) -> np.ndarray | None:
+    """``(B, M)`` bool: which modules of observations ``(B, D)`` are real (the
+    ``<module>.present`` flags of a padded observation), None when the layout has no flags
+    (every module is real)."""
+    if layout.present_index is None:
+        return None
+    x = np.asarray(obs)
+    if x.ndim == 1:
+        x = x[None]
+    return x[:, layout.present_index] > 0.5
+
+
+def padding_logits(levels: int) -> np.ndarray:
+    """The logits a padding module acts with: ``MASKED_LOGIT`` everywhere but level ``K``
+    (no change), so it never moves anything, adds nothing to log-probabilities or entropy,
+    and gets no gradient."""
+    z = np.full(levels, np.float32(MASKED_LOGIT), dtype=np.float32)
+    z[levels // 2] = 0.0
+    return z
 
 
 Layer = tuple[np.ndarray, np.ndarray]
@@ -246,19 +288,37 @@ class ModularWeights:
 
 
 def forward(
-    tokens: np.ndarray, globals_: np.ndarray, net: ModularWeights, critic: bool = True
+    tokens: np.ndarray,
+    globals_: np.ndarray,
+    net: ModularWeights,
+    critic: bool = True,
+    present: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(logits (B, M, R, L), value (B, 1) or None)`` of the network on featurized inputs."""
+    """``(logits (B, M, R, L), value (B, 1) or None)`` of the network on featurized inputs.
+
+    ``present`` (``(B, M)`` bool, :func:`presence`): padding modules are left out of the mean
+    and max pooling (so of the critic too) and get :func:`padding_logits`; None: all real.
+    """
     act = ACTIVATIONS[net.activation]
     h = tokens
     for w, b in net.encoder:
         h = act(h @ w + b)
-    ctx = np.concatenate([h.mean(axis=1), h.max(axis=1), globals_], axis=2)  # (B, R, C)
+    if present is None:
+        ctx = np.concatenate([h.mean(axis=1), h.max(axis=1), globals_], axis=2)  # (B, R, C)
+    else:
+        p = np.asarray(present, dtype=bool)[:, :, None, None]
+        n = np.maximum(p.sum(axis=1), 1).astype(h.dtype)
+        mean = np.where(p, h, 0).sum(axis=1) / n
+        top = np.where(p, h, -np.inf).max(axis=1)
+        top = np.where(np.isfinite(top), top, 0).astype(h.dtype)
+        ctx = np.concatenate([mean, top, globals_], axis=2)
     width = h.shape[-1]
     w0, b0 = net.actor[0]
     z = h @ w0[:width] + (ctx @ w0[width:] + b0)[:, None]
     for w, b in net.actor[1:]:
         z = act(z) @ w + b
+    if present is not None:
+        z = np.where(p, z, padding_logits(z.shape[-1]))
     value = None
     if critic:
         v = ctx.mean(axis=1)
@@ -370,7 +430,7 @@ class ModularPolicy:
         x = np.asarray(observation, dtype=np.float32).reshape(1, -1)
         layout = self.layout_for(x.shape[1])
         tokens, globals_ = featurize(x, layout, self.time_features)
-        z, _ = forward(tokens, globals_, self.net, critic=False)
+        z, _ = forward(tokens, globals_, self.net, critic=False, present=presence(x, layout))
         return z.reshape(-1, self.levels)
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
@@ -593,4 +653,6 @@ __all__ = [
     "forward",
     "load_modular",
     "masked_argmax",
+    "padding_logits",
+    "presence",
 ]

@@ -47,6 +47,8 @@ from shift_rl.modular import (
     featurize,
     forward,
     global_features,
+    padding_logits,
+    presence,
 )
 from shift_rl.runtime import FORMAT_VERSION, MASKED_LOGIT, ONNX, POLICY_JSON, WEIGHTS, spec_digest
 from shift_rl.torch_policy import PaddedMultiCategorical
@@ -75,19 +77,34 @@ class ModularNet(nn.Module):
         self.actor = _mlp([3 * h + global_dim, *actor, levels])
         self.critic = _mlp([2 * h + global_dim, *critic, 1])
 
-    def encode(self, tokens: torch.Tensor, globals_: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def encode(
+        self, tokens: torch.Tensor, globals_: torch.Tensor, present: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """``(h, ctx)``; ``present`` (B, M) bool leaves padding modules out of the pooling."""
         h = tokens
         for layer in self.encoder:
             h = self.act(layer(h))
-        ctx = torch.cat([h.mean(dim=1), h.amax(dim=1), globals_], dim=2)  # (B, R, C)
-        return h, ctx
+        if present is None:
+            ctx = torch.cat([h.mean(dim=1), h.amax(dim=1), globals_], dim=2)  # (B, R, C)
+            return h, ctx
+        p = present[:, :, None, None]
+        n = p.sum(dim=1).clamp(min=1).to(h.dtype)
+        mean = torch.where(p, h, torch.zeros((), dtype=h.dtype)).sum(dim=1) / n
+        top = torch.where(p, h, torch.full((), -torch.inf, dtype=h.dtype)).amax(dim=1)
+        top = torch.where(torch.isfinite(top), top, torch.zeros((), dtype=h.dtype))
+        return h, torch.cat([mean, top, globals_], dim=2)
 
-    def logits(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+    def logits(
+        self, h: torch.Tensor, ctx: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
         first = self.actor[0]
         w = first.weight  # (out, 3H + G)
         z = h @ w[:, : self.hidden].T + (ctx @ w[:, self.hidden :].T + first.bias)[:, None]
         for layer in self.actor[1:]:
             z = layer(self.act(z))
+        if present is not None:  # padding modules: only "no change" (modular.padding_logits)
+            pad = torch.from_numpy(padding_logits(z.shape[-1])).to(z.dtype)
+            z = torch.where(present[:, :, None, None], z, pad)
         return z  # (B, M, R, L)
 
     def value(self, ctx: torch.Tensor) -> torch.Tensor:
@@ -98,9 +115,11 @@ class ModularNet(nn.Module):
                 v = self.act(v)
         return v  # (B, 1)
 
-    def forward(self, tokens: torch.Tensor, globals_: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h, ctx = self.encode(tokens, globals_)
-        return self.logits(h, ctx), self.value(ctx)
+    def forward(
+        self, tokens: torch.Tensor, globals_: torch.Tensor, present: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        h, ctx = self.encode(tokens, globals_, present)
+        return self.logits(h, ctx, present), self.value(ctx)
 
     def numpy_weights(self) -> ModularWeights:
         """Numpy views of the parameters (``w`` as (in, out)): they follow optimizer steps."""
@@ -131,21 +150,26 @@ class ModularExtractor(nn.Module):
         self.latent_dim_pi = layout.num_modules * len(layout.kinds) * levels
         self.latent_dim_vf = 1
 
-    def inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Tokens, globals and (padded observations) the presence flags of ``obs``."""
         x = obs.detach().cpu().numpy().reshape(obs.shape[0], -1)
         tokens, globals_ = featurize(x, self.layout, self.time_features)
-        return torch.from_numpy(tokens), torch.from_numpy(globals_)
+        present = presence(x, self.layout)
+        flags = None if present is None else torch.from_numpy(present)
+        return torch.from_numpy(tokens), torch.from_numpy(globals_), flags
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, value = self.net(*self.inputs(obs))
         return logits.reshape(obs.shape[0], -1), value
 
     def forward_actor(self, obs: torch.Tensor) -> torch.Tensor:
-        h, ctx = self.net.encode(*self.inputs(obs))
-        return self.net.logits(h, ctx).reshape(obs.shape[0], -1)
+        tokens, globals_, present = self.inputs(obs)
+        h, ctx = self.net.encode(tokens, globals_, present)
+        return self.net.logits(h, ctx, present).reshape(obs.shape[0], -1)
 
     def forward_critic(self, obs: torch.Tensor) -> torch.Tensor:
-        _, ctx = self.net.encode(*self.inputs(obs))
+        tokens, globals_, present = self.inputs(obs)
+        _, ctx = self.net.encode(tokens, globals_, present)
         return self.net.value(ctx)
 
 
@@ -206,7 +230,8 @@ class _Modular:
         ext = self.mlp_extractor
         x = obs.numpy().reshape(obs.shape[0], -1)
         tokens, globals_ = featurize(x, ext.layout, ext.time_features)
-        z, values = forward(tokens, globals_, self._weights())
+        z, values = forward(tokens, globals_, self._weights(),
+                            present=presence(x, ext.layout))  # fmt: skip
         b = x.shape[0]
         z = z.reshape(b, -1, z.shape[-1])  # (B, E, L): no padding, every entry has L levels
         if action_masks is not None:  # as PaddedMultiCategorical.apply_masking
@@ -251,10 +276,18 @@ class ModularMaskablePolicy(_Modular, MaskableActorCriticPolicy):
 
 def modular_policy(cfg: Any, venv: Any) -> tuple[type, dict[str, Any]]:
     """The policy class and ``policy_kwargs`` of a ``network.kind: modular`` training config
-    (:class:`~shift_rl.config.TrainConfig`) on its scenario's observation names."""
+    (:class:`~shift_rl.config.TrainConfig`) on its scenario's observation names, or on the
+    venv's ``observation_names`` when it publishes them (the padded layout of
+    :class:`~shift_rl.suite_training.SuiteTrainingEnv`)."""
     from shift_rl.config import ConfigError, load_scenario
     from shift_rl.observation import feature_layout
 
+    padded = getattr(venv, "observation_names", None)  # a suite's padded layout
+    if padded is not None:
+        names = list(padded)
+        if len(names) != int(np.prod(venv.observation_space.shape)):
+            raise ConfigError("the training envs' observation names do not fit their space")
+        return _policy_kwargs(cfg, names)
     scenario = load_scenario(cfg.scenario)
     if scenario.action.mode != "plan":
         raise ConfigError(
@@ -265,6 +298,10 @@ def modular_policy(cfg: Any, venv: Any) -> tuple[type, dict[str, Any]]:
                                             scenario.resource_names)]  # fmt: skip
     if len(names) != int(np.prod(venv.observation_space.shape)):
         raise ConfigError(f"the training envs' observations are not scenario {scenario.name!r}'s")
+    return _policy_kwargs(cfg, names)
+
+
+def _policy_kwargs(cfg: Any, names: list[str]) -> tuple[type, dict[str, Any]]:
     net = cfg.network
     policy = ModularActorCriticPolicy if cfg.algo == "ppo" else ModularMaskablePolicy
     return policy, {

@@ -129,9 +129,12 @@ class PeriodicEvaluation(BaseCallback):
         every: int,
         episodes: int,
         on_result: Callable[[int, dict[str, float]], None] | None = None,
+        policy_of: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__()
         self.on_result = on_result  # e.g. the sweep's report to Ray Tune
+        # the model as a Policy on this scenario (a suite run's model reads padded inputs)
+        self.policy_of = policy_of or SB3Policy
         self.every, self.next_at = every, every
         self.env = ResourceShiftEnv(scenario)
         self.seeds = [VALIDATION_SEED_BASE + i for i in range(episodes)]
@@ -169,7 +172,7 @@ class PeriodicEvaluation(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_at:
             self.next_at += self.every
-            mine = self._measure(SB3Policy(self.model))
+            mine = self._measure(self.policy_of(self.model))
             for key, value in mine.items():
                 self.logger.record(f"eval/policy/{key}", value)
                 self.logger.record(f"eval/potential/{key}", self.potential[key])
@@ -485,8 +488,15 @@ def describe_run(
 
     ev = cfg.evaluation
     per_episode = cfg.n_envs * scenario.episode_ticks
+    what = (
+        f"suite {cfg.suite!r} (train members, padded to {cfg.suite_max_modules} modules"
+        + (f", without {', '.join(cfg.leave_out)}" if cfg.leave_out else "")
+        + f"), validated on scenario {scenario.name!r}"
+        if cfg.suite is not None
+        else f"scenario {scenario.name!r}"
+    )
     lines = [
-        f"Training {cfg.algo} on scenario {scenario.name!r} "
+        f"Training {cfg.algo} on {what} "
         f"({len(scenario.modules)} modules, {scenario.episode_ticks} ticks per episode)",
         f"  run name     {cfg.run_name}",
         f"  run folder   {shown(folder)}/  (checkpoints, TensorBoard logs, config, export in "
@@ -512,7 +522,7 @@ def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
     """Checkpoints and rollouts must fall on episode boundaries (see module docstring)."""
     ticks = scenario.episode_ticks
     where = _where(cfg)
-    if cfg.ppo.n_steps % ticks != 0:
+    if cfg.ppo.n_steps % ticks != 0 and cfg.suite is None:  # a suite: check_suite
         raise ConfigError(
             f"{where}ppo.n_steps: {cfg.ppo.n_steps} must be a multiple of the scenario's "
             f"episode_ticks ({ticks}) so rollouts hold whole episodes"
@@ -525,6 +535,30 @@ def check_alignment(cfg: TrainConfig, scenario: ScenarioConfig) -> None:
                 f"{where}{field}: {value} must be a multiple of n_steps x n_envs = {rollout} "
                 f"(e.g. {max(1, round(value / rollout)) * rollout})"
             )
+
+
+def check_suite(cfg: TrainConfig, scenario: ScenarioConfig) -> Any:
+    """The suite's train scenarios (:func:`shift_rl.suite_training.suite_selection`), checked:
+    rollouts hold whole episodes of each, and the validation scenario fits the padding."""
+    from shift_rl.suite_training import Padder, suite_selection
+
+    sel = suite_selection(cfg)
+    ticks = sorted({s.episode_ticks for s in sel.scenarios})
+    bad = [t for t in ticks if cfg.ppo.n_steps % t]
+    if bad:
+        raise ConfigError(
+            f"{_where(cfg)}ppo.n_steps: {cfg.ppo.n_steps} must be a multiple of every train "
+            f"scenario's episode_ticks ({ticks}) so rollouts hold whole episodes"
+        )
+    try:
+        Padder(scenario, cfg.suite_max_modules, cfg.suite_kinds, cfg.suite_amount_levels)
+    except ValueError as err:
+        raise ConfigError(
+            f"{_where(cfg)}scenario: validation runs on it through the suite's padding: {err}"
+        ) from None
+    for note in sel.dropped:
+        logger.warning("suite %s: not trained on: %s", cfg.suite, note)
+    return sel
 
 
 MAX_ROLLOUT_BYTES = 4 * 2**30
@@ -580,6 +614,7 @@ def train(
     scenario = load_scenario(cfg.scenario)
     check_alignment(cfg, scenario)
     check_inputs(cfg, scenario)
+    selection = check_suite(cfg, scenario) if cfg.suite is not None else None
     run_dir = run_folder(cfg, out, resume)
     check_run_folder(run_dir, resume)
     folder = claim_dir(run_dir, RUN_KIND, legacy=_previous_run)
@@ -598,7 +633,15 @@ def train(
         state = json.loads((resume / "state.json").read_text())
         done = int(state["num_timesteps"])
     per_episode = cfg.n_envs * scenario.episode_ticks
-    venv = make_vec_env(cfg, variants, start_episode=done // per_episode)
+    policy_of = None
+    if cfg.suite is not None:  # the suite's train members, padded (shift_rl.suite_training)
+        from shift_rl.suite_training import PaddedSB3Policy, Padder, make_suite_env
+
+        venv = make_suite_env(cfg, selection, done)
+        padder = Padder(scenario, cfg.suite_max_modules, cfg.suite_kinds, cfg.suite_amount_levels)
+        policy_of = lambda model: PaddedSB3Policy(model, padder)  # noqa: E731
+    else:
+        venv = make_vec_env(cfg, variants, start_episode=done // per_episode)
     if resume is None:
         model = build_model(cfg, venv, run_dir / "tb")
     else:
@@ -608,7 +651,9 @@ def train(
     remaining = cfg.total_timesteps - done
     callbacks = [
         Checkpointer(ckpt_dir, cfg.checkpoint_every, cfg, restore=resume),
-        PeriodicEvaluation(scenario, ev.every_timesteps, ev.episodes_during, on_validation),
+        PeriodicEvaluation(
+            scenario, ev.every_timesteps, ev.episodes_during, on_validation, policy_of
+        ),
     ]
     if progress:
         callbacks.append(TrainingProgress(max(remaining, 0)))
@@ -689,8 +734,14 @@ def write_model_card(result: TrainResult, cfg: TrainConfig) -> None:
     lines = [
         f"# {cfg.run_name}",
         "",
-        f"A {cfg.algo} policy for the `{cfg.scenario}` scenario, exported as the shift "
-        "algorithm (`policy.json` + `weights.npz`, loaded with "
+        (
+            f"A {cfg.algo} policy trained on the train members of suite `{cfg.suite}`"
+            + (f" without {', '.join(cfg.leave_out)}" if cfg.leave_out else "")
+            + f" (evaluated below on `{cfg.scenario}`)"
+            if cfg.suite is not None
+            else f"A {cfg.algo} policy for the `{cfg.scenario}` scenario"
+        )
+        + ", exported as the shift algorithm (`policy.json` + `weights.npz`, loaded with "
         "`shift_rl.runtime.load_policy`, numpy only).",
         "",
         "| | |",

@@ -1,0 +1,447 @@
+"""Training on a suite's train members of different layouts: one padded VecEnv.
+
+:class:`SuiteTrainingEnv` is an SB3 ``VecEnv`` over scenarios of different module counts
+(and amount levels), for the modular network (:mod:`shift_rl.modular`), which runs on any
+module count but needs one observation and action shape per rollout buffer:
+
+- **Grouping.** The scenarios are grouped by layout (:func:`~shift_rl.scenario.
+  layout_differences` empty against the group's first): one
+  :class:`~shift_rl.plane.PlaneBatch` per group, its scenarios as the batch's variants.
+- **Rows.** The ``n`` envs are split over the groups in proportion to the number of
+  scenarios in each, at least one row per group, by largest remainder (ties to the earlier
+  group) (:func:`split_rows`); so ``n`` must be at least the number of groups. Row ``i``
+  (global order: group by group) has base seed ``base_seeds[i]``; its episode ``k`` plays
+  the group's scenario and seed :func:`~shift_rl.training_envs.episode_plan` of
+  ``(base_seeds[i], k, scenarios in the group)``, seeded as ``ResourceShiftEnv.reset`` seeds
+  (:func:`~shift_rl.seeds.draw_episode_seed`), exactly as
+  :class:`~shift_rl.training_envs.BatchedTrainingEnv` draws; the regret reward subtracts the
+  oracle bound of the same tick, as there.
+- **Padded observation** (:func:`padded_names`): the observation layout of
+  :func:`~shift_rl.observation.feature_layout` for ``max_modules`` modules named
+  ``m0 .. m{M-1}`` (per-module blocks, ``time.*``, ``pool.*``), then one ``m{i}.present``
+  flag per slot. A scenario's module ``j`` sits in slot ``j``; slots past its module count
+  are zero with ``present`` 0. The modular network reads the flags (by name) and leaves
+  padding out of its pooling, critic and actions (:func:`shift_rl.modular.forward`).
+- **Padded action**: ``MultiDiscrete([2K + 1] * (max_modules * R))`` for the policy's amount
+  levels ``K``; a scenario reads its first ``M * R`` entries. Its masks are the scenario's;
+  a padding entry allows only "no change" (level ``K``).
+
+**Restrictions** (scenarios outside them are left out with a note, :attr:`SuiteSelection.
+dropped`): the resource kinds must be exactly ``kinds`` (default ``[cpu]``: the suite's
+two-kind members are not trained on), at most ``max_modules`` modules, plan actions, and
+amount levels that hold the policy's ``amount_levels`` (default ``[1, 2, 4]``). A scenario
+with more levels (``large``: ``[1, 2, 4, 8]``) is trained on through the level map
+:meth:`shift_rl.modular.ModularPolicy.bind_levels` uses at inference: the policy's levels go
+to the matching ones, the others are never chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
+
+from shift_rl.agents import oracle_goal
+from shift_rl.config import ConfigError, ScenarioConfig
+from shift_rl.modular import PRESENT
+from shift_rl.observation import feature_layout
+from shift_rl.plane import PlaneBatch
+from shift_rl.scenario import ScenarioParams, layout_differences
+from shift_rl.seeds import draw_episode_seed
+from shift_rl.training_envs import episode_plan
+
+DEFAULT_KINDS = ("cpu",)
+DEFAULT_LEVELS = (1, 2, 4)
+
+
+def padded_features(max_modules: int, kinds: Sequence[str]) -> list[tuple[str, float, float]]:
+    """``(name, low, high)`` of the padded observation, in order (see the module docstring)."""
+    slots = [f"m{i}" for i in range(max_modules)]
+    out = [(f.name, float(f.low), float(f.high)) for f in feature_layout(slots, list(kinds))]
+    return out + [(f"{m}.{PRESENT}", 0.0, 1.0) for m in slots]
+
+
+def padded_names(max_modules: int, kinds: Sequence[str]) -> list[str]:
+    """The padded observation's feature names (what :mod:`shift_rl.modular` reads)."""
+    return [n for n, _, _ in padded_features(max_modules, kinds)]
+
+
+def level_map(policy_levels: Sequence[int], scenario_levels: Sequence[int]) -> np.ndarray | None:
+    """Scenario level index of each of the policy's ``2K + 1`` levels (None: the same levels),
+    as :meth:`~shift_rl.modular.ModularPolicy.bind_levels` maps them; ``ValueError`` when the
+    scenario's levels do not hold the policy's."""
+    mine, theirs = [int(v) for v in policy_levels], [int(v) for v in scenario_levels]
+    if mine == theirs:
+        return None
+    if not set(mine) <= set(theirs):
+        raise ValueError(f"amount levels {theirs} do not hold {mine}")
+    k = len(theirs)
+    up = [k + 1 + theirs.index(v) for v in mine]
+    down = [k - 1 - theirs.index(v) for v in reversed(mine)]
+    return np.array([*down, k, *up], dtype=np.int64)
+
+
+class Padder:
+    """One scenario's observations, masks and actions in the padded layout."""
+
+    def __init__(
+        self,
+        scenario: ScenarioConfig,
+        max_modules: int,
+        kinds: Sequence[str] = DEFAULT_KINDS,
+        amount_levels: Sequence[int] = DEFAULT_LEVELS,
+    ) -> None:
+        params = ScenarioParams.from_config(scenario)
+        self.kinds = tuple(kinds)
+        self.num_modules = m = len(scenario.modules)
+        if tuple(scenario.resource_names) != self.kinds:
+            raise ValueError(f"resource kinds {scenario.resource_names}, not {list(self.kinds)}")
+        if m > max_modules:
+            raise ValueError(f"{m} modules, above max_modules {max_modules}")
+        if scenario.action.mode != "plan":
+            raise ValueError(f"action.mode {scenario.action.mode!r}, not plan")
+        self.level_map = level_map(amount_levels, params.amount_levels)
+        self.levels = 2 * len(amount_levels) + 1
+        self.scenario_levels = 2 * len(params.amount_levels) + 1
+        feats = padded_features(max_modules, kinds)
+        at = {n: i for i, (n, _, _) in enumerate(feats)}
+        self.width = len(feats)
+        real = [f.name for f in feature_layout([x.name for x in scenario.modules], list(kinds))]
+        slot = {x.name: f"m{j}" for j, x in enumerate(scenario.modules)}
+        index = []
+        for name in real:
+            head, _, rest = name.partition(".")
+            index.append(at[f"{slot[head]}.{rest}"] if head in slot else at[name])
+        self.obs_index = np.array(index, dtype=np.int64)
+        self.template = np.zeros(self.width, dtype=np.float32)
+        self.template[[at[f"m{j}.{PRESENT}"] for j in range(m)]] = 1.0
+        r = len(self.kinds)
+        self.entries, self.total_entries = m * r, max_modules * r
+        mask = np.zeros((self.total_entries, self.levels), dtype=bool)
+        mask[:, self.levels // 2] = True  # padding: only "no change"
+        self.mask_template = mask.reshape(-1)
+
+    def obs(self, obs: np.ndarray) -> np.ndarray:
+        """``(B, D_padded)`` float32 of the scenario's observations ``(B, D)``."""
+        x = np.asarray(obs).reshape(-1, self.obs_index.size)
+        out = np.repeat(self.template[None], x.shape[0], axis=0)
+        out[:, self.obs_index] = x
+        return out
+
+    def masks(self, masks: np.ndarray) -> np.ndarray:
+        """``(B, E_padded * L)`` bool of the scenario's flat masks ``(B, E * L_s)``."""
+        mk = np.asarray(masks, dtype=bool).reshape(-1, self.entries, self.scenario_levels)
+        if self.level_map is not None:
+            mk = mk[:, :, self.level_map]
+        out = np.repeat(self.mask_template[None], mk.shape[0], axis=0)
+        out[:, : self.entries * self.levels] = mk.reshape(mk.shape[0], -1)
+        return out
+
+    def actions(self, actions: np.ndarray) -> np.ndarray:
+        """The scenario's ``(B, E)`` actions of padded ones ``(B, E_padded)``."""
+        a = np.asarray(actions, dtype=np.int64).reshape(-1, self.total_entries)[:, : self.entries]
+        return a if self.level_map is None else self.level_map[a]
+
+
+@dataclass
+class SuiteSelection:
+    """The scenarios a suite trains on (in expansion order) and the ones left out, with why."""
+
+    scenarios: list[ScenarioConfig]
+    members: list[str]  # ``member/variant`` of each scenario
+    families: list[str]
+    dropped: list[str] = field(default_factory=list)
+
+
+def select_scenarios(
+    expansion: Any,
+    max_modules: int,
+    kinds: Sequence[str] = DEFAULT_KINDS,
+    amount_levels: Sequence[int] = DEFAULT_LEVELS,
+) -> SuiteSelection:
+    """The scenarios of an :class:`~shift_rl.suite.Expansion` the padded env can train on."""
+    out = SuiteSelection([], [], [], [f"skipped: {s}" for s in expansion.skipped])
+    for s in expansion.scenarios:
+        try:
+            Padder(s.scenario, max_modules, kinds, amount_levels)
+        except ValueError as err:
+            out.dropped.append(f"{s.key} ({s.family}): {err}")
+            continue
+        out.scenarios.append(s.scenario)
+        out.members.append(s.key)
+        out.families.append(s.family)
+    return out
+
+
+def group_by_layout(scenarios: Sequence[ScenarioConfig]) -> list[list[int]]:
+    """Indices of ``scenarios`` grouped by layout (first-come order; one batch per group)."""
+    groups: list[list[int]] = []
+    for i, sc in enumerate(scenarios):
+        for g in groups:
+            if not layout_differences(scenarios[g[0]], sc):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+def split_rows(sizes: Sequence[int], n: int) -> list[int]:
+    """Rows per group: proportional to ``sizes``, at least one each, largest remainder."""
+    k = len(sizes)
+    if n < k:
+        raise ConfigError(
+            f"n_envs {n} is below the {k} scenario layouts of the suite (one row each at least)"
+        )
+    rows = [1] * k
+    spare = n - k
+    total = float(sum(sizes))
+    want = [spare * s / total for s in sizes]
+    extra = [int(w) for w in want]
+    rows = [r + e for r, e in zip(rows, extra, strict=True)]
+    left = spare - sum(extra)
+    order = sorted(range(k), key=lambda i: (-(want[i] - extra[i]), i))
+    for i in order[:left]:
+        rows[i] += 1
+    return rows
+
+
+@dataclass
+class _Group:
+    scenarios: list[ScenarioConfig]
+    plane: PlaneBatch
+    rows: np.ndarray  # global rows
+    padder: Padder
+    bound: np.ndarray  # (rows, episode_ticks)
+
+
+class SuiteTrainingEnv(VecEnv):
+    """Rows playing scenarios of different layouts, padded to one observation and action
+    shape (module docstring). SB3's ``VecEnv`` API as :class:`~shift_rl.training_envs.
+    BatchedTrainingEnv` gives it (infos: ``TimeLimit.truncated``, ``episode``,
+    ``terminal_observation``; ``reset_infos[i]["episode_seed"]``); ``env_method
+    ("action_masks")`` gives the padded masks. :attr:`observation_names` is the padded layout.
+    """
+
+    def __init__(
+        self,
+        scenarios: Sequence[ScenarioConfig],
+        base_seeds: Sequence[int],
+        max_modules: int,
+        kinds: Sequence[str] = DEFAULT_KINDS,
+        amount_levels: Sequence[int] = DEFAULT_LEVELS,
+        start_episode: int | Sequence[int] = 0,
+        regret: bool = True,
+    ) -> None:
+        if not scenarios:
+            raise ConfigError("the suite leaves no scenario to train on")
+        n = len(base_seeds)
+        self.kinds, self.max_modules = tuple(kinds), int(max_modules)
+        self.amount_levels = [int(v) for v in amount_levels]
+        feats = padded_features(self.max_modules, self.kinds)
+        self.observation_names = [f for f, _, _ in feats]
+        low = np.array([lo for _, lo, _ in feats], dtype=np.float32)
+        high = np.array([hi for _, _, hi in feats], dtype=np.float32)
+        levels = 2 * len(self.amount_levels) + 1
+        action_space = gym.spaces.MultiDiscrete(np.full(self.max_modules * len(kinds), levels))
+        self.layouts = group_by_layout(scenarios)
+        counts = split_rows([len(g) for g in self.layouts], n)
+        self.groups: list[_Group] = []
+        first = 0
+        for idx, rows in zip(self.layouts, counts, strict=True):
+            scs = [scenarios[i] for i in idx]
+            plane = PlaneBatch(scs[0], rows, variants=scs)
+            padder = Padder(scs[0], self.max_modules, kinds, amount_levels)
+            bound = np.zeros((rows, plane.params.episode_ticks))
+            self.groups.append(_Group(scs, plane, np.arange(first, first + rows), padder, bound))
+            first += rows
+        self.base_seed = [int(s) for s in base_seeds]
+        self.episode = np.zeros(n, dtype=np.int64)
+        self.episode[:] = np.asarray(start_episode, dtype=np.int64)
+        self.variant = np.zeros(n, dtype=np.int64)
+        self.regret = regret
+        self.render_mode = None
+        self._obs = np.zeros((n, len(feats)), dtype=np.float32)
+        self._ret = np.zeros(n)
+        self._len = np.zeros(n, dtype=np.int64)
+        self._actions = np.zeros((n, len(action_space.nvec)), dtype=np.int64)
+        super().__init__(n, gym.spaces.Box(low, high, dtype=np.float32), action_space)
+
+    @property
+    def episode_ticks(self) -> np.ndarray:
+        """(n,) episode length of each row (its group's)."""
+        return np.concatenate(
+            [np.full(g.rows.size, g.plane.params.episode_ticks) for g in self.groups]
+        )
+
+    def reset(self) -> np.ndarray:
+        for i, s in enumerate(self._seeds):
+            if s is not None:
+                self.base_seed[i] = int(s)
+        for g in self.groups:
+            self._start(g, np.arange(g.rows.size))
+        self._reset_seeds()
+        self._reset_options()
+        return self._obs.copy()
+
+    def _start(self, g: _Group, local: np.ndarray) -> None:
+        """Next episodes of the group's rows ``local``: draw, reset, bound, padded obs."""
+        rows = g.rows[local]
+        nv = len(g.scenarios)
+        plans = [episode_plan(self.base_seed[i], int(self.episode[i]), nv) for i in rows]
+        self.episode[rows] += 1
+        seeds = [draw_episode_seed(seeding.np_random(s)[0]) for s, _ in plans]
+        picks = [v for _, v in plans]
+        everyone = local.size == g.rows.size
+        obs = g.plane.reset(seeds, None if everyone else local, variants=picks)
+        self.variant[rows] = picks
+        if self.regret:
+            for j, v in zip(local, picks, strict=True):
+                g.bound[j] = oracle_goal(g.plane.variant_params[v], g.plane.sim, int(j))
+        self._ret[rows] = 0.0
+        self._len[rows] = 0
+        self._obs[rows] = g.padder.obs(np.asarray(obs)[local])
+        for i, s in zip(rows, seeds, strict=True):
+            self.reset_infos[i] = {"episode_seed": s}
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        n = self.num_envs
+        rewards = np.zeros(n)
+        dones = np.zeros(n, dtype=bool)
+        infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        for g in self.groups:
+            res = g.plane.step(g.padder.actions(self._actions[g.rows]))
+            self._ret[g.rows] += res.reward
+            self._len[g.rows] += 1
+            r = res.reward
+            if self.regret:
+                r = r - g.bound[np.arange(g.rows.size), g.plane.sim.t - 1]
+            rewards[g.rows] = r
+            done = np.asarray(res.truncated, dtype=bool)  # never terminated
+            dones[g.rows] = done
+            padded = g.padder.obs(res.obs)
+            self._obs[g.rows] = padded
+            for j in np.flatnonzero(done):
+                i = int(g.rows[j])
+                infos[i]["episode"] = {"r": float(self._ret[i]), "l": int(self._len[i]), "t": 0.0}
+                infos[i]["terminal_observation"] = padded[j].copy()
+            if done.any():
+                self._start(g, np.flatnonzero(done))
+        for info, d in zip(infos, dones.tolist(), strict=True):
+            info["TimeLimit.truncated"] = d
+        return self._obs.copy(), rewards.astype(np.float32), dones, infos
+
+    def action_masks(self) -> np.ndarray:
+        """(n, max_modules * R * (2K + 1)) padded masks, one row per env."""
+        out = np.zeros((self.num_envs, int(self.action_space.nvec.sum())), dtype=bool)
+        for g in self.groups:
+            out[g.rows] = g.padder.masks(g.plane.action_masks())
+        return out
+
+    def close(self) -> None:
+        """Nothing to release: the batches live in this process."""
+
+    _PER_ENV = ("base_seed", "episode", "variant")
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self, attr_name)
+        rows = self._get_indices(indices)
+        if attr_name in self._PER_ENV:
+            return [int(value[i]) for i in rows]
+        return [value for _ in rows]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        if attr_name not in self._PER_ENV:
+            raise AttributeError(f"only {self._PER_ENV} can be set per env, not {attr_name!r}")
+        for i in self._get_indices(indices):
+            getattr(self, attr_name)[i] = value
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
+    ) -> list[Any]:
+        if method_name != "action_masks":
+            raise AttributeError(f"SuiteTrainingEnv has no per-env method {method_name!r}")
+        masks = self.action_masks()
+        return [masks[i] for i in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+
+class PaddedSB3Policy:
+    """An SB3 model trained on padded observations, acting on one real scenario (what the
+    periodic validation of :func:`shift_rl.train.train` runs): pads the observation and the
+    mask, reads the scenario's entries of the action (deterministic)."""
+
+    name = "sb3-padded"
+
+    def __init__(self, model: Any, padder: Padder) -> None:
+        self.model, self.padder = model, padder
+        self.masked = type(model).__name__ == "MaskablePPO"
+
+    def reset(self) -> None:
+        """Memoryless."""
+
+    def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        obs = self.padder.obs(observation)
+        kwargs = {}
+        if self.masked and action_mask is not None:
+            kwargs["action_masks"] = self.padder.masks(action_mask)
+        action, _ = self.model.predict(obs, deterministic=True, **kwargs)
+        return self.padder.actions(action)[0]
+
+
+def suite_selection(cfg: Any) -> SuiteSelection:
+    """The train scenarios of a training config's ``suite`` (without ``leave_out``)."""
+    from shift_rl.suite import expand_suite
+
+    expansion = expand_suite(cfg.suite, "train", leave_out=cfg.leave_out)
+    sel = select_scenarios(expansion, cfg.suite_max_modules, cfg.suite_kinds,
+                           cfg.suite_amount_levels)  # fmt: skip
+    if not sel.scenarios:
+        raise ConfigError(
+            f"suite {cfg.suite!r}: no train scenario fits kinds {cfg.suite_kinds}, at most "
+            f"{cfg.suite_max_modules} modules and amount levels {cfg.suite_amount_levels} "
+            f"({'; '.join(sel.dropped[:5])})"
+        )
+    return sel
+
+
+def make_suite_env(cfg: Any, sel: SuiteSelection, done_steps: int = 0) -> SuiteTrainingEnv:
+    """The suite's training envs: row ``i`` has base seed ``seed * 1000 + i``; resuming at
+    ``done_steps`` starts each row at the episode it reached (whole episodes per rollout)."""
+    env = SuiteTrainingEnv(
+        sel.scenarios,
+        [cfg.seed * 1000 + i for i in range(cfg.n_envs)],
+        cfg.suite_max_modules,
+        cfg.suite_kinds,
+        cfg.suite_amount_levels,
+        regret=cfg.reward == "regret",
+    )
+    if done_steps:
+        env.episode[:] = (done_steps // cfg.n_envs) // env.episode_ticks
+    return env
+
+
+__all__ = [
+    "PaddedSB3Policy",
+    "Padder",
+    "SuiteSelection",
+    "SuiteTrainingEnv",
+    "group_by_layout",
+    "level_map",
+    "make_suite_env",
+    "padded_names",
+    "select_scenarios",
+    "split_rows",
+    "suite_selection",
+]
