@@ -65,7 +65,6 @@ twin, the SB3 policies and the export are in :mod:`shift_rl.modular_torch`.
 from __future__ import annotations
 
 import logging
-import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -85,6 +84,7 @@ from shift_rl.runtime import (
     _check_files,
     _Spec,
     _zip_entries,
+    listed_files,
     spec_digest,
 )
 
@@ -541,14 +541,7 @@ def load_modular(folder: Path, spec: dict[str, Any]) -> ModularPolicy:
     activation = sp.get("network.activation", "str", choices=tuple(ACTIVATIONS))
     sp.items("network.pooling", "str", 2, 2, choices=("mean", "max"))
     sp.items("scenario.resources", "str", 1, 64)
-    files = sp.mapping(spec["files"], "files")
-    if WEIGHTS not in files:
-        raise sp.fail("files", f"must list {WEIGHTS} with its sha256")
-    for name, digest in files.items():
-        if Path(name).name != name or name in ("", ".", "..", POLICY_JSON):
-            raise sp.fail(f"files.{name}", "must be a plain file name in the policy folder")
-        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise sp.fail(f"files.{name}", "must be a sha256 (64 lowercase hex digits)", digest)
+    files = listed_files(sp)
     _check_files(folder, files)
     arrays = _read_arrays(folder / WEIGHTS, weight_names(network))
     layers = {p: [(arrays[f"{p}{i}_w"], arrays[f"{p}{i}_b"]) for i in range(n)]

@@ -237,6 +237,20 @@ def _read_spec(meta: Path) -> dict[str, Any]:
         raise PolicyFileError(f"{meta}: not valid JSON ({err})") from None
 
 
+def listed_files(sp: _Spec) -> dict[str, str]:
+    """The spec's ``files``: plain file names in the folder (weights.npz among them), each
+    with a sha256."""
+    files = sp.mapping(sp.data["files"], "files")
+    if WEIGHTS not in files:
+        raise sp.fail("files", f"must list {WEIGHTS} with its sha256")
+    for name, digest in files.items():
+        if Path(name).name != name or name in ("", ".", "..", POLICY_JSON):
+            raise sp.fail(f"files.{name}", "must be a plain file name in the policy folder")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise sp.fail(f"files.{name}", "must be a sha256 (64 lowercase hex digits)", digest)
+    return files
+
+
 def _check_spec(sp: _Spec) -> dict[str, Any]:
     """Every field of the spec checked (types, ranges, consistency); its parts for loading."""
     spec = sp.data
@@ -346,14 +360,7 @@ def _check_spec(sp: _Spec) -> dict[str, Any]:
             )
     else:
         arch = None
-    files = sp.mapping(spec["files"], "files")
-    if WEIGHTS not in files:
-        raise sp.fail("files", f"must list {WEIGHTS} with its sha256")
-    for name, digest in files.items():
-        if Path(name).name != name or name in ("", ".", "..", POLICY_JSON):
-            raise sp.fail(f"files.{name}", "must be a plain file name in the policy folder")
-        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise sp.fail(f"files.{name}", "must be a sha256 (64 lowercase hex digits)", digest)
+    files = listed_files(sp)
     return {
         "names": names, "nvec": nvec, "mode": mode, "uses_masks": uses_masks, "hidden": hidden,
         "activation": activation, "arch": arch if isinstance(arch, list) else None,

@@ -44,8 +44,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
-from stable_baselines3.common.vec_env import VecEnv
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from shift_rl.agents import oracle_goal
 from shift_rl.config import ConfigError, ScenarioConfig
@@ -54,7 +53,7 @@ from shift_rl.observation import feature_layout
 from shift_rl.plane import PlaneBatch
 from shift_rl.scenario import ScenarioParams, layout_differences
 from shift_rl.seeds import draw_episode_seed
-from shift_rl.training_envs import episode_plan
+from shift_rl.training_envs import InProcessVecEnv, episode_plan
 
 DEFAULT_KINDS = ("cpu",)
 DEFAULT_LEVELS = (1, 2, 4)
@@ -221,7 +220,7 @@ class _Group:
     bound: np.ndarray  # (rows, episode_ticks)
 
 
-class SuiteTrainingEnv(VecEnv):
+class SuiteTrainingEnv(InProcessVecEnv):
     """Rows playing scenarios of different layouts, padded to one observation and action
     shape (module docstring). SB3's ``VecEnv`` API as :class:`~shift_rl.training_envs.
     BatchedTrainingEnv` gives it (infos: ``TimeLimit.truncated``, ``episode``,
@@ -346,35 +345,6 @@ class SuiteTrainingEnv(VecEnv):
         for g in self.groups:
             out[g.rows] = g.padder.masks(g.plane.action_masks())
         return out
-
-    def close(self) -> None:
-        """Nothing to release: the batches live in this process."""
-
-    _PER_ENV = ("base_seed", "episode", "variant")
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        value = getattr(self, attr_name)
-        rows = self._get_indices(indices)
-        if attr_name in self._PER_ENV:
-            return [int(value[i]) for i in rows]
-        return [value for _ in rows]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        if attr_name not in self._PER_ENV:
-            raise AttributeError(f"only {self._PER_ENV} can be set per env, not {attr_name!r}")
-        for i in self._get_indices(indices):
-            getattr(self, attr_name)[i] = value
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
-    ) -> list[Any]:
-        if method_name != "action_masks":
-            raise AttributeError(f"SuiteTrainingEnv has no per-env method {method_name!r}")
-        masks = self.action_masks()
-        return [masks[i] for i in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
 
 class PaddedSB3Policy:

@@ -115,7 +115,45 @@ class TrainingEnv(gym.Env):
         return self.env.action_masks()
 
 
-class BatchedTrainingEnv(VecEnv):
+class InProcessVecEnv(VecEnv):
+    """What SB3 asks of a VecEnv whose envs are rows of batches in this process: per-env
+    seeds and episode counters (``base_seed``, ``episode``, ``variant`` arrays of the
+    subclass), ``action_masks`` per env, nothing to close."""
+
+    _PER_ENV = ("base_seed", "episode", "variant")
+
+    def close(self) -> None:
+        """Nothing to release: the batches live in this process."""
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """Per-env values of ``base_seed``, ``episode``, ``variant``; any other attribute of
+        the batch (e.g. ``action_masks``, ``render_mode``) once per env."""
+        value = getattr(self, attr_name)
+        rows = self._get_indices(indices)
+        if attr_name in self._PER_ENV:
+            return [int(value[i]) for i in rows]
+        return [value for _ in rows]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        if attr_name not in self._PER_ENV:
+            raise AttributeError(f"only {self._PER_ENV} can be set per env, not {attr_name!r}")
+        for i in self._get_indices(indices):
+            getattr(self, attr_name)[i] = value
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
+    ) -> list[Any]:
+        """Only ``action_masks`` (one row per env): the envs share batches, not methods."""
+        if method_name != "action_masks":
+            raise AttributeError(f"{type(self).__name__} has no per-env method {method_name!r}")
+        masks = self.action_masks()  # type: ignore[attr-defined]
+        return [masks[i] for i in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+
+class BatchedTrainingEnv(InProcessVecEnv):
     """``len(base_seeds)`` :class:`TrainingEnv` s in one :class:`~shift_rl.plane.PlaneBatch`:
     an SB3 ``VecEnv`` with the trajectories, rewards and dones of ``DummyVecEnv`` of
     ``TrainingEnv(variants, base_seeds[i], start_episode, regret)``, bit for bit.
@@ -224,38 +262,6 @@ class BatchedTrainingEnv(VecEnv):
     def action_masks(self) -> np.ndarray:
         """(n, sum(nvec)) flat per-dimension masks, one row per env."""
         return self.plane.action_masks().copy()
-
-    def close(self) -> None:
-        """Nothing to release: the batch lives in this process."""
-
-    _PER_ENV = ("base_seed", "episode", "variant")
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """Per-env values of ``base_seed``, ``episode``, ``variant``; any other attribute of
-        the batch (e.g. ``action_masks``, ``render_mode``) once per env."""
-        value = getattr(self, attr_name)
-        rows = self._get_indices(indices)
-        if attr_name in self._PER_ENV:
-            return [int(value[i]) for i in rows]
-        return [value for _ in rows]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        if attr_name not in self._PER_ENV:
-            raise AttributeError(f"only {self._PER_ENV} can be set per env, not {attr_name!r}")
-        for i in self._get_indices(indices):
-            getattr(self, attr_name)[i] = value
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
-    ) -> list[Any]:
-        """Only ``action_masks`` (one row per env): the envs share one batch, not methods."""
-        if method_name != "action_masks":
-            raise AttributeError(f"BatchedTrainingEnv has no per-env method {method_name!r}")
-        masks = self.action_masks()
-        return [masks[i] for i in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
 
 def make_vec_env(
