@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from shift_rl.runtime import (
+from shift_rl.policyfile import (
     MASKED_LOGIT,
     MAX_LAYERS,
     MAX_WEIGHT_BYTES,
