@@ -11,6 +11,14 @@ leaderboard.md and leaderboard.png into --out (a new or empty folder, or an earl
 leaderboard) and prints the Markdown. --leave-out FAMILY[,...] drops families, --only
 FAMILY[,...] keeps just those (report on a family a policy was trained without).
 
+Tunable baselines (potential, hpa, proportional) play with the parameters tuned on the same
+suite's train members (scripts/tune_baseline.py --suite: agents/suites/<suite>/<name>/;
+with --only or --leave-out FAMILIES, agents/suites/<suite>-without-<families>/ first) when
+those exist, else with the scenario-tuned agents/<name>/, else with their defaults;
+--tuned-dir DIR names another folder of <name>/params.json, --tuned-dir default the
+scenario-tuned ones. The leaderboard's "Baseline parameters" section (and "parameters" in
+the JSON) says which each one used.
+
 --workers N fans the episodes out over N processes, --ray over a local Ray, --ray-address
 ADDR over a Ray cluster: the JSON is the same.
 """
@@ -51,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--leave-out", help="comma-separated families to drop")
     ap.add_argument("--only", help="comma-separated families to keep")
     ap.add_argument("--out", type=Path, help="write the leaderboard files into this folder")
+    ap.add_argument(
+        "--tuned-dir",
+        help="folder of <baseline>/params.json (default: the suite's, agents/suites/<suite>/, "
+        "if there; 'default': agents/<baseline>/)",
+    )
     add_cli_flags(ap)  # --workers, --ray, --ray-address
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -70,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             ray_address=cli_ray_address(args),
             leave_out=_names(args.leave_out),
             only=_names(args.only) if args.only else None,
+            tuned_dir=args.tuned_dir,
         )
         print(board.markdown())
         scenarios = len(board.reports)

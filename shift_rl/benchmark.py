@@ -4,8 +4,8 @@
 randomized variants, the late part of every trace), plays every policy on the same episodes
 of every scenario (episode ``i`` is seed ``seed + i``: report seeds, never training ones; see
 :mod:`shift_rl.seeds`), always with ``static`` and the ``oracle`` bound, and by default the
-baselines ``potential`` and ``hpa`` (with their tuned parameters from ``agents/``),
-``proportional``, ``static`` and ``oracle-mpc``. All episodes of all scenarios go through one
+baselines ``potential``, ``hpa`` and ``proportional`` (with tuned parameters, see below),
+``static`` and ``oracle-mpc``. All episodes of all scenarios go through one
 :class:`~shift_rl.distributed.FanOut` (serial, processes or Ray: the same numbers).
 
 Per scenario class (the classes of the suite's members) episodes are pooled over the class's
@@ -22,12 +22,22 @@ lengths weigh alike:
 
 The pooled intervals treat the episodes of a class as independent draws; scenarios of one
 class differ (variants, module counts), so read them as intervals over that mix.
-:meth:`Leaderboard.to_dict` holds no timing, path or date: the same inputs give the same JSON,
-byte for byte.
+Baseline parameters (:func:`baseline_parameters`): a tunable baseline (``potential``,
+``hpa``, ``proportional``) plays with the parameters tuned on **the same suite's train
+members** when they exist, ``agents/suites/<suite>/<name>/params.json`` (with ``--only`` or
+``--leave-out`` FAMILIES, ``agents/suites/<suite>-without-<families>/`` first: baselines as
+blind to those families as a policy trained without them), else with the parameters tuned on
+the shipped scenarios (``agents/<name>/params.json``), else with its defaults. ``tuned_dir``
+names another folder (``"default"``: the scenario-tuned ones only). The leaderboard records,
+per baseline, which file it used, what that was tuned on and the parameters.
+
+:meth:`Leaderboard.to_dict` holds no timing or date, and no path but those parameter files'
+(relative to the project when inside it): the same inputs give the same JSON, byte for byte.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -38,9 +48,12 @@ from typing import Any
 
 import numpy as np
 
+from shift_rl.agents import POLICIES, SUITE_TUNED_DIR, TUNED_DIR
+from shift_rl.config import PROJECT_ROOT, ScenarioConfig
 from shift_rl.distributed import FanOut
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import (
+    EpisodeResult,
     EvaluationError,
     EvaluationReport,
     _run_chunk,
@@ -48,6 +61,7 @@ from shift_rl.evaluate import (
     load_any_policy,
     policy_label,
     ratio_of_means,
+    run_episode,
 )
 from shift_rl.sim.exogenous import trace_quality
 from shift_rl.suite import Expansion, Suite, expand_suite, load_suite
@@ -58,6 +72,8 @@ BASELINES = ("potential", "hpa", "proportional", "static", "oracle-mpc")
 """Compared with the first policy unless told otherwise (the references of DESIGN.md)."""
 KIND = "benchmark leaderboard"
 FILES = ("leaderboard.json", "leaderboard.md", "leaderboard.png")
+TUNABLE = ("potential", "hpa", "proportional")
+"""Baselines with tuned parameters (``shift_rl.tuning.SEARCH_SPACES``)."""
 
 
 @dataclass
@@ -74,6 +90,8 @@ class Leaderboard:
     """(class, member/variant, report) per scenario, in suite order."""
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per tunable policy played: the parameters, their file and what they were tuned on."""
 
     @property
     def first(self) -> str:
@@ -182,6 +200,7 @@ class Leaderboard:
                 "means, seeded paired bootstrap 95 % CI); differences = first policy minus the "
                 "baseline (positive: the first did better)"
             ),
+            "parameters": self.parameters,
             "class_order": self.classes,
             "classes": {cls: self.class_summary(cls) for cls in self.classes},
             "verdicts": self.verdicts(),
@@ -211,6 +230,11 @@ class Leaderboard:
             "static), 0 = static, 1 = the oracle upper bound (95 % CI, paired bootstrap).",
             "",
         ]
+        if self.parameters:
+            lines += ["## Baseline parameters", ""]
+            for n, info in self.parameters.items():
+                lines.append(f"- `{lab[n]}`: {info['tuned_on']}")
+            lines.append("")
         names = [*self.policies, "oracle"]
         head = "| class | scenarios | " + " | ".join(lab[n] for n in names) + " |"
         lines += ["## Gap closed per class", "", head, "|---|---:|" + "---:|" * len(names)]
@@ -305,9 +329,11 @@ def benchmark(
     ray_address: str | None = None,
     leave_out: Iterable[str] = (),
     only: Iterable[str] | None = None,
+    tuned_dir: str | os.PathLike | None = None,
 ) -> Leaderboard:
     """Evaluate ``policies`` (the first one is judged) and the ``baselines`` on every eval
-    scenario of ``suite``; see the module docstring."""
+    scenario of ``suite``; see the module docstring (``tuned_dir``: see
+    :func:`baseline_parameters`)."""
     if not policies:
         raise EvaluationError("no policy given: expected at least one name")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -315,6 +341,7 @@ def benchmark(
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**63 - episodes:
         raise EvaluationError(f"seed must be an integer >= 0, got {seed!r}")
     s = load_suite(suite)
+    leave_out, only = list(leave_out), (None if only is None else list(only))
     expansion: Expansion = expand_suite(s, "eval", leave_out=leave_out, only=only)
     if not expansion.scenarios:
         notes = "; ".join(expansion.skipped) or "no member is for the eval split"
@@ -323,14 +350,21 @@ def benchmark(
     names = [*asked, *(b for b in (baselines or ()) if b not in asked and b != "oracle")]
     names += [n for n in ("static",) if n not in names]
     everything = [*names, "oracle"]
+    source = Path(s.source)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else None
+    chosen = baseline_parameters(s.name, names, tuned_dir, only or leave_out, digest)
+    given = {n: chosen[n]["params"] for n in chosen}
     labels = {"oracle": "oracle"}
     for sc in expansion.scenarios:  # fail fast: every policy on every scenario, traces loaded
         env = ResourceShiftEnv(sc.scenario)
         for name in names:
             try:
-                policy = load_any_policy(name, env)
-            except EvaluationError as err:
-                raise EvaluationError(f"{sc.key} ({sc.class_}): {err}") from None
+                if name in given:
+                    policy = POLICIES[name](env.params, **given[name])
+                else:
+                    policy = load_any_policy(name, env)
+            except (EvaluationError, ValueError, TypeError) as err:
+                raise EvaluationError(f"{sc.key} ({sc.class_}): {name}: {err}") from None
             labels.setdefault(name, policy_label(name, policy))
         trace_quality(env.params)
     start = time.perf_counter()
@@ -343,12 +377,12 @@ def benchmark(
                 for part in parts:
                     tasks.append((k, sc.scenario, name, part))
         done = pool.map(
-            _run_chunk,
+            _play,
             [t[1] for t in tasks],
             [t[2] for t in tasks],
+            [given.get(t[2]) for t in tasks],
             [t[3] for t in tasks],
             [seed] * len(tasks),
-            [False] * len(tasks),
         )
     reports = []
     for k, sc in enumerate(expansion.scenarios):
@@ -385,7 +419,113 @@ def benchmark(
         reports=reports,
         skipped=list(expansion.skipped),
         seconds=time.perf_counter() - start,
+        parameters=chosen,
     )
+
+
+def _play(
+    scenario: ScenarioConfig,
+    name: str,
+    params: dict[str, Any] | None,
+    episodes: Sequence[int],
+    seed: int,
+) -> list[EpisodeResult]:
+    """Episodes ``episodes`` (seed ``seed + i``) of ``name``: with ``params`` exactly those
+    parameters (a tunable baseline), else as :func:`~shift_rl.evaluate._run_chunk` resolves it."""
+    if params is None:
+        return _run_chunk(scenario, name, episodes, seed, False)
+    env = ResourceShiftEnv(scenario)
+    policy = POLICIES[name](env.params, **params)
+    return [run_episode(env, policy, name, i, seed + i) for i in episodes]
+
+
+def _shown(path: Path) -> str:
+    p = path.resolve()
+    try:
+        return str(p.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(p)
+
+
+def _described(record: dict[str, Any], path: Path, suite_sha256: str | None = None) -> str:
+    """What a params.json was tuned on, in a line of the leaderboard (saying so when the
+    suite file has changed since: ``suite_sha256`` is the current file's)."""
+    search = record.get("search", {}) if isinstance(record.get("search"), dict) else {}
+    suite = search.get("suite")
+    trials = search.get("trials")
+    seeds = search.get("seeds") or []
+    how = f"{trials} trials" if trials else "tuned"
+    if seeds:
+        how += f", training seeds {seeds[0]}..{seeds[-1]}"
+    if isinstance(suite, dict):
+        left = suite.get("left_out") or []
+        members = search.get("members") or []
+        what = f"tuned on the train split of suite `{suite.get('name')}`"
+        if left:
+            what += f" (without {', '.join(left)})"
+        line = f"{what}: {len(members)} members, {how} (`{_shown(path)}`)"
+        if suite_sha256 and suite.get("sha256") and suite["sha256"] != suite_sha256:
+            line += "; the suite file has changed since (another sha256): re-tune"
+        return line
+    scenarios = search.get("scenarios") or []
+    return f"tuned on scenarios {', '.join(scenarios) or '?'}: {how} (`{_shown(path)}`)"
+
+
+def baseline_parameters(
+    suite: str,
+    names: Iterable[str],
+    tuned_dir: str | os.PathLike | None = None,
+    families: Iterable[str] | None = None,
+    suite_sha256: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per tunable name of ``names``: ``{"params", "file", "tuned_on", "suite_tuned"}``.
+
+    Looked up, first found: ``tuned_dir`` if given (a folder of ``<name>/params.json``;
+    ``"default"`` skips to the scenario-tuned ones), else ``agents/suites/<suite>-without-
+    <families>/`` (when ``families`` are given) and ``agents/suites/<suite>/``; then
+    ``agents/<name>/`` (tuned on the shipped scenarios); else the policy's defaults."""
+    import json
+
+    fams = sorted(set(families or ()))
+    if tuned_dir is not None and str(tuned_dir) == "default":
+        folders: list[Path] = []
+    elif tuned_dir is not None:
+        folders = [Path(tuned_dir)]
+        if not folders[0].is_dir():
+            raise EvaluationError(f"--tuned-dir {str(tuned_dir)!r} is not a folder")
+    else:
+        folders = [SUITE_TUNED_DIR / f"{suite}-without-{'-'.join(fams)}"] if fams else []
+        folders.append(SUITE_TUNED_DIR / suite)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name not in TUNABLE:
+            continue
+        for folder in [*folders, TUNED_DIR]:
+            path = folder / name / "params.json"
+            if not path.is_file():
+                continue
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError) as err:
+                raise EvaluationError(f"{path}: unreadable tuned parameters: {err}") from None
+            params = record.get("params") if isinstance(record, dict) else None
+            if not isinstance(params, dict):
+                raise EvaluationError(f"{path}: expected a JSON object with a 'params' mapping")
+            out[name] = {
+                "params": params,
+                "file": _shown(path),
+                "suite_tuned": folder != TUNED_DIR,
+                "tuned_on": _described(record, path, suite_sha256),
+            }
+            break
+        else:
+            out[name] = {
+                "params": {},
+                "file": None,
+                "suite_tuned": False,
+                "tuned_on": "untuned: the policy's default parameters",
+            }
+    return out
 
 
 def check_out_dir(directory: str | os.PathLike) -> None:
@@ -416,4 +556,13 @@ def write(board: Leaderboard, directory: str | os.PathLike) -> list[Path]:
     return claim_dir(directory, KIND).replace_files(render(board))
 
 
-__all__ = ["BASELINES", "Leaderboard", "benchmark", "check_out_dir", "render", "write"]
+__all__ = [
+    "BASELINES",
+    "TUNABLE",
+    "Leaderboard",
+    "baseline_parameters",
+    "benchmark",
+    "check_out_dir",
+    "render",
+    "write",
+]

@@ -3,9 +3,12 @@
 ``resolve_policy(name, params)`` is what every script calls: a built-in name or the path of an
 exported policy folder (checked against the scenario). ``make_policy(name, params)`` builds a
 built-in policy (``potential``, ``hpa``, ``vpa``,
-``static``, ``proportional``, ``oracle-mpc``). ``potential`` and ``hpa`` use the tuned
-parameters saved in ``agents/<name>/params.json`` when present (see
-``scripts/tune_baseline.py``); keyword overrides win. ``oracle`` is not a policy but the
+``static``, ``proportional``, ``oracle-mpc``). ``potential``, ``hpa`` and ``proportional``
+use the tuned parameters saved in ``agents/<name>/params.json`` when present (tuned on the
+shipped scenarios, see ``scripts/tune_baseline.py``); keyword overrides win. Parameters tuned
+on a workload suite live apart, in ``agents/suites/<suite>/<name>/params.json``
+(:data:`SUITE_TUNED_DIR`): ``scripts/benchmark.py`` uses them on that suite, nothing else
+does. ``oracle`` is not a policy but the
 per-tick upper bound (:func:`~shift_rl.agents.oracle.oracle_goal`) the evaluation reports.
 """
 
@@ -42,6 +45,8 @@ POLICIES: dict[str, Callable[..., Policy]] = {
 REFERENCES = ("oracle",)
 """Names the evaluation knows that are bounds, not policies."""
 TUNED_DIR = PROJECT_ROOT / "agents"
+SUITE_TUNED_DIR = TUNED_DIR / "suites"
+"""Parameters tuned on a suite's train members: ``<suite name>/<policy>/params.json``."""
 
 
 def tuned_params(name: str, directory: Path | None = None) -> dict[str, Any]:
@@ -197,6 +202,8 @@ def policy_scenario(name: str) -> str:
 __all__ = [
     "POLICIES",
     "REFERENCES",
+    "SUITE_TUNED_DIR",
+    "TUNED_DIR",
     "HPAPolicy",
     "HeuristicPolicy",
     "OracleMPCPolicy",
