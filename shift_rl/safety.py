@@ -218,9 +218,10 @@ def _match(
     idx,
     takers,
     givers,
+    sizes,
 ):  # pragma: no cover - compiled
     """Requests -> shifts (module docstring); returns the number of shifts written. The last
-    five arrays are scratch space of M entries."""
+    six arrays are scratch space of M entries."""
     n_env, n_mod, n_kind = req.shape
     n = 0
     for b in range(n_env):
@@ -242,8 +243,8 @@ def _match(
                 continue
             budget = _budget(b, tick, budget_tick, used, per_tick, r)
             # Order: larger requests first; ties: worse (taker) / better (giver) attainment,
-            # then the lower index (a stable sort). Attainment in [0, 1] moves a key by less
-            # than one unit, so it never overrides the request; missing counts as 1 / 0.
+            # then the lower index: a stable sort by attainment, then a stable sort by size
+            # (exact, lexicographic). Missing telemetry counts as serving fully / not at all.
             for side in range(2):
                 c = 0
                 for m in range(n_mod):
@@ -253,13 +254,17 @@ def _match(
                         if att != att:  # NaN: no telemetry
                             att = 1.0 if side == 0 else 0.0
                         att = min(max(att, 0.0), 1.0)
-                        keys[c] = -q + (0.5 * att if side == 0 else -0.5 * att)
+                        keys[c] = att if side == 0 else -att
                         idx[c] = m
                         c += 1
-                order = np.argsort(keys[:c], kind="mergesort")
+                by_att = np.argsort(keys[:c], kind="mergesort")
+                for i in range(c):
+                    m = idx[by_att[i]]
+                    sizes[i] = -req[b, m, r] if side == 0 else req[b, m, r]
+                by_size = np.argsort(sizes[:c], kind="mergesort")
                 dest = takers if side == 0 else givers
                 for i in range(c):
-                    dest[i] = idx[order[i]]
+                    dest[i] = idx[by_att[by_size[i]]]
                 if side == 0:
                     n_take = c
                 else:
@@ -413,7 +418,7 @@ class SafetyGuard:
         self._plan = [np.zeros(num_envs * max(1, m // 2), dtype=np.int64) for _ in range(5)]
         self._status = np.zeros(num_envs, dtype=np.int64)
         self._scratch = (np.zeros(m, dtype=np.bool_), np.zeros(m),
-                         *(np.zeros(m, dtype=np.int64) for _ in range(3)))  # fmt: skip
+                         *(np.zeros(m, dtype=np.int64) for _ in range(3)), np.zeros(m))  # fmt: skip
 
     @classmethod
     def from_params(cls, params: ScenarioParams, num_envs: int = 1) -> SafetyGuard:
