@@ -63,7 +63,7 @@ PROJECT_ERRORS = (
     "shift_rl.config.ConfigError",
     "shift_rl.train.UntrustedCheckpoint",
     "shift_rl.traces.TraceError",
-    "shift_rl.runtime.PolicyFileError",
+    "shift_rl.policyfile.PolicyFileError",
     "shift_rl.evaluate.EvaluationError",
 )
 FUZZ = settings(
