@@ -43,17 +43,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from shift_rl.agents import oracle_goal
 from shift_rl.config import ConfigError, ScenarioConfig
 from shift_rl.modular import PRESENT
 from shift_rl.observation import feature_layout
 from shift_rl.plane import PlaneBatch
 from shift_rl.scenario import ScenarioParams, layout_differences
-from shift_rl.seeds import draw_episode_seed
-from shift_rl.training_envs import InProcessVecEnv, episode_plan
+from shift_rl.training_envs import InProcessVecEnv, start_episodes
 
 DEFAULT_KINDS = ("cpu",)
 DEFAULT_LEVELS = (1, 2, 4)
@@ -292,17 +289,11 @@ class SuiteTrainingEnv(InProcessVecEnv):
     def _start(self, g: _Group, local: np.ndarray) -> None:
         """Next episodes of the group's rows ``local``: draw, reset, bound, padded obs."""
         rows = g.rows[local]
-        nv = len(g.scenarios)
-        plans = [episode_plan(self.base_seed[i], int(self.episode[i]), nv) for i in rows]
-        self.episode[rows] += 1
-        seeds = [draw_episode_seed(seeding.np_random(s)[0]) for s, _ in plans]
-        picks = [v for _, v in plans]
-        everyone = local.size == g.rows.size
-        obs = g.plane.reset(seeds, None if everyone else local, variants=picks)
+        obs, seeds, picks = start_episodes(
+            g.plane, len(g.scenarios), self.base_seed, self.episode, rows, local,
+            g.bound if self.regret else None,
+        )  # fmt: skip
         self.variant[rows] = picks
-        if self.regret:
-            for j, v in zip(local, picks, strict=True):
-                g.bound[j] = oracle_goal(g.plane.variant_params[v], g.plane.sim, int(j))
         self._ret[rows] = 0.0
         self._len[rows] = 0
         self._obs[rows] = g.padder.obs(np.asarray(obs)[local])

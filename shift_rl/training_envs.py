@@ -115,6 +115,32 @@ class TrainingEnv(gym.Env):
         return self.env.action_masks()
 
 
+def start_episodes(
+    plane: PlaneBatch,
+    num_variants: int,
+    base_seed: np.ndarray,
+    episode: np.ndarray,
+    rows: np.ndarray,
+    local: np.ndarray,
+    bound: np.ndarray | None,
+) -> tuple[np.ndarray, list[int], list[int]]:
+    """Next episodes of training envs ``rows`` (rows ``local`` of ``plane``): each env's
+    (seed, variant) from :func:`episode_plan` (its ``episode`` count advanced), its episode
+    seed drawn as ``ResourceShiftEnv.reset(seed=s)`` draws it, the plane reset, and with
+    ``bound`` the oracle bound of every new episode written into ``bound[local]``. Returns
+    the plane's observations, the episode seeds and the variants."""
+    plans = [episode_plan(base_seed[i], int(episode[i]), num_variants) for i in rows]
+    episode[rows] += 1
+    seeds = [draw_episode_seed(seeding.np_random(s)[0]) for s, _ in plans]
+    picks = [v for _, v in plans]
+    everyone = local.size == plane.num_envs
+    obs = plane.reset(seeds, None if everyone else local, variants=picks)
+    if bound is not None:
+        for j, v in zip(local, picks, strict=True):
+            bound[j] = oracle_goal(plane.variant_params[v], plane.sim, int(j))
+    return obs, seeds, picks
+
+
 class InProcessVecEnv(VecEnv):
     """What SB3 asks of a VecEnv whose envs are rows of batches in this process: per-env
     seeds and episode counters (``base_seed``, ``episode``, ``variant`` arrays of the
@@ -206,19 +232,11 @@ class BatchedTrainingEnv(InProcessVecEnv):
 
     def _start(self, rows: np.ndarray) -> np.ndarray:
         """Next episodes of ``rows``: draw, reset, oracle bound; the batch's observations."""
-        plans = [
-            episode_plan(self.base_seed[i], int(self.episode[i]), self.num_variants) for i in rows
-        ]
-        self.episode[rows] += 1
-        # as ResourceShiftEnv.reset(seed=s) draws its episode seed
-        seeds = [draw_episode_seed(seeding.np_random(s)[0]) for s, _ in plans]
-        picks = [v for _, v in plans]
-        everyone = rows.size == self.num_envs
-        obs = self.plane.reset(seeds, None if everyone else rows, variants=picks)
+        bound = self._bound if self.regret else None
+        obs, seeds, picks = start_episodes(
+            self.plane, self.num_variants, self.base_seed, self.episode, rows, rows, bound
+        )
         self.variant[rows] = picks
-        if self.regret:
-            for i, v in zip(rows, picks, strict=True):
-                self._bound[i] = oracle_goal(self.plane.variant_params[v], self.plane.sim, int(i))
         self._ret[rows] = 0.0
         self._len[rows] = 0
         if self.full_info:
