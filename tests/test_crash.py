@@ -4,8 +4,8 @@
 ``random-plans`` policy (``python -m tests.plan_policies``): plans of several shifts per tick,
 each shift its own journal intent, and rollbacks. The test kills it with SIGKILL at random
 moments (after it has run at least one more interval, then a random delay) and starts it
-again, 25 times per backend, then lets it finish the episode. (The cgroup scenario gets a
-fourth module here: with three, a plan holds one shift at most.) After every restart:
+again, 25 times per backend, then lets it finish the episode. (The cgroup scenario gets six
+modules and one-tick windows here: with three, a plan holds one shift at most.) After every restart:
 
 - the controller's allocation equals the backend's: the journal's applied moves, replayed
   from the initial allocation, give every module's units (serving + warming up) as the
@@ -18,6 +18,7 @@ fourth module here: with three, a plan holds one shift at most.) After every res
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import signal
@@ -44,16 +45,24 @@ KILLS = 25
 def _scenario(tmp: Path, base: str, ticks: int) -> Path:
     data = load_scenario(base).model_dump(mode="json")  # trace paths come out absolute
     data.update(name=f"{base}-crash", episode_ticks=ticks)
-    if len(data["modules"]) < 4:  # room for two shifts in one plan
-        extra = {**data["modules"][1], "name": "extra"}
-        data["modules"].append(extra)
-        data["demand"]["trace"]["columns"].append("fn_07044c0a")
+    if len(data["modules"]) < 6:  # room for several shifts in one plan
+        # six modules of two units (the trace's six columns), windows of one tick and a
+        # tick's budget for two shifts of the largest level: with three or four modules and
+        # three-tick windows a whole episode held one or two plans of several shifts, too
+        # few for the test to count on whatever the real backend's timing makes of the
+        # random plans (about 16 in 150 ticks so)
+        trace = data["demand"]["trace"]
+        with gzip.open(trace["path"], "rt") as f:
+            columns = f.readline().strip().split(",")[1:]
+        for col in [c for c in columns if c not in trace["columns"]][: 6 - len(data["modules"])]:
+            data["modules"].append({**data["modules"][1], "name": f"extra-{col}"})
+            trace["columns"].append(col)
         pool = data["resources"][0]["units"]
         for m in data["modules"]:
             m["units"], m["floor"] = pool // len(data["modules"]), 1
-        # a tick's budget for two shifts of the largest level, so plans of several shifts
-        # are common whatever the real backend's timing makes of the random plans
+        data["warmup_ticks"] = 0
         safety = data["safety"]
+        safety["stabilization_ticks"] = 1
         safety["max_units_per_tick"] = max(safety["max_units_per_tick"],
                                            2 * safety["max_units_per_shift"])  # fmt: skip
     path = tmp / f"{base}-crash.yaml"
