@@ -23,10 +23,13 @@ the pool of the per-kind block (alloc, incoming, demand, forecast, reported need
 module count ``M`` (an average module reads ~1) squashed by ``x / (1 + x)``; the log-ratios of
 demand, forecast and reported need to the units held (alloc + incoming), clipped to
 ``+-LOG_RATIO_MAX`` and scaled into ``[-1, 1]`` (the over- or under-provisioning a plan should
-correct); and the eleven per-module features as they are (all in ``[0, 1]``; ``value`` is
-already weight x ``M``). **Globals** per kind (:data:`GLOBAL_FEATURES`): the free share of the
-pool, the free units against an average module's (``free x M``, squashed), the offline share,
-and the total demand and forecast over the pool (sums of shares: how tight the pool is).
+correct); the units the module holds, ``log2(1 + units) / 10`` (from ``pool.unit.<kind>``,
+one unit's share of the pool: the *granularity* an amount level is measured against); and the
+eleven per-module features as they are (all in ``[0, 1]``; ``value`` is already weight x
+``M``). **Globals** per kind (:data:`GLOBAL_FEATURES`): the free share of the pool, the free
+units against an average module's (``free x M``, squashed), the offline share, the total
+demand and forecast over the pool (sums of shares: how tight the pool is), and an average
+module's units (``log2(1 + pool / M) / 10``).
 
 **What the network does not see.** No module index, name or position: a token is only what
 its module measures, so the network cannot memorize "module 3 peaks at 20:00" (permuting
@@ -52,11 +55,11 @@ are time-split (where the held-out period tests it honestly); on ``large`` both 
 anyway (see below), so that gain is no usable property. ``value`` (weight x M) and
 ``reputation`` stay: they are what the reward weighs and what the guard trusts, not names.
 
-**What does not transfer yet.** Amount levels are absolute units: a policy trained where a
-module holds ~8 units (default) moves 1-4 units at once, which on ``large`` (2-3 units per
-module) are most of a module. The observation has no unit count (only shares of the pool),
-so the network cannot tell; a unit-granularity input (units per module, from the pool size)
-is the next step for module-count transfer.
+**Granularity.** Amount levels are absolute units: 2 units are a quarter of a module of 8
+(``default``) and all but the floor of one of 3 (``large``). Shares of the pool alone cannot
+tell them apart, so a network trained on ``default`` moved most of ``large``'s modules at once
+(``configs/train/modular_default.yaml``: -14.3 on ``large``); the units held and an average
+module's units are inputs for that reason.
 
 This module needs numpy alone (the runtime loads :class:`ModularPolicy` with it); the torch
 twin, the SB3 policies and the export are in :mod:`shift_rl.modular_torch`.
@@ -97,6 +100,8 @@ PER_KIND = ("alloc", "incoming", "demand", "forecast", "reported_need")
 PER_MODULE = ("utilization", "latency", "error_rate", "attainment", "forecast_spread",
               "confidence", "reputation", "locked", "pending", "missing", "value")  # fmt: skip
 """The per-module block of the observation (``<module>.<feature>``)."""
+UNITS_LOG2_MAX = 10.0
+"""Unit counts enter as ``log2(1 + units) / 10`` (clipped to 1: 1023 units and more)."""
 LOG_RATIO_MAX = 3.0
 """Log-ratios to the units held are clipped to +-3 (a factor of 20)."""
 RATIO_EPS = 0.05
@@ -106,9 +111,11 @@ TOKEN_FEATURES = (
     "log_demand_over_held",
     "log_forecast_over_held",
     "log_need_over_held",
+    "units_held",
     *PER_MODULE,
 )
-GLOBAL_FEATURES = ("free", "free_x_m", "offline", "total_demand", "total_forecast")
+GLOBAL_FEATURES = ("free", "free_x_m", "offline", "total_demand", "total_forecast",
+                   "units_per_module")  # fmt: skip
 TIME_FEATURES = ("time.sin", "time.cos")
 PRESENT = "present"
 """``<module>.present``: 1 for a real module, 0 for a padding slot (only in the padded
@@ -131,6 +138,7 @@ class ModularLayout:
     module_index: np.ndarray  # (M, 11) indices of PER_MODULE per module
     free_index: np.ndarray  # (R,)
     offline_index: np.ndarray  # (R,)
+    unit_index: np.ndarray  # (R,) of ``pool.unit.<kind>`` (1 / pool units)
     time_index: np.ndarray  # (2,)
     width: int  # length of the observation
     present_index: np.ndarray | None = None  # (M,) of ``<module>.present``, None: all present
@@ -186,6 +194,7 @@ class ModularLayout:
             module_index=module_index,
             free_index=np.array([find(f"pool.free.{k}") for k in kinds], dtype=np.int64),
             offline_index=np.array([find(f"pool.offline.{k}") for k in kinds], dtype=np.int64),
+            unit_index=np.array([find(f"pool.unit.{k}") for k in kinds], dtype=np.int64),
             time_index=np.array([find(n) for n in TIME_FEATURES], dtype=np.int64),
             width=len(names),
             present_index=present,
@@ -194,6 +203,10 @@ class ModularLayout:
 
 def _squash(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + x)
+
+
+def _log_units(units: np.ndarray) -> np.ndarray:
+    return np.minimum(np.log2(1.0 + units) / np.float32(UNITS_LOG2_MAX), 1.0)
 
 
 def featurize(
@@ -228,7 +241,9 @@ def featurize(
     per_module = x[:, layout.module_index]  # (B, M, 11)
     b, n_mod, n_kind, _ = shares.shape
     per_module = np.broadcast_to(per_module[:, :, None, :], (b, n_mod, n_kind, len(PER_MODULE)))
-    tokens = np.concatenate([_squash(s), ratio, per_module], axis=3)
+    unit = np.maximum(x[:, layout.unit_index], np.float32(1e-9))  # (B, R): 1 / pool units
+    units = (shares[..., 0] + shares[..., 1]) / unit[:, None, :]  # (B, M, R) units held
+    tokens = np.concatenate([_squash(s), ratio, _log_units(units)[..., None], per_module], axis=3)
     free = x[:, layout.free_index]  # (B, R)
     real = shares if present is None else shares * present[:, :, None, None]
     parts = [
@@ -237,6 +252,7 @@ def featurize(
         x[:, layout.offline_index],
         _squash(real[..., 2].sum(axis=1)),
         _squash(real[..., 3].sum(axis=1)),
+        _log_units(1.0 / (unit * mg)),
     ]
     if time_features:
         t = x[:, layout.time_index]
@@ -415,7 +431,7 @@ class ModularPolicy:
         from shift_rl.observation import feature_layout
 
         r = len(self.kinds)
-        per, extra = len(PER_KIND) * r + len(PER_MODULE), 2 + 2 * r
+        per, extra = len(PER_KIND) * r + len(PER_MODULE), 2 + 3 * r
         m, rest = divmod(width - extra, per)
         if m < 1 or rest:
             raise ValueError(

@@ -128,6 +128,7 @@ def _build(
         for r in range(n_kind):
             out[b, g + 2 + 2 * r] = min(free[b, r] / pool[r], 1.0)
             out[b, g + 3 + 2 * r] = min((pool[r] - capacity[b, r]) / pool[r], 1.0)
+            out[b, g + 2 + 2 * n_kind + r] = 1.0 / pool[r]
 
 
 def feature_layout(modules: list[str], kinds: list[str]) -> list[Feature]:
@@ -145,7 +146,20 @@ def feature_layout(modules: list[str], kinds: list[str]) -> list[Feature]:
     for kind in kinds:
         spec.append(Feature(f"pool.free.{kind}", 0.0, 1.0, "unallocated units / pool units"))
         spec.append(Feature(f"pool.offline.{kind}", 0.0, 1.0, "failed units / pool units"))
+    for kind in kinds:
+        spec.append(Feature(f"pool.unit.{kind}", 0.0, 1.0, "1 / pool units: the share one unit is"))
     return spec
+
+
+ADDED_FEATURES = ("pool.unit.",)
+"""Prefixes of features added to the observation after policies of format 2 were released:
+a policy whose ``observation.names`` lack them reads the observation without them
+(:func:`without_added`), so an exported policy keeps running as the observation grows."""
+
+
+def without_added(names: list[str]) -> list[str]:
+    """``names`` without the :data:`ADDED_FEATURES` (the observation an older policy read)."""
+    return [n for n in names if not n.startswith(ADDED_FEATURES)]
 
 
 class ObservationBuilder:

@@ -95,10 +95,19 @@ class ExportedPolicy:
     nvec: np.ndarray
     uses_masks: bool
     mode: str = "shift"  # ``action.mode``: "plan" or "shift" (ACTION_MODES)
+    columns: np.ndarray | None = None
+    """Positions of the policy's inputs in a longer observation (:meth:`bind_columns`); None:
+    the observation is the policy's own."""
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
-        return (len(self.spec["observation"]["names"]),)
+        width = len(self.spec["observation"]["names"])
+        return (width if self.columns is None else self._width,)
+
+    def bind_columns(self, columns: np.ndarray, width: int) -> None:
+        """Read observations of ``width`` features, the policy's inputs at ``columns`` (an
+        observation that gained features after the policy was exported)."""
+        self.columns, self._width = np.asarray(columns, dtype=np.int64), int(width)
 
     def reset(self) -> None:
         """The exported actor is memoryless."""
@@ -111,6 +120,8 @@ class ExportedPolicy:
                 f"policy {self.name!r} expects an observation of shape "
                 f"{self.observation_shape}, got {x.shape}"
             )
+        if self.columns is not None:
+            x = x[self.columns]
         return mlp_forward(x, self.hidden, self.activation, self.head)
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:

@@ -34,7 +34,7 @@ def _make(policy: str, params):
 @pytest.mark.parametrize(
     ("policy", "seed"),
     [("potential", 11), ("hpa", 11), ("proportional", 11), ("random-plans", 11),
-     ("random-plans", 8)],  # seed 8: a rollback judged after the last interval
+     ("random-plans", 2)],  # seed 2: a rollback judged after the last interval
 )  # fmt: skip
 def test_controller_reproduces_the_env_episode(policy: str, seed: int) -> None:
     env = ResourceShiftEnv("default")
@@ -51,7 +51,7 @@ def test_controller_reproduces_the_env_episode(policy: str, seed: int) -> None:
     if policy == "random-plans":  # plans of several shifts, and rollbacks, were reproduced
         assert max(len(r.shifts) for r in records) >= 2
         assert sum(len(r.rollbacks) for r in records) > 0
-    if seed == 8:
+    if seed == 2:
         assert records[-1].rollbacks, "the rollback after the last interval was executed"
 
 

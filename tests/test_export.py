@@ -316,7 +316,7 @@ def test_a_policy_for_another_action_mode_is_refused(exported, exported_other, t
 
 def test_a_policy_for_another_module_count_is_refused(exported) -> None:
     folder, _ = exported
-    with pytest.raises(EvaluationError, match=r"expects observations of shape \(100,\)"):
+    with pytest.raises(EvaluationError, match=r"expects observations of shape \(101,\)"):
         evaluate([str(folder)], "multi_resource", episodes=1)
     be = SimulatedBackend("multi_resource")
     with pytest.raises(ValueError, match="5 modules"):
