@@ -1310,6 +1310,24 @@ class TrainEvalConfig(_Model):
     )
 
 
+class PretrainConfig(_Model):
+    """A warm start before PPO: behaviour cloning of a heuristic on the suite's train members
+    (:mod:`shift_rl.pretrain`). ``rollouts`` 0 turns it off."""
+
+    teacher: Literal["potential", "hpa", "proportional", "vpa"] = Field(
+        "potential", description="the heuristic imitated (suite-tuned parameters when there)"
+    )
+    rollouts: Annotated[int, Field(ge=0, le=100)] = Field(
+        0, description="rollouts of ppo.n_steps x n_envs teacher steps collected (0: off)"
+    )
+    epochs: Annotated[int, Field(ge=1, le=1000)] = Field(10, description="passes over them")
+    batch_size: Annotated[int, Field(ge=1, le=MAX_ROLLOUT)] = 1440
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = Field(1e-3, description="Adam")
+    vf_coef: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
+        0.5, description="weight of the value loss (to the teacher's discounted returns)"
+    )
+
+
 class TrainConfig(_Model):
     """A training run: scenario, algorithm, network, PPO settings, evaluation, checkpoints."""
 
@@ -1337,6 +1355,7 @@ class TrainConfig(_Model):
     network: NetworkConfig = NetworkConfig()
     randomization: RandomizationConfig = RandomizationConfig()
     evaluation: TrainEvalConfig = TrainEvalConfig()
+    pretrain: PretrainConfig = PretrainConfig()
     suite: str | None = Field(
         None, min_length=1, max_length=4096,
         description="train on this suite's train members (name in configs/suites or YAML "
@@ -1393,6 +1412,8 @@ class TrainConfig(_Model):
             )
         if self.leave_out and self.suite is None:
             raise ValueError("leave_out: families are left out of a suite; set suite too")
+        if self.pretrain.rollouts and self.suite is None:
+            raise ValueError("pretrain: the warm start runs on a suite's members; set suite too")
         levels = self.suite_amount_levels
         if sorted(set(levels)) != levels:
             raise ValueError(f"suite_amount_levels: {levels} must be increasing, no repeats")

@@ -37,7 +37,7 @@ to the matching ones, the others are never chosen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,19 @@ def level_map(policy_levels: Sequence[int], scenario_levels: Sequence[int]) -> n
     return np.array([*down, k, *up], dtype=np.int64)
 
 
+def policy_levels(policy_levels: Sequence[int], scenario_levels: Sequence[int]) -> np.ndarray:
+    """Policy level index of each of the scenario's ``2K_s + 1`` levels: the same signed
+    amount, or the policy's largest below it (a teacher's 8 units are the policy's 4)."""
+    mine, theirs = [int(v) for v in policy_levels], [int(v) for v in scenario_levels]
+    k, ks = len(mine), len(theirs)
+    out = np.full(2 * ks + 1, k, dtype=np.int64)
+    for j, units in enumerate(theirs, start=1):
+        below = [i for i, v in enumerate(mine, start=1) if v <= units]
+        if below:
+            out[ks + j], out[ks - j] = k + below[-1], k - below[-1]
+    return out
+
+
 class Padder:
     """One scenario's observations, masks and actions in the padded layout."""
 
@@ -103,6 +116,7 @@ class Padder:
         if scenario.action.mode != "plan":
             raise ValueError(f"action.mode {scenario.action.mode!r}, not plan")
         self.level_map = level_map(amount_levels, params.amount_levels)
+        self.to_policy = policy_levels(amount_levels, params.amount_levels)
         self.levels = 2 * len(amount_levels) + 1
         self.scenario_levels = 2 * len(params.amount_levels) + 1
         feats = padded_features(max_modules, kinds)
@@ -143,6 +157,18 @@ class Padder:
         """The scenario's ``(B, E)`` actions of padded ones ``(B, E_padded)``."""
         a = np.asarray(actions, dtype=np.int64).reshape(-1, self.total_entries)[:, : self.entries]
         return a if self.level_map is None else self.level_map[a]
+
+    def unpad_obs(self, obs: np.ndarray) -> np.ndarray:
+        """The scenario's ``(B, D)`` observations of padded ones (what :meth:`obs` made)."""
+        return np.asarray(obs).reshape(-1, self.width)[:, self.obs_index]
+
+    def pad_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Padded ``(B, E_padded)`` actions of the scenario's ``(B, E)`` (a teacher's), each
+        level the policy's nearest at or below it (:func:`policy_levels`); padding: no change."""
+        a = np.asarray(actions, dtype=np.int64).reshape(-1, self.entries)
+        out = np.full((a.shape[0], self.total_entries), self.levels // 2, dtype=np.int64)
+        out[:, : self.entries] = self.to_policy[a]
+        return out
 
 
 @dataclass
@@ -267,6 +293,8 @@ class SuiteTrainingEnv(InProcessVecEnv):
         self._ret = np.zeros(n)
         self._len = np.zeros(n, dtype=np.int64)
         self._actions = np.zeros((n, len(action_space.nvec)), dtype=np.int64)
+        self._teachers: dict[tuple[int, int], Any] = {}
+        self._teacher_episode: dict[int, tuple[tuple[int, int], int]] = {}
         super().__init__(n, gym.spaces.Box(low, high, dtype=np.float32), action_space)
 
     @property
@@ -329,6 +357,27 @@ class SuiteTrainingEnv(InProcessVecEnv):
         for info, d in zip(infos, dones.tolist(), strict=True):
             info["TimeLimit.truncated"] = d
         return self._obs.copy(), rewards.astype(np.float32), dones, infos
+
+    def teacher_actions(self, make: Callable[[ScenarioConfig], Any]) -> np.ndarray:
+        """``(n, max_modules * R)`` padded actions a heuristic takes on each row's current
+        observation and mask (what :mod:`shift_rl.pretrain` imitates): ``make(scenario)``
+        builds one per row and scenario, reset at each of the row's episodes (heuristics
+        keep state over an episode); levels mapped by :meth:`Padder.pad_actions`."""
+        out = np.empty((self.num_envs, self.max_modules * len(self.kinds)), dtype=np.int64)
+        for g in self.groups:
+            raw = g.padder.unpad_obs(self._obs[g.rows])
+            masks = g.plane.action_masks()
+            acts = np.empty((g.rows.size, g.padder.entries), dtype=np.int64)
+            for j, i in enumerate(g.rows.tolist()):
+                v = int(self.variant[i])
+                teacher = self._teachers.setdefault((i, v), make(g.scenarios[v]))
+                episode = (int(self.base_seed[i]), int(self.episode[i]))
+                if self._teacher_episode.get(i) != (episode, v):
+                    teacher.reset()
+                    self._teacher_episode[i] = (episode, v)
+                acts[j] = teacher.act(raw[j], masks[j])
+            out[g.rows] = g.padder.pad_actions(acts)
+        return out
 
     def action_masks(self) -> np.ndarray:
         """(n, max_modules * R * (2K + 1)) padded masks, one row per env."""

@@ -32,11 +32,25 @@ from gymnasium import spaces
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.distributions import MultiCategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 
 from shift_rl.runtime import MASKED_LOGIT, mlp_forward
 
 NumpyLayer = tuple[np.ndarray, np.ndarray]
+
+
+class SelectColumns(BaseFeaturesExtractor):
+    """The observation's features at ``columns``, as they are: the MLP's input when the
+    observation holds features it does not read (``shift_rl.observation.ADDED_FEATURES``,
+    constant over the one layout an MLP runs on)."""
+
+    def __init__(self, observation_space: spaces.Box, columns: list[int]) -> None:
+        super().__init__(observation_space, len(columns))
+        self.columns = np.asarray(columns, dtype=np.int64)
+        self.register_buffer("index", torch.as_tensor(self.columns), persistent=False)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return observations.index_select(1, self.index)
 
 
 def linear_numpy(layer: torch.nn.Linear) -> NumpyLayer:
@@ -148,7 +162,7 @@ class _NumpyRollouts:
             self.action_dist = PaddedMultiCategorical(list(action_space.nvec))
             self._numpy_ok = (
                 self.share_features_extractor  # type: ignore[attr-defined]
-                and isinstance(self.features_extractor, FlattenExtractor)  # type: ignore[attr-defined]
+                and isinstance(self.features_extractor, (FlattenExtractor, SelectColumns))  # type: ignore[attr-defined]
                 and isinstance(observation_space, spaces.Box)
             )
 
@@ -162,6 +176,9 @@ class _NumpyRollouts:
             return super().forward(obs, deterministic, action_masks=action_masks)  # type: ignore[misc]
         (pi, vf, head, value_head), activation = self._numpy_layers()
         x = obs.numpy().reshape(obs.shape[0], -1).astype(np.float32, copy=False)
+        extractor = self.features_extractor  # type: ignore[attr-defined]
+        if isinstance(extractor, SelectColumns):
+            x = np.ascontiguousarray(x[:, extractor.columns])  # C order: the BLAS path of x
         logits = mlp_forward(x, pi, activation, head)
         values = mlp_forward(x, vf, activation, value_head)
         dist = self.action_dist

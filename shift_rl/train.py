@@ -51,10 +51,11 @@ from shift_rl.env import ResourceShiftEnv
 from shift_rl.evaluate import EvaluationReport, evaluate, ratio_of_means, run_episode
 from shift_rl.export import export_model
 from shift_rl.machine import describe
+from shift_rl.observation import ADDED_FEATURES, feature_layout
 from shift_rl.runtime import PolicyFileError, file_sha256
 from shift_rl.safety import GuardSettings
 from shift_rl.seeds import TRAIN_SEED_BASE, VALIDATION_SEED_BASE
-from shift_rl.torch_policy import ShiftActorCriticPolicy, ShiftMaskablePolicy
+from shift_rl.torch_policy import SelectColumns, ShiftActorCriticPolicy, ShiftMaskablePolicy
 from shift_rl.training_envs import make_variants, make_vec_env
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,13 @@ def algo_class(cfg: TrainConfig) -> type:
     return PPO
 
 
+def mlp_columns(names: list[str]) -> list[int]:
+    """The observation's columns an MLP policy reads: all but the ``ADDED_FEATURES``, which are
+    constant over the one layout an MLP runs on (so its inputs, and a seeded run, are those
+    of the releases made before they were added)."""
+    return [i for i, n in enumerate(names) if not n.startswith(ADDED_FEATURES)]
+
+
 def build_model(cfg: TrainConfig, venv: VecEnv, tb_dir: Path) -> Any:
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.network.activation]
     arch = list(cfg.network.net_arch)
@@ -80,6 +88,13 @@ def build_model(cfg: TrainConfig, venv: VecEnv, tb_dir: Path) -> Any:
         from shift_rl.modular_torch import modular_policy
 
         policy, kwargs = modular_policy(cfg, venv)
+    else:
+        sc = load_scenario(cfg.scenario)
+        names = [f.name for f in feature_layout([m.name for m in sc.modules], sc.resource_names)]
+        read = mlp_columns(names)
+        if len(read) < len(names):  # the MLP reads the observation without ADDED_FEATURES
+            kwargs |= {"features_extractor_class": SelectColumns,
+                       "features_extractor_kwargs": {"columns": read}}  # fmt: skip
     return algo_class(cfg)(
         policy,
         venv,
@@ -642,8 +657,13 @@ def train(
         policy_of = lambda model: PaddedSB3Policy(model, padder)  # noqa: E731
     else:
         venv = make_vec_env(cfg, variants, start_episode=done // per_episode)
+    started = time.perf_counter()
     if resume is None:
         model = build_model(cfg, venv, run_dir / "tb")
+        if cfg.pretrain.rollouts:  # a warm start: clone a tuned heuristic (shift_rl.pretrain)
+            from shift_rl.pretrain import pretrain
+
+            pretrain(model, cfg, selection)
     else:
         model = load_checkpoint(cfg, resume, env=venv)
         model.tensorboard_log = str(run_dir / "tb")
@@ -657,7 +677,6 @@ def train(
     ]
     if progress:
         callbacks.append(TrainingProgress(max(remaining, 0)))
-    started = time.perf_counter()
     if remaining > 0:
         model.learn(
             total_timesteps=remaining,
@@ -694,14 +713,17 @@ def export_trained(
     """Export a trained model with everything a controller needs to trust and run it."""
     env = ResourceShiftEnv(scenario)
     write = export_model
+    read = list(range(len(env.observation_names)))
     if cfg.network.kind == "modular":
         from shift_rl.modular_torch import export_modular as write
+    elif isinstance(getattr(model.policy, "features_extractor", None), SelectColumns):
+        read = model.policy.features_extractor.columns.tolist()  # what build_model's MLP reads
     return write(
         model,
         out,
-        observation_names=env.observation_names,
-        observation_low=env.observation_space.low,
-        observation_high=env.observation_space.high,
+        observation_names=[env.observation_names[i] for i in read],
+        observation_low=env.observation_space.low[read],
+        observation_high=env.observation_space.high[read],
         scenario={
             "name": scenario.name,
             "fingerprint": env.params.fingerprint(),

@@ -459,3 +459,34 @@ def test_onnx_export_uses_the_supported_exporter_quietly(exported, tmp_path, cap
     assert not noisy, [str(w.message)[:120] for w in noisy]
     assert not [r for r in caplog.records if r.name.startswith("torch")]
     assert (tmp_path / "q" / "policy.onnx").is_file()
+
+
+def test_an_mlp_reads_the_observation_without_added_features(tmp_path: Path) -> None:
+    """An MLP runs on one layout, where ``pool.unit.*`` is constant: it is trained and
+    exported without it, and bound to the full observation by column (as releases made
+    before the feature was added are)."""
+    from shift_rl.agents import resolve_policy
+    from shift_rl.config import load_scenario, load_train_config
+    from shift_rl.env import ResourceShiftEnv
+    from shift_rl.observation import ADDED_FEATURES
+    from shift_rl.train import build_model
+    from shift_rl.training_envs import BatchedTrainingEnv
+
+    cfg = load_train_config(None, ["run_name=columns", "ppo.n_steps=64", "ppo.batch_size=64",
+                                   "ppo.n_epochs=1", "network.net_arch=[16]"])  # fmt: skip
+    model = build_model(cfg, BatchedTrainingEnv([load_scenario("default")], [0, 1]), tmp_path)
+    model.learn(128)
+    folder = tmp_path / "policy"
+    export_trained(model, cfg, load_scenario("default"), folder)
+    env = ResourceShiftEnv(load_scenario("default"))
+    names = load_policy(folder).spec["observation"]["names"]
+    assert not [n for n in names if n.startswith(ADDED_FEATURES)]
+    assert [n for n in env.observation_names if not n.startswith(ADDED_FEATURES)] == names
+    policy = resolve_policy(str(folder), env.params)
+    assert policy.observation_shape == env.observation_space.shape
+    obs, _ = env.reset(seed=3)
+    for _ in range(5):
+        mask = env.action_masks()
+        want, _ = model.predict(obs, deterministic=True)
+        np.testing.assert_array_equal(policy.act(obs, mask), want)
+        obs, *_ = env.step(want)

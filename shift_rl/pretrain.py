@@ -1,0 +1,173 @@
+"""A warm start for PPO: behaviour cloning of a tuned heuristic (``pretrain:`` of a config).
+
+PPO from random weights on a broad suite spends its first rollouts relearning what any
+autoscaler knows (give units to the modules that queue, take them from the idle), and at the
+step counts that fit in minutes on two cores a generalist trained so learned next to nothing.
+Cloning a tuned heuristic first starts PPO at the heuristic's level, on every member of the
+suite, and leaves it to PPO to improve on it (RL from demonstrations, as DQfD or AlphaStar's
+supervised start):
+
+1. **Demonstrations.** The ``teacher`` (a heuristic, with the parameters tuned on the same
+   suite's train split when ``agents/suites/<suite>[-without-<families>]/`` holds them, as
+   :func:`shift_rl.benchmark.baseline_parameters` finds them for the leaderboard) acts in a
+   copy of the suite's training envs whose rows have seeds of their own
+   (:data:`ROW_SEED_OFFSET`), ``rollouts x ppo.n_steps`` ticks per row: whole episodes, since
+   ``n_steps`` is a multiple of every member's episode length. Recorded: padded observations
+   and masks, the teacher's plan in the policy's levels (:meth:`~shift_rl.suite_training.
+   Padder.pad_actions`), the training reward.
+2. **Cloning.** ``epochs`` passes of Adam over shuffled minibatches of the actor's negative
+   log-likelihood of the teacher's levels (masked as in training) plus ``vf_coef`` times the
+   critic's squared error to the teacher's discounted return-to-go (PPO's ``gamma``), so
+   PPO's first advantages are measured against the value of the teacher's play, not of a
+   random policy's.
+
+Only train splits are played, and with training seeds: the warm start sees nothing the
+leaderboard reports on. What it costs and gives is in ``configs/train/generalist.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from shift_rl.config import ScenarioConfig
+from shift_rl.scenario import ScenarioParams
+
+logger = logging.getLogger(__name__)
+
+ROW_SEED_OFFSET = 2**32
+"""The teacher's rows play base seeds ``seed * 1000 + i + 2**32``: episodes apart from PPO's
+rows (``seed * 1000 + i``)."""
+
+
+@dataclass
+class Demonstrations:
+    """``T`` ticks of ``n`` rows, time-major: what :func:`clone` learns from."""
+
+    obs: np.ndarray  # (T, n, D) float32, padded
+    actions: np.ndarray  # (T, n, E) int64, the policy's levels
+    masks: np.ndarray  # (T, n, E * L) bool
+    rewards: np.ndarray  # (T, n) float32
+    dones: np.ndarray  # (T, n) bool: the episode ended at this tick
+
+    def returns(self, gamma: float) -> np.ndarray:
+        """(T, n) discounted return-to-go within each episode."""
+        out = np.zeros_like(self.rewards, dtype=np.float64)
+        acc = np.zeros(self.rewards.shape[1])
+        for t in range(self.rewards.shape[0] - 1, -1, -1):
+            acc = np.where(self.dones[t], 0.0, acc) * gamma + self.rewards[t]
+            out[t] = acc
+        return out.astype(np.float32)
+
+
+def teacher_maker(cfg: Any) -> tuple[Any, dict[str, Any]]:
+    """``make(scenario) -> policy`` of the config's teacher and what its parameters are."""
+    from shift_rl.agents import make_policy
+    from shift_rl.benchmark import baseline_parameters
+    from shift_rl.suite import load_suite
+
+    name = cfg.pretrain.teacher
+    suite = load_suite(cfg.suite)
+    chosen = baseline_parameters(suite.name, [name], None, cfg.leave_out or None)[name]
+    params = chosen["params"]
+
+    def make(scenario: ScenarioConfig) -> Any:
+        return make_policy(name, ScenarioParams.from_config(scenario), **params)
+
+    return make, chosen
+
+
+def collect(cfg: Any, selection: Any) -> Demonstrations:
+    """The teacher's play on the suite's train members (module docstring, step 1)."""
+    from shift_rl.suite_training import SuiteTrainingEnv
+
+    make, chosen = teacher_maker(cfg)
+    env = SuiteTrainingEnv(
+        selection.scenarios,
+        [cfg.seed * 1000 + i + ROW_SEED_OFFSET for i in range(cfg.n_envs)],
+        cfg.suite_max_modules,
+        cfg.suite_kinds,
+        cfg.suite_amount_levels,
+        regret=cfg.reward == "regret",
+    )
+    ticks = cfg.pretrain.rollouts * cfg.ppo.n_steps
+    n, width = env.num_envs, env.observation_space.shape[0]
+    entries = len(env.action_space.nvec)
+    demo = Demonstrations(
+        obs=np.empty((ticks, n, width), dtype=np.float32),
+        actions=np.empty((ticks, n, entries), dtype=np.int64),
+        masks=np.empty((ticks, n, int(env.action_space.nvec.sum())), dtype=bool),
+        rewards=np.empty((ticks, n), dtype=np.float32),
+        dones=np.empty((ticks, n), dtype=bool),
+    )
+    started = time.perf_counter()
+    obs = env.reset()
+    for t in range(ticks):
+        demo.obs[t] = obs
+        demo.masks[t] = env.action_masks()
+        demo.actions[t] = env.teacher_actions(make)
+        obs, rewards, dones, _ = env.step(demo.actions[t])
+        demo.rewards[t], demo.dones[t] = rewards, dones
+    logger.info(
+        "pretrain: %d teacher steps of %s (%s) in %.0f s",
+        ticks * n, cfg.pretrain.teacher, chosen["tuned_on"], time.perf_counter() - started,
+    )  # fmt: skip
+    return demo
+
+
+def clone(model: Any, demo: Demonstrations, cfg: Any) -> dict[str, float]:
+    """Fit the model's actor to the teacher's levels and its critic to the teacher's returns
+    (module docstring, step 2); the final epoch's mean losses."""
+    pc = cfg.pretrain
+    policy = model.policy
+    obs = torch.as_tensor(demo.obs.reshape(-1, demo.obs.shape[-1]))
+    actions = torch.as_tensor(demo.actions.reshape(-1, demo.actions.shape[-1]))
+    masks = demo.masks.reshape(-1, demo.masks.shape[-1])
+    returns = torch.as_tensor(demo.returns(cfg.ppo.gamma).reshape(-1))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=pc.learning_rate, eps=1e-5)
+    gen = np.random.default_rng(cfg.seed)
+    maskable = cfg.algo == "maskable_ppo"
+    size = obs.shape[0]
+    policy.set_training_mode(True)
+    last = {}
+    for _ in range(pc.epochs):
+        order = gen.permutation(size)
+        sums = {"nll": 0.0, "value": 0.0}
+        for start in range(0, size, pc.batch_size):
+            idx = order[start : start + pc.batch_size]
+            kwargs = {"action_masks": masks[idx]} if maskable else {}
+            values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx], **kwargs)
+            nll = -log_prob.mean()
+            value = torch.nn.functional.mse_loss(values.flatten(), returns[idx])
+            loss = nll + pc.vf_coef * value
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.ppo.max_grad_norm)
+            optimizer.step()
+            sums["nll"] += nll.item() * idx.size
+            sums["value"] += value.item() * idx.size
+        last = {k: v / size for k, v in sums.items()}
+    policy.set_training_mode(False)
+    return last
+
+
+def pretrain(model: Any, cfg: Any, selection: Any) -> dict[str, float]:
+    """Collect the teacher's play and clone it into ``model`` (a no-op for ``rollouts: 0``)."""
+    if not cfg.pretrain.rollouts:
+        return {}
+    demo = collect(cfg, selection)
+    started = time.perf_counter()
+    losses = clone(model, demo, cfg)
+    logger.info(
+        "pretrain: cloned in %.0f s, per-entry nll %.4f, value mse %.4f",
+        time.perf_counter() - started, losses["nll"] / demo.actions.shape[-1], losses["value"],
+    )  # fmt: skip
+    return losses
+
+
+__all__ = ["ROW_SEED_OFFSET", "Demonstrations", "clone", "collect", "pretrain", "teacher_maker"]
