@@ -9,7 +9,9 @@ supervised start):
 
 1. **Demonstrations.** The ``teacher`` (a heuristic, with the parameters tuned on the same
    suite's train split when ``agents/suites/<suite>[-without-<families>]/`` holds them, as
-   :func:`shift_rl.benchmark.baseline_parameters` finds them for the leaderboard) acts in a
+   :func:`shift_rl.benchmark.baseline_parameters` finds them for the leaderboard; with
+   ``leave_out`` and no parameters tuned without those families, the ones tuned on the
+   shipped scenarios, so no left-out data reaches the policy through its teacher) acts in a
    copy of the suite's training envs whose rows have seeds of their own
    (:data:`ROW_SEED_OFFSET`), ``rollouts x ppo.n_steps`` ticks per row: whole episodes, since
    ``n_steps`` is a multiple of every member's episode length. Recorded: padded observations
@@ -67,13 +69,18 @@ class Demonstrations:
 
 def teacher_maker(cfg: Any) -> tuple[Any, dict[str, Any]]:
     """``make(scenario) -> policy`` of the config's teacher and what its parameters are."""
-    from shift_rl.agents import make_policy
+    from shift_rl.agents import SUITE_TUNED_DIR, make_policy
     from shift_rl.benchmark import baseline_parameters
     from shift_rl.suite import load_suite
 
     name = cfg.pretrain.teacher
     suite = load_suite(cfg.suite)
-    chosen = baseline_parameters(suite.name, [name], None, cfg.leave_out or None)[name]
+    fams = sorted(set(cfg.leave_out))
+    tuned_dir = None
+    if fams and not (SUITE_TUNED_DIR / f"{suite.name}-without-{'-'.join(fams)}").is_dir():
+        tuned_dir = "default"  # the suite's own were tuned on the left-out families too
+    untuned = {"params": {}, "tuned_on": "untuned (its default parameters)"}
+    chosen = baseline_parameters(suite.name, [name], tuned_dir, fams or None).get(name, untuned)
     params = chosen["params"]
 
     def make(scenario: ScenarioConfig) -> Any:
