@@ -26,6 +26,10 @@ module count but needs one observation and action shape per rollout buffer:
   levels ``K``; a scenario reads its first ``M * R`` entries. Its masks are the scenario's;
   a padding entry allows only "no change" (level ``K``).
 
+**Teacher actions** (:meth:`SuiteTrainingEnv.teacher_actions`): a heuristic per row acts on
+the row's own observation and mask; its plan, in the policy's levels
+(:meth:`Padder.pad_actions`), is what the warm start of :mod:`shift_rl.pretrain` imitates.
+
 **Restrictions** (scenarios outside them are left out with a note, :attr:`SuiteSelection.
 dropped`): the resource kinds must be exactly ``kinds`` (default ``[cpu]``: the suite's
 two-kind members are not trained on), at most ``max_modules`` modules, plan actions, and
