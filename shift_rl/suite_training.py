@@ -87,10 +87,11 @@ def level_map(policy_levels: Sequence[int], scenario_levels: Sequence[int]) -> n
     return np.array([*down, k, *up], dtype=np.int64)
 
 
-def policy_levels(policy_levels: Sequence[int], scenario_levels: Sequence[int]) -> np.ndarray:
-    """Policy level index of each of the scenario's ``2K_s + 1`` levels: the same signed
-    amount, or the policy's largest below it (a teacher's 8 units are the policy's 4)."""
-    mine, theirs = [int(v) for v in policy_levels], [int(v) for v in scenario_levels]
+def policy_levels(levels: Sequence[int], scenario_levels: Sequence[int]) -> np.ndarray:
+    """Index among a policy's ``levels`` of each of the scenario's ``2K_s + 1`` levels: the
+    same signed amount, or the policy's largest below it (a teacher's 8 units are the 4 of a
+    policy of ``[1, 2, 4]``; below the smallest, no change)."""
+    mine, theirs = [int(v) for v in levels], [int(v) for v in scenario_levels]
     k, ks = len(mine), len(theirs)
     out = np.full(2 * ks + 1, k, dtype=np.int64)
     for j, units in enumerate(theirs, start=1):
@@ -455,6 +456,7 @@ __all__ = [
     "level_map",
     "make_suite_env",
     "padded_names",
+    "policy_levels",
     "select_scenarios",
     "split_rows",
     "suite_selection",
