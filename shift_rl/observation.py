@@ -18,6 +18,7 @@ import gymnasium as gym
 import numba
 import numpy as np
 
+from shift_rl.policyfile import ADDED_FEATURES
 from shift_rl.safety import SafetyGuard
 from shift_rl.scenario import ScenarioParams
 from shift_rl.telemetry import Telemetry
@@ -151,14 +152,8 @@ def feature_layout(modules: list[str], kinds: list[str]) -> list[Feature]:
     return spec
 
 
-ADDED_FEATURES = ("pool.unit.",)
-"""Prefixes of features added to the observation after policies of format 2 were released:
-a policy whose ``observation.names`` lack them reads the observation without them
-(:func:`without_added`), so an exported policy keeps running as the observation grows."""
-
-
 def without_added(names: list[str]) -> list[str]:
-    """``names`` without the :data:`ADDED_FEATURES` (the observation an older policy read)."""
+    """``names`` without the ``ADDED_FEATURES`` (the observation an older policy read)."""
     return [n for n in names if not n.startswith(ADDED_FEATURES)]
 
 

@@ -29,6 +29,13 @@ MAX_WEIGHT_BYTES = 256 * 2**20
 MAX_LAYERS = 64
 
 
+ADDED_FEATURES = ("pool.unit.",)
+"""Prefixes of the observation's features added after policies of format 2 were released;
+they come last in the observation (one per kind). A policy whose ``observation.names`` lack
+them reads the observation without that tail, so an exported policy keeps running as the
+observation grows (:class:`shift_rl.runtime.ExportedPolicy`)."""
+
+
 class PolicyFileError(ValueError):
     """A policy folder that cannot be trusted or used; the message says what is wrong."""
 

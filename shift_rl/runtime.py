@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from shift_rl.policyfile import (  # noqa: F401 - re-exported: the runtime's public names
+    ADDED_FEATURES,
     MASKED_LOGIT,
     MAX_FILE_BYTES,
     MAX_LAYERS,
@@ -95,19 +96,21 @@ class ExportedPolicy:
     nvec: np.ndarray
     uses_masks: bool
     mode: str = "shift"  # ``action.mode``: "plan" or "shift" (ACTION_MODES)
-    columns: np.ndarray | None = None
-    """Positions of the policy's inputs in a longer observation (:meth:`bind_columns`); None:
-    the observation is the policy's own."""
+
+    @property
+    def inputs(self) -> int:
+        """Features the network reads: the observation's first ``inputs``."""
+        return len(self.spec["observation"]["names"])
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
-        width = len(self.spec["observation"]["names"])
-        return (width if self.columns is None else self._width,)
-
-    def bind_columns(self, columns: np.ndarray, width: int) -> None:
-        """Read observations of ``width`` features, the policy's inputs at ``columns`` (an
-        observation that gained features after the policy was exported)."""
-        self.columns, self._width = np.asarray(columns, dtype=np.int64), int(width)
+        """The observation it acts on: its inputs, then the ``ADDED_FEATURES`` it does not
+        read (one per kind) when its names lack them (exported before they were added, or an
+        MLP, for which they are constant)."""
+        names = self.spec["observation"]["names"]
+        if any(n.startswith(ADDED_FEATURES) for n in names):
+            return (len(names),)
+        return (len(names) + len(ADDED_FEATURES) * len(self.spec["scenario"]["resources"]),)
 
     def reset(self) -> None:
         """The exported actor is memoryless."""
@@ -120,9 +123,7 @@ class ExportedPolicy:
                 f"policy {self.name!r} expects an observation of shape "
                 f"{self.observation_shape}, got {x.shape}"
             )
-        if self.columns is not None:
-            x = x[self.columns]
-        return mlp_forward(x, self.hidden, self.activation, self.head)
+        return mlp_forward(x[: self.inputs], self.hidden, self.activation, self.head)
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
         logits = self.logits(observation)

@@ -27,7 +27,7 @@ from shift_rl.agents.base import HeuristicPolicy, Policy, StaticPolicy
 from shift_rl.agents.oracle import OracleMPCPolicy, oracle_goal
 from shift_rl.agents.potential import PotentialPolicy
 from shift_rl.config import PROJECT_ROOT, path_kind
-from shift_rl.observation import ADDED_FEATURES, ObservationBuilder, feature_layout, without_added
+from shift_rl.observation import ObservationBuilder, feature_layout, without_added
 from shift_rl.runtime import PLAN, SHIFT, ExportedPolicy, PolicyFileError, load_policy
 from shift_rl.safety import SafetyGuard
 from shift_rl.scenario import ScenarioParams
@@ -112,12 +112,6 @@ def check_policy_fits(policy: ExportedPolicy, name: str, params: ScenarioParams)
     builder = ObservationBuilder(params, 1)
     scenario = params.config.name
     expected = builder.space.shape
-    own = policy.spec["scenario"]
-    own_layout = [f.name for f in feature_layout(list(own["modules"]), list(own["resources"]))]
-    if list(policy.spec["observation"]["names"]) == without_added(own_layout) != own_layout:
-        # exported before the observation gained ADDED_FEATURES: it reads the rest
-        kept = [i for i, n in enumerate(builder.names) if not n.startswith(ADDED_FEATURES)]
-        policy.bind_columns(np.array(kept), len(builder.names))
     got = policy.observation_shape
     if tuple(got) != tuple(expected):
         raise PolicyFileError(
@@ -175,9 +169,9 @@ def check_policy_fits(policy: ExportedPolicy, name: str, params: ScenarioParams)
             name, what, theirs, scenario, mine,
         )  # fmt: skip
     low, high = spec["observation"]["low"], spec["observation"]["high"]
-    cols = slice(None) if policy.columns is None else policy.columns
-    if not (np.array_equal(np.float32(low), builder.low[cols])
-            and np.array_equal(np.float32(high), builder.high[cols])):  # fmt: skip
+    read = slice(policy.inputs)  # without the ADDED_FEATURES it does not read
+    if not (np.array_equal(np.float32(low), builder.low[read])
+            and np.array_equal(np.float32(high), builder.high[read])):  # fmt: skip
         raise PolicyFileError(
             f"policy {name!r} was trained with other observation bounds than scenario "
             f"{scenario!r} gives: train or export it for this scenario"
