@@ -375,7 +375,9 @@ class SuiteTrainingEnv(InProcessVecEnv):
             acts = np.empty((g.rows.size, g.padder.entries), dtype=np.int64)
             for j, i in enumerate(g.rows.tolist()):
                 v = int(self.variant[i])
-                teacher = self._teachers.setdefault((i, v), make(g.scenarios[v]))
+                teacher = self._teachers.get((i, v))
+                if teacher is None:  # made once per row and scenario, not every tick
+                    teacher = self._teachers[(i, v)] = make(g.scenarios[v])
                 episode = (int(self.base_seed[i]), int(self.episode[i]))
                 if self._teacher_episode.get(i) != (episode, v):
                     teacher.reset()

@@ -46,14 +46,12 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from shift_rl.agents import Policy, check_policy_fits, make_policy
+from shift_rl.agents import Policy, make_policy
 from shift_rl.controller.backend import BackendStateError, ResourceBackend
 from shift_rl.controller.journal import Journal, JsonLines
 from shift_rl.controller.statedir import StateDir, state_specs
 from shift_rl.controller.validated import ValidatedBackend
 from shift_rl.core import ControlCore
-from shift_rl.modular import ModularPolicy
-from shift_rl.runtime import ExportedPolicy
 from shift_rl.safety import CLIPPED, INVALID, OK
 from shift_rl.telemetry import Telemetry
 
@@ -130,8 +128,6 @@ class ShiftController:
         self.params = p = backend.params
         self.core = ControlCore(p, 1)
         space = self.core.builder.space
-        if isinstance(policy, (ExportedPolicy, ModularPolicy)):  # the scripts' checks, here too
-            check_policy_fits(policy, policy.name, p)
         shape = getattr(policy, "observation_shape", None)
         if shape is not None and tuple(shape) != space.shape:
             raise ValueError(
