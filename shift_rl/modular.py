@@ -12,11 +12,12 @@ The flat observation (:mod:`shift_rl.observation`) is read **by name** into *tok
 
 Nothing in it depends on the module count or order: permuting the modules permutes the
 logits (tested), a 6-module and a 1024-module scenario run the same weights, and so do
-scenarios of another kind count: the head is per kind and does not know which kind it reads,
-so a policy trained on one kind runs (with a warning) on scenarios of several kinds, each
-planned as the trained kind was; the kinds of one module see each other only through the
-critic, so cross-kind trade-offs are not learned. A policy trained on several kinds needs
-exactly those kinds.
+scenarios of another kind count: the head is per kind and does not know which kind it reads
+(a token's context pools its own kind only), so a policy runs on scenarios of any of its
+kinds, and (with a warning) of others, each planned as the trained kinds were; the kinds of
+one module see each other only through the critic, so cross-kind trade-offs are not learned.
+Trained on ``[cpu, mem]`` (:mod:`shift_rl.suite_training` pads a one-kind scenario's missing
+kind), one set of weights learns from one- and two-kind scenarios alike.
 
 **Token features** (:data:`TOKEN_FEATURES`), all module-count invariant: the five shares of
 the pool of the per-kind block (alloc, incoming, demand, forecast, reported need) times the
@@ -121,6 +122,10 @@ PRESENT = "present"
 """``<module>.present``: 1 for a real module, 0 for a padding slot (only in the padded
 observations of :mod:`shift_rl.suite_training`; a real scenario's observation has none, and
 every module counts as present)."""
+KIND_PRESENT = "pool.present."
+"""``pool.present.<kind>``: 1 for a kind the row's scenario has, 0 for a padding kind (a
+one-kind scenario in a two-kind padded layout); like :data:`PRESENT`, only in padded
+observations."""
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
@@ -142,6 +147,7 @@ class ModularLayout:
     time_index: np.ndarray  # (2,)
     width: int  # length of the observation
     present_index: np.ndarray | None = None  # (M,) of ``<module>.present``, None: all present
+    kind_present_index: np.ndarray | None = None  # (R,) of ``pool.present.<kind>``, None: all
 
     @property
     def num_modules(self) -> int:
@@ -155,7 +161,8 @@ class ModularLayout:
         ``pool.free.<kind>``; every feature the network reads must be present (else
         ``ValueError`` naming the first missing one). Other names are ignored. When every
         module has a ``<module>.present`` feature (padded observations), the layout reads it:
-        modules whose flag is 0 are padding, left out of the pooling and acting "no change".
+        modules whose flag is 0 are padding, left out of the pooling and acting "no change";
+        likewise the kinds of ``pool.present.<kind>``.
         """
         at = {n: i for i, n in enumerate(names)}
         if len(at) != len(names):
@@ -187,6 +194,12 @@ class ModularLayout:
         present = None
         if all(flags):
             present = np.array([at[f"{m}.{PRESENT}"] for m in modules], dtype=np.int64)
+        kind_flags = [f"{KIND_PRESENT}{k}" in at for k in kinds]
+        if any(kind_flags) and not all(kind_flags):
+            raise ValueError(f"observation has {KIND_PRESENT}<kind> flags for some kinds, not all")
+        kind_present = None
+        if all(kind_flags):
+            kind_present = np.array([at[f"{KIND_PRESENT}{k}"] for k in kinds], dtype=np.int64)
         return cls(
             modules=modules,
             kinds=kinds,
@@ -198,6 +211,7 @@ class ModularLayout:
             time_index=np.array([find(n) for n in TIME_FEATURES], dtype=np.int64),
             width=len(names),
             present_index=present,
+            kind_present_index=kind_present,
         )
 
 
@@ -230,7 +244,7 @@ def featurize(
         m: Any = np.float32(layout.num_modules)
         mg: Any = m
     else:  # padded: M is the count of real modules of each row
-        count = np.maximum(present.sum(axis=1), 1).astype(np.float32)
+        count = np.maximum(present.any(axis=2).sum(axis=1), 1).astype(np.float32)
         m, mg = count[:, None, None, None], count[:, None]
     shares = x[:, layout.kind_index]  # (B, M, R, 5)
     s = shares * m
@@ -245,7 +259,7 @@ def featurize(
     units = (shares[..., 0] + shares[..., 1]) / unit[:, None, :]  # (B, M, R) units held
     tokens = np.concatenate([_squash(s), ratio, _log_units(units)[..., None], per_module], axis=3)
     free = x[:, layout.free_index]  # (B, R)
-    real = shares if present is None else shares * present[:, :, None, None]
+    real = shares if present is None else shares * present[..., None]
     parts = [
         free,
         _squash(free * mg),
@@ -261,15 +275,19 @@ def featurize(
 
 
 def presence(obs: np.ndarray, layout: ModularLayout) -> np.ndarray | None:
-    """``(B, M)`` bool: which modules of observations ``(B, D)`` are real (the
-    ``<module>.present`` flags of a padded observation), None when the layout has no flags
-    (every module is real)."""
-    if layout.present_index is None:
+    """``(B, M, R)`` bool: which (module, kind) tokens of observations ``(B, D)`` are real (the
+    ``<module>.present`` and ``pool.present.<kind>`` flags of a padded observation), None when
+    the layout has no flags (every token is real)."""
+    if layout.present_index is None and layout.kind_present_index is None:
         return None
     x = np.asarray(obs)
     if x.ndim == 1:
         x = x[None]
-    return x[:, layout.present_index] > 0.5
+    b, m, r = x.shape[0], layout.num_modules, len(layout.kinds)
+    mods = np.ones((b, m), bool) if layout.present_index is None else x[:, layout.present_index]
+    kinds = (np.ones((b, r), bool) if layout.kind_present_index is None
+             else x[:, layout.kind_present_index])  # fmt: skip
+    return (mods > 0.5)[:, :, None] & (kinds > 0.5)[:, None, :]
 
 
 def padding_logits(levels: int) -> np.ndarray:
@@ -312,8 +330,9 @@ def forward(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(logits (B, M, R, L), value (B, 1) or None)`` of the network on featurized inputs.
 
-    ``present`` (``(B, M)`` bool, :func:`presence`): padding modules are left out of the mean
-    and max pooling (so of the critic too) and get :func:`padding_logits`; None: all real.
+    ``present`` (``(B, M, R)`` bool, :func:`presence`): padding tokens are left out of the
+    mean and max pooling and get :func:`padding_logits`, padding kinds out of the critic's
+    mean over kinds; None: all real.
     """
     act = ACTIVATIONS[net.activation]
     h = tokens
@@ -322,7 +341,7 @@ def forward(
     if present is None:
         ctx = np.concatenate([h.mean(axis=1), h.max(axis=1), globals_], axis=2)  # (B, R, C)
     else:
-        p = np.asarray(present, dtype=bool)[:, :, None, None]
+        p = np.asarray(present, dtype=bool)[..., None]  # (B, M, R, 1)
         n = np.maximum(p.sum(axis=1), 1).astype(h.dtype)
         mean = np.where(p, h, 0).sum(axis=1) / n
         top = np.where(p, h, -np.inf).max(axis=1)
@@ -337,7 +356,11 @@ def forward(
         z = np.where(p, z, padding_logits(z.shape[-1]))
     value = None
     if critic:
-        v = ctx.mean(axis=1)
+        if present is None:
+            v = ctx.mean(axis=1)
+        else:  # the mean over the row's real kinds
+            k = p.any(axis=1)  # (B, R, 1)
+            v = np.where(k, ctx, 0).sum(axis=1) / np.maximum(k.sum(axis=1), 1).astype(h.dtype)
         for i, (w, b) in enumerate(net.critic):
             v = v @ w + b
             if i < len(net.critic) - 1:
@@ -596,20 +619,16 @@ def check_modular_fits(policy: ModularPolicy, name: str, params: Any) -> None:
     scenario = params.config.name
     builder = ObservationBuilder(params, 1)
     kinds = tuple(r.name for r in params.config.resources)
-    if kinds != policy.kinds and len(policy.kinds) == 1:
-        # the head is per kind and kind-agnostic: each kind is read as the trained one was
+    trained = list(policy.spec["features"]["kinds"])  # policy.kinds: the bound scenario's
+    untrained = [k for k in kinds if k not in trained]
+    if untrained:
+        # the head is per kind and kind-agnostic: each kind is read as the trained ones were
         logger.warning(
-            "%s was trained for the one resource kind %s; scenario %r has %s: each kind is "
-            "planned as that one was (cross-kind trade-offs were never trained)",
-            name, policy.kinds[0], scenario, list(kinds),
+            "%s was trained on resource kinds %s; scenario %r has %s: %s planned as the "
+            "trained kinds were (cross-kind trade-offs are not learned)",
+            name, trained, scenario, list(kinds), ", ".join(untrained),
         )  # fmt: skip
-        policy.kinds = kinds
-    if kinds != policy.kinds:
-        raise PolicyFileError(
-            f"policy {name!r} was trained for resource kinds {list(policy.kinds)}; scenario "
-            f"{scenario!r} has {list(kinds)}: a modular policy runs on any module count but "
-            "needs the same kinds (names and order)"
-        )
+    policy.kinds = kinds  # any of them, in the scenario's order: tokens are per kind
     mode = params.config.action.mode
     if mode != "plan":
         raise PolicyFileError(

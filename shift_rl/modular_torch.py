@@ -80,14 +80,14 @@ class ModularNet(nn.Module):
     def encode(
         self, tokens: torch.Tensor, globals_: torch.Tensor, present: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
-        """``(h, ctx)``; ``present`` (B, M) bool leaves padding modules out of the pooling."""
+        """``(h, ctx)``; ``present`` (B, M, R) bool leaves padding tokens out of the pooling."""
         h = tokens
         for layer in self.encoder:
             h = self.act(layer(h))
         if present is None:
             ctx = torch.cat([h.mean(dim=1), h.amax(dim=1), globals_], dim=2)  # (B, R, C)
             return h, ctx
-        p = present[:, :, None, None]
+        p = present[..., None]  # (B, M, R, 1)
         n = p.sum(dim=1).clamp(min=1).to(h.dtype)
         mean = torch.where(p, h, torch.zeros((), dtype=h.dtype)).sum(dim=1) / n
         top = torch.where(p, h, torch.full((), -torch.inf, dtype=h.dtype)).amax(dim=1)
@@ -102,13 +102,19 @@ class ModularNet(nn.Module):
         z = h @ w[:, : self.hidden].T + (ctx @ w[:, self.hidden :].T + first.bias)[:, None]
         for layer in self.actor[1:]:
             z = layer(self.act(z))
-        if present is not None:  # padding modules: only "no change" (modular.padding_logits)
+        if present is not None:  # padding tokens: only "no change" (modular.padding_logits)
             pad = torch.from_numpy(padding_logits(z.shape[-1])).to(z.dtype)
-            z = torch.where(present[:, :, None, None], z, pad)
+            z = torch.where(present[..., None], z, pad)
         return z  # (B, M, R, L)
 
-    def value(self, ctx: torch.Tensor) -> torch.Tensor:
-        v = ctx.mean(dim=1)
+    def value(self, ctx: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """The critic on the mean of ``ctx`` over the kinds (the row's real kinds)."""
+        if present is None:
+            v = ctx.mean(dim=1)
+        else:
+            k = present.any(dim=1)[..., None]  # (B, R, 1)
+            zero = torch.zeros((), dtype=ctx.dtype)
+            v = torch.where(k, ctx, zero).sum(dim=1) / k.sum(dim=1).clamp(min=1).to(ctx.dtype)
         for i, layer in enumerate(self.critic):
             v = layer(v)
             if i < len(self.critic) - 1:
@@ -119,7 +125,7 @@ class ModularNet(nn.Module):
         self, tokens: torch.Tensor, globals_: torch.Tensor, present: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         h, ctx = self.encode(tokens, globals_, present)
-        return self.logits(h, ctx, present), self.value(ctx)
+        return self.logits(h, ctx, present), self.value(ctx, present)
 
     def numpy_weights(self) -> ModularWeights:
         """Numpy views of the parameters (``w`` as (in, out)): they follow optimizer steps."""
@@ -170,7 +176,7 @@ class ModularExtractor(nn.Module):
     def forward_critic(self, obs: torch.Tensor) -> torch.Tensor:
         tokens, globals_, present = self.inputs(obs)
         _, ctx = self.net.encode(tokens, globals_, present)
-        return self.net.value(ctx)
+        return self.net.value(ctx, present)
 
 
 class _Modular:

@@ -19,20 +19,25 @@ module count but needs one observation and action shape per rollout buffer:
 - **Padded observation** (:func:`padded_names`): the observation layout of
   :func:`~shift_rl.observation.feature_layout` for ``max_modules`` modules named
   ``m0 .. m{M-1}`` (per-module blocks, ``time.*``, ``pool.*``), then one ``m{i}.present``
-  flag per slot. A scenario's module ``j`` sits in slot ``j``; slots past its module count
-  are zero with ``present`` 0. The modular network reads the flags (by name) and leaves
-  padding out of its pooling, critic and actions (:func:`shift_rl.modular.forward`).
+  flag per slot and one ``pool.present.<kind>`` per kind. A scenario's module ``j`` sits in
+  slot ``j``; slots past its module count are zero with ``present`` 0, and so are the kinds
+  it lacks (a ``[cpu]`` scenario in a ``[cpu, mem]`` layout). The modular network reads the
+  flags (by name) and leaves padding out of its pooling, critic and actions
+  (:func:`shift_rl.modular.forward`): its head is per kind and does not know which kind it
+  reads, so one- and two-kind scenarios train the same weights.
 - **Padded action**: ``MultiDiscrete([2K + 1] * (max_modules * R))`` for the policy's amount
-  levels ``K``; a scenario reads its first ``M * R`` entries. Its masks are the scenario's;
-  a padding entry allows only "no change" (level ``K``).
+  levels ``K``; a scenario's entry ``j * R_s + s`` is the padded entry ``j * R + r`` of its
+  kind ``s`` (:attr:`Padder.entry_index`). Its masks are the scenario's; a padding entry
+  allows only "no change" (level ``K``).
 
 **Teacher actions** (:meth:`SuiteTrainingEnv.teacher_actions`): a heuristic per row acts on
 the row's own observation and mask; its plan, in the policy's levels
 (:meth:`Padder.pad_actions`), is what the warm start of :mod:`shift_rl.pretrain` imitates.
 
 **Restrictions** (scenarios outside them are left out with a note, :attr:`SuiteSelection.
-dropped`): the resource kinds must be exactly ``kinds`` (default ``[cpu]``: the suite's
-two-kind members are not trained on), at most ``max_modules`` modules, plan actions, and
+dropped`): the resource kinds must be ``kinds`` or some of them in the same order (default
+``[cpu]``: the suite's two-kind members are not trained on; ``[cpu, mem]`` trains on both),
+at most ``max_modules`` modules, plan actions, and
 amount levels that hold the policy's ``amount_levels`` (default ``[1, 2, 4]``). A scenario
 with more levels (``large``: ``[1, 2, 4, 8]``) is trained on through the level map
 :meth:`shift_rl.modular.ModularPolicy.bind_levels` uses at inference: the policy's levels go
@@ -50,7 +55,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from shift_rl.config import ConfigError, ScenarioConfig
-from shift_rl.modular import PRESENT
+from shift_rl.modular import KIND_PRESENT, PRESENT
 from shift_rl.observation import feature_layout
 from shift_rl.plane import PlaneBatch
 from shift_rl.scenario import ScenarioParams, layout_differences
@@ -64,7 +69,8 @@ def padded_features(max_modules: int, kinds: Sequence[str]) -> list[tuple[str, f
     """``(name, low, high)`` of the padded observation, in order (see the module docstring)."""
     slots = [f"m{i}" for i in range(max_modules)]
     out = [(f.name, float(f.low), float(f.high)) for f in feature_layout(slots, list(kinds))]
-    return out + [(f"{m}.{PRESENT}", 0.0, 1.0) for m in slots]
+    out += [(f"{m}.{PRESENT}", 0.0, 1.0) for m in slots]
+    return out + [(f"{KIND_PRESENT}{k}", 0.0, 1.0) for k in kinds]
 
 
 def padded_names(max_modules: int, kinds: Sequence[str]) -> list[str]:
@@ -114,8 +120,9 @@ class Padder:
         params = ScenarioParams.from_config(scenario)
         self.kinds = tuple(kinds)
         self.num_modules = m = len(scenario.modules)
-        if tuple(scenario.resource_names) != self.kinds:
-            raise ValueError(f"resource kinds {scenario.resource_names}, not {list(self.kinds)}")
+        own = list(scenario.resource_names)
+        if not set(own) <= set(self.kinds) or sorted(own, key=self.kinds.index) != own:
+            raise ValueError(f"resource kinds {own}, not {list(self.kinds)} or some in order")
         if m > max_modules:
             raise ValueError(f"{m} modules, above max_modules {max_modules}")
         if scenario.action.mode != "plan":
@@ -127,7 +134,7 @@ class Padder:
         feats = padded_features(max_modules, kinds)
         at = {n: i for i, (n, _, _) in enumerate(feats)}
         self.width = len(feats)
-        real = [f.name for f in feature_layout([x.name for x in scenario.modules], list(kinds))]
+        real = [f.name for f in feature_layout([x.name for x in scenario.modules], own)]
         slot = {x.name: f"m{j}" for j, x in enumerate(scenario.modules)}
         index = []
         for name in real:
@@ -136,8 +143,12 @@ class Padder:
         self.obs_index = np.array(index, dtype=np.int64)
         self.template = np.zeros(self.width, dtype=np.float32)
         self.template[[at[f"m{j}.{PRESENT}"] for j in range(m)]] = 1.0
+        self.template[[at[f"{KIND_PRESENT}{k}"] for k in own]] = 1.0
         r = len(self.kinds)
-        self.entries, self.total_entries = m * r, max_modules * r
+        self.entries, self.total_entries = m * len(own), max_modules * r
+        # the scenario's plan entry j * R_s + s is the padded entry j * R + (kind s's place)
+        place = [self.kinds.index(k) for k in own]
+        self.entry_index = np.array([j * r + q for j in range(m) for q in place], dtype=np.int64)
         mask = np.zeros((self.total_entries, self.levels), dtype=bool)
         mask[:, self.levels // 2] = True  # padding: only "no change"
         self.mask_template = mask.reshape(-1)
@@ -155,12 +166,13 @@ class Padder:
         if self.level_map is not None:
             mk = mk[:, :, self.level_map]
         out = np.repeat(self.mask_template[None], mk.shape[0], axis=0)
-        out[:, : self.entries * self.levels] = mk.reshape(mk.shape[0], -1)
-        return out
+        out = out.reshape(mk.shape[0], self.total_entries, self.levels)
+        out[:, self.entry_index] = mk
+        return out.reshape(mk.shape[0], -1)
 
     def actions(self, actions: np.ndarray) -> np.ndarray:
         """The scenario's ``(B, E)`` actions of padded ones ``(B, E_padded)``."""
-        a = np.asarray(actions, dtype=np.int64).reshape(-1, self.total_entries)[:, : self.entries]
+        a = np.asarray(actions, dtype=np.int64).reshape(-1, self.total_entries)[:, self.entry_index]
         return a if self.level_map is None else self.level_map[a]
 
     def unpad_obs(self, obs: np.ndarray) -> np.ndarray:
@@ -172,7 +184,7 @@ class Padder:
         level the policy's nearest at or below it (:func:`policy_levels`); padding: no change."""
         a = np.asarray(actions, dtype=np.int64).reshape(-1, self.entries)
         out = np.full((a.shape[0], self.total_entries), self.levels // 2, dtype=np.int64)
-        out[:, : self.entries] = self.to_policy[a]
+        out[:, self.entry_index] = self.to_policy[a]
         return out
 
 

@@ -140,8 +140,8 @@ def test_export_round_trip_acts_as_the_model(exported: tuple[Path, PPO]) -> None
 
 
 def test_kinds_and_levels(exported: tuple[Path, PPO], tmp_path: Path) -> None:
-    """A one-kind policy plans each kind of a two-kind scenario; a two-kind policy needs its
-    kinds; levels the scenario lacks are refused."""
+    """A one-kind policy plans each kind of a two-kind scenario; a two-kind policy runs on a
+    scenario of one of its kinds; levels the scenario lacks are refused."""
     from shift_rl.train import export_trained
 
     policy = load_policy(exported[0])
@@ -152,9 +152,16 @@ def test_kinds_and_levels(exported: tuple[Path, PPO], tmp_path: Path) -> None:
     two = _model(scenario="multi_resource")
     cfg = load_train_config(CONFIG, ["scenario=multi_resource", "network.encoder=[16, 16]"])
     export_trained(two, cfg, load_scenario("multi_resource"), tmp_path / "two")
-    with pytest.raises(PolicyFileError, match="resource kinds"):
-        check_policy_fits(load_policy(tmp_path / "two"), "p",
-                          ResourceShiftEnv(load_scenario("default")).params)  # fmt: skip
+    # a two-kind policy runs on a scenario of one of its kinds (as its padded training rows
+    # of one kind did: the head is per kind), and back on two
+    two_policy = load_policy(tmp_path / "two")
+    one = ResourceShiftEnv(load_scenario("default"))
+    check_policy_fits(two_policy, "p", one.params)
+    obs, _ = one.reset(seed=0)
+    assert one.action_space.contains(two_policy.act(obs, one.action_masks()))
+    check_policy_fits(two_policy, "p", env.params)
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(two_policy.act(obs, env.action_masks()))
     policy = load_policy(exported[0])
     sc = load_scenario("default").model_dump(mode="json")
     sc["action"]["amount_levels"] = [1, 2]

@@ -1,5 +1,6 @@
-"""Training on a suite's members of different module counts: the padded env, presence in
-the modular network, reproducible episodes, leave-one-family-out, a tiny end-to-end run."""
+"""Training on a suite's members of different module counts and kinds: the padded env,
+presence in the modular network, reproducible episodes, leave-one-family-out, a tiny
+end-to-end run."""
 
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ def test_padded_observation_and_mask_layout(scenarios: list) -> None:
         assert (flags[:, :m]).all() and not flags[:, m:].any()
         # padding slots are zero but for nothing; present flags 1 for the real modules
         pad = np.setdiff1d(np.arange(len(names)), g.padder.obs_index)
-        present = [names.index(f"m{j}.present") for j in range(m)]
+        flag_names = [f"m{j}.present" for j in range(m)] + ["pool.present.cpu"]
+        present = [names.index(n) for n in flag_names]
         assert (obs[np.ix_(g.rows, np.setdiff1d(pad, present))] == 0).all()
         # padding entries allow only "no change"; real entries are the scenario's masks
         assert (masks[g.rows, m:, 3]).all() and not masks[g.rows, m:][..., [0, 1, 2, 4, 5, 6]].any()
@@ -162,6 +164,61 @@ def test_padding_changes_neither_context_nor_real_logits(scenarios: list) -> Non
     assert (actions[:, 6:] == 3).all()
     _, logp2, _ = model.policy.evaluate_actions(x, actions)
     np.testing.assert_allclose(logp2.detach().numpy(), logp.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_padding_kind_changes_nothing() -> None:
+    """A one-kind scenario in a two-kind layout: the kind it lacks is padding (no pooling, no
+    critic, only "no change"), so its logits and value are those of its own observation, and
+    its plan entries land where its kind sits."""
+    one, two = load_scenario("default"), load_scenario("multi_resource")
+    kinds = ["cpu", "mem"]
+    env = SuiteTrainingEnv([one, two], [0, 1], M_MAX, kinds)
+    names = env.observation_names
+    assert names[-2:] == ["pool.present.cpu", "pool.present.mem"]
+    model = PPO(ModularActorCriticPolicy, env, n_steps=8, batch_size=8, device="cpu",
+                policy_kwargs={"observation_names": names, "encoder": [16, 16],
+                               "actor": [16], "critic": [8]})  # fmt: skip
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for prm in model.policy.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=gen) * 0.5)
+    ext = model.policy.mlp_extractor
+    net = ext.net.numpy_weights()
+    e = ResourceShiftEnv(one)
+    rows = [e.reset(seed=0)[0]]
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        rows.append(e.step(rng.integers(0, 7, e.action_space.shape))[0])
+    obs = np.stack(rows)
+    z_real, v_real = forward(*featurize(obs, ModularLayout.from_names(e.observation_names)), net)
+    padder = Padder(one, M_MAX, kinds)
+    padded = padder.obs(obs)
+    flags = presence(padded, ext.layout)
+    assert flags[:, :6, 0].all() and not flags[:, :, 1].any() and not flags[:, 6:].any()
+    z_pad, v_pad = forward(*featurize(padded, ext.layout), net, present=flags)
+    np.testing.assert_allclose(z_pad[:, :6, :1], z_real, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(v_pad, v_real, rtol=1e-5, atol=1e-5)
+    assert (z_pad[:, :, 1] == padding_logits(7)).all()
+    with torch.no_grad():
+        _, vt = ext.net(*(torch.from_numpy(a) for a in featurize(padded, ext.layout)),
+                        torch.from_numpy(flags))  # fmt: skip
+    np.testing.assert_allclose(vt.numpy(), v_pad, rtol=1e-5, atol=1e-5)
+    # the scenario's entry j is the padded entry 2 j (cpu); mem entries allow only no change
+    np.testing.assert_array_equal(padder.entry_index, np.arange(6) * 2)
+    plan = rng.integers(0, 7, (1, 6))
+    np.testing.assert_array_equal(padder.actions(padder.pad_actions(plan)), plan)
+    masks = padder.masks(e.action_masks()[None]).reshape(M_MAX, 2, 7)
+    assert (masks[:, 1, 3]).all() and not masks[:, 1][:, [0, 1, 2, 4, 5, 6]].any()
+    np.testing.assert_array_equal(masks[:6, 0], e.action_masks().reshape(6, 7))
+    # a kind out of order or not among the layout's is refused
+    with pytest.raises(ValueError, match="resource kinds"):
+        Padder(two, M_MAX, ["mem", "cpu"])
+    with pytest.raises(ValueError, match="resource kinds"):
+        Padder(two, M_MAX, ["cpu"])
+    # both layouts train together: a step of random plans is finite
+    env.reset()
+    _, rewards, _, _ = env.step(_random_actions(env, rng))
+    assert np.isfinite(rewards).all() and len(env.groups) == 2
 
 
 def test_episodes_are_reproducible_and_match_batched(scenarios: list) -> None:
