@@ -1314,8 +1314,11 @@ class PretrainConfig(_Model):
     """A warm start before PPO: behaviour cloning of a heuristic on the suite's train members
     (:mod:`shift_rl.pretrain`). ``rollouts`` 0 turns it off."""
 
-    teacher: Literal["potential", "hpa", "proportional", "vpa"] = Field(
-        "potential", description="the heuristic imitated (suite-tuned parameters when there)"
+    teacher: Literal["potential", "hpa", "proportional", "vpa", "mpc", "oracle-mpc"] = Field(
+        "potential",
+        description="the policy imitated: a heuristic (suite-tuned parameters when there) or "
+        "the clairvoyant oracle-mpc (a privileged teacher: it reads the true demand, the "
+        "student only the observation)",
     )
     rollouts: Annotated[int, Field(ge=0, le=100)] = Field(
         0, description="rollouts of ppo.n_steps x n_envs teacher steps collected (0: off)"
@@ -1325,6 +1328,11 @@ class PretrainConfig(_Model):
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = Field(1e-3, description="Adam")
     vf_coef: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
         0.5, description="weight of the value loss (to the teacher's discounted returns)"
+    )
+    change_weight: Annotated[float, Field(ge=1.0, le=1000.0)] = Field(
+        1.0,
+        description="weight of a plan entry's log-likelihood where the teacher changes the "
+        "allocation (1: all alike; a teacher that mostly waits is cloned as one that never acts)",
     )
 
 

@@ -18,10 +18,20 @@ supervised start):
    and masks, the teacher's plan in the policy's levels (:meth:`~shift_rl.suite_training.
    Padder.pad_actions`), the training reward.
 2. **Cloning.** ``epochs`` passes of Adam over shuffled minibatches of the actor's negative
-   log-likelihood of the teacher's levels (masked as in training) plus ``vf_coef`` times the
-   critic's squared error to the teacher's discounted return-to-go (PPO's ``gamma``), so
-   PPO's first advantages are measured against the value of the teacher's play, not of a
-   random policy's.
+   log-likelihood of the teacher's levels (masked as in training; an entry where the teacher
+   changes the allocation weighs ``change_weight``, one where it waits 1) plus ``vf_coef``
+   times the critic's squared error to the teacher's discounted return-to-go (PPO's
+   ``gamma``), so PPO's first advantages are measured against the value of the teacher's
+   play, not of a random policy's.
+
+**Planners as teachers.** ``mpc`` (the causal model-predictive controller) and
+``oracle-mpc`` (the same planner on the true demand, bound to its row of the training envs'
+simulator: a privileged teacher, the student seeing only the observation, as in "Learning
+by Cheating", Chen et al. 2019) make the decisions no heuristic makes: on the Google 2011
+members, where the pool holds half to two thirds of the demand, they concentrate units on
+the modules they can serve and let the others go, while ``hpa`` and ``potential`` move
+almost nothing. Both wait on most ticks, so ``change_weight`` keeps their shifts from being
+drowned by their waits.
 
 Only train splits are played, and with training seeds: the warm start sees nothing the
 leaderboard reports on. What it costs and gives is in ``configs/train/generalist.yaml``.
@@ -139,6 +149,7 @@ def clone(model: Any, demo: Demonstrations, cfg: Any) -> dict[str, float]:
     optimizer = torch.optim.Adam(policy.parameters(), lr=pc.learning_rate, eps=1e-5)
     gen = np.random.default_rng(cfg.seed)
     maskable = cfg.algo == "maskable_ppo"
+    no_change = len(cfg.suite_amount_levels)  # level K of 2K + 1
     size = obs.shape[0]
     policy.set_training_mode(True)
     last = {}
@@ -149,7 +160,13 @@ def clone(model: Any, demo: Demonstrations, cfg: Any) -> dict[str, float]:
             idx = order[start : start + pc.batch_size]
             kwargs = {"action_masks": masks[idx]} if maskable else {}
             values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx], **kwargs)
-            nll = -log_prob.mean()
+            if pc.change_weight == 1.0:
+                nll = -log_prob.mean()
+            else:  # per entry, from the distribution evaluate_actions just built
+                act = actions[idx]
+                per_entry = policy.action_dist.log_p.gather(2, act[..., None]).squeeze(2)
+                weight = torch.where(act == no_change, pc.change_weight, 1.0)
+                nll = -(per_entry * weight).sum(dim=1).mean()
             value = torch.nn.functional.mse_loss(values.flatten(), returns[idx])
             loss = nll + pc.vf_coef * value
             optimizer.zero_grad()

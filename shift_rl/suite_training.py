@@ -379,7 +379,8 @@ class SuiteTrainingEnv(InProcessVecEnv):
         """``(n, max_modules * R)`` padded actions a heuristic takes on each row's current
         observation and mask (what :mod:`shift_rl.pretrain` imitates): ``make(scenario)``
         builds one per row and scenario, reset at each of the row's episodes (heuristics
-        keep state over an episode); levels mapped by :meth:`Padder.pad_actions`."""
+        keep state over an episode; ``oracle-mpc`` is bound to the row's simulator, the
+        truth it plans on); levels mapped by :meth:`Padder.pad_actions`."""
         out = np.empty((self.num_envs, self.max_modules * len(self.kinds)), dtype=np.int64)
         for g in self.groups:
             raw = g.padder.unpad_obs(self._obs[g.rows])
@@ -390,6 +391,8 @@ class SuiteTrainingEnv(InProcessVecEnv):
                 teacher = self._teachers.get((i, v))
                 if teacher is None:  # made once per row and scenario, not every tick
                     teacher = self._teachers[(i, v)] = make(g.scenarios[v])
+                    if hasattr(teacher, "bind_row"):  # a privileged teacher reads the truth
+                        teacher.bind_row(g.plane.sim, j)
                 episode = (int(self.base_seed[i]), int(self.episode[i]))
                 if self._teacher_episode.get(i) != (episode, v):
                     teacher.reset()

@@ -112,7 +112,7 @@ def test_cloning_imitates_the_teacher(suite_file: Path, tmp_path: Path) -> None:
         obs = demo.obs.reshape(-1, demo.obs.shape[-1])
         got, _ = model.predict(obs, deterministic=True)
         want = demo.actions.reshape(got.shape)
-        real = obs[:, -8:] > 0.5  # the present flags (one kind: an entry per module)
+        real = obs[:, -9:-1] > 0.5  # the modules' present flags (one kind: one entry each)
         return float((got == want)[real].mean()), float((got == want)[want != 3].mean())
 
     before = agreement()
@@ -126,3 +126,41 @@ def test_cloning_imitates_the_teacher(suite_file: Path, tmp_path: Path) -> None:
 def test_pretrain_needs_a_suite() -> None:
     with pytest.raises(ConfigError, match="pretrain"):
         train_config_from_dict({"run_name": "x", "pretrain": {"rollouts": 1}})
+
+
+def test_a_privileged_teacher_plans_on_its_rows_truth(suite_file: Path, tmp_path: Path) -> None:
+    """oracle-mpc as the teacher: each row's planner reads that row of the batch's simulator,
+    and cloning with change_weight learns its shifts, not only its waits."""
+    from shift_rl.agents.oracle import OracleMPCPolicy
+    from shift_rl.suite_training import make_suite_env
+    from shift_rl.train import build_model
+
+    cfg = _cfg(suite_file, teacher="oracle-mpc", rollouts=3, change_weight=4.0)
+    sel = suite_selection(cfg)
+    env = SuiteTrainingEnv(sel.scenarios, [7, 8, 9, 10], 8)
+    make, _ = teacher_maker(cfg)
+    obs = env.reset()
+    for _ in range(3):
+        padded = env.teacher_actions(make)
+        for g in env.groups:
+            raw = g.padder.unpad_obs(obs[g.rows])
+            masks = g.plane.action_masks()
+            for j, i in enumerate(g.rows.tolist()):
+                teacher = env._teachers[(i, int(env.variant[i]))]
+                assert isinstance(teacher, OracleMPCPolicy)
+                assert teacher.sim is g.plane.sim and teacher.row == j
+                fresh = OracleMPCPolicy(g.plane.params).bind_row(g.plane.sim, j)
+                np.testing.assert_array_equal(
+                    g.padder.actions(padded[i][None])[0], fresh.act(raw[j], masks[j])
+                )
+        obs, *_ = env.step(padded)
+    model = build_model(cfg, make_suite_env(cfg, sel), tmp_path)
+    demo = collect(cfg, sel)
+    moving = demo.actions != 3
+    assert 0 < moving.mean() < 0.5, "the planner mostly waits: the weight has work to do"
+    clone(model, demo, cfg)
+    x = demo.obs.reshape(-1, demo.obs.shape[-1])
+    got, _ = model.predict(x, deterministic=True)
+    want = demo.actions.reshape(got.shape)
+    print("agreement where the planner moves", float((got == want)[want != 3].mean()))
+    assert float((got == want)[want != 3].mean()) > 0.5

@@ -24,7 +24,7 @@ import numpy as np
 
 from shift_rl.agents.autoscalers import HPAPolicy, ProportionalPolicy, VPAPolicy
 from shift_rl.agents.base import HeuristicPolicy, Policy, StaticPolicy
-from shift_rl.agents.oracle import OracleMPCPolicy, oracle_goal
+from shift_rl.agents.oracle import ForecastMPCPolicy, OracleMPCPolicy, oracle_goal
 from shift_rl.agents.potential import PotentialPolicy
 from shift_rl.config import PROJECT_ROOT, path_kind
 from shift_rl.observation import ObservationBuilder, feature_layout, without_added
@@ -41,6 +41,7 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     "static": StaticPolicy,
     "proportional": ProportionalPolicy,
     "oracle-mpc": OracleMPCPolicy,
+    "mpc": ForecastMPCPolicy,
 }
 REFERENCES = ("oracle",)
 """Names the evaluation knows that are bounds, not policies."""

@@ -356,10 +356,15 @@ class OracleMPCPolicy(HeuristicPolicy):
             )
         self.horizon, self.candidates = horizon, candidates
         self.sim: Simulator | None = None
+        self.row = 0
 
     def bind(self, env: object) -> OracleMPCPolicy:
         """Give the planner the simulator of the env it acts in (the truth it may read)."""
-        self.sim = env.unwrapped.plane.sim  # type: ignore[attr-defined]
+        return self.bind_row(env.unwrapped.plane.sim, 0)  # type: ignore[attr-defined]
+
+    def bind_row(self, sim: Simulator, row: int) -> OracleMPCPolicy:
+        """Plan for row ``row`` of a batched simulator (a teacher in a batch of envs)."""
+        self.sim, self.row = sim, int(row)
         return self
 
     def requests(self, state: ObservedState) -> np.ndarray:
@@ -373,20 +378,27 @@ class OracleMPCPolicy(HeuristicPolicy):
         shifts = self._shifts(state, limit=1)
         return self.shift(*shifts[0]) if shifts else NOOP_ACTION.copy()
 
-    def _shifts(self, state: ObservedState, limit: int | None = None) -> list[tuple]:
-        """The greedy plan (module docstring): ``(src, dst, kind, units)``, at most ``limit``."""
+    def window(self, state: ObservedState) -> tuple[np.ndarray, np.ndarray]:
+        """``(lam (H, M), units (H, M, R))`` over the planning window of ``H = warmup +
+        horizon`` ticks: the true demand, and the units serving at each tick without a new
+        shift (now plus the transit slots landed by then)."""
         if self.sim is None:
             raise RuntimeError("oracle-mpc needs the env it acts in: call policy.bind(env)")
-        p, sim = self.params, self.sim
-        w = p.warmup_ticks
-        n_h = w + self.horizon
-        lam = sim.demand_window(1, n_h)[0]
-        # units serving at window tick h: now plus transit slots landed by then
-        landed = np.cumsum(sim.transit[0], axis=0)  # slot s lands at tick t + s + 1
-        units = np.repeat(sim.alloc[0][None].astype(np.float64), n_h, axis=0)
+        sim, row = self.sim, self.row
+        n_h = self.params.warmup_ticks + self.horizon
+        lam = sim.demand_window(1, n_h)[row]
+        landed = np.cumsum(sim.transit[row], axis=0)  # slot s lands at tick t + s + 1
+        units = np.repeat(sim.alloc[row][None].astype(np.float64), n_h, axis=0)
         steps = min(n_h, landed.shape[0])
         units[:steps] += landed[:steps]
         units[steps:] += landed[-1]
+        return lam, units
+
+    def _shifts(self, state: ObservedState, limit: int | None = None) -> list[tuple]:
+        """The greedy plan (module docstring): ``(src, dst, kind, units)``, at most ``limit``."""
+        p = self.params
+        w = p.warmup_ticks
+        lam, units = self.window(state)
         give, room = self.giveable(state).astype(np.float64), self.room(state).astype(np.float64)
         budget = np.full(p.num_resources, p.config.safety.max_units_per_tick, dtype=np.float64)
         out: list[tuple] = []
@@ -428,3 +440,47 @@ class OracleMPCPolicy(HeuristicPolicy):
                         if level <= most:
                             out.append((s, d, r, level))
         return np.array(out, dtype=np.int64).reshape(-1, 4)
+
+
+class ForecastMPCPolicy(OracleMPCPolicy):
+    """**mpc**: the planner of ``oracle-mpc`` on what a control plane knows, not the truth.
+
+    The same greedy scoring of shifts over ``warmup + horizon`` ticks with the same queueing
+    model of each module, but the window's demand is the observation's: the demand seen now
+    for the ticks before a moved unit lands, the Demand Prediction Engine's forecast (warm-up
+    + 1 ahead) raised by ``hedge`` forecast half-widths after; units in transit are counted
+    from the warm-up on (their landing tick is not observed). A causal model-predictive
+    controller, as a control plane with a forecaster and a model of its services could run;
+    unlike ``potential`` and ``hpa`` it takes units from a module that needs them when
+    another gains more from them (an overloaded pool: serve the modules it can, fully).
+    """
+
+    name = "mpc"
+
+    def __init__(
+        self, params: ScenarioParams, horizon: int = 6, candidates: int = 8, hedge: float = 0.0
+    ) -> None:
+        super().__init__(params, horizon, candidates)
+        if not 0.0 <= hedge <= 4.0:
+            raise ValueError(f"mpc: hedge must be in [0, 4], got {hedge}")
+        self.hedge = float(hedge)
+
+    def bind(self, env: object) -> ForecastMPCPolicy:
+        """Nothing to bind: it reads only the observation."""
+        return self
+
+    def bind_row(self, sim: Simulator, row: int) -> ForecastMPCPolicy:
+        return self
+
+    def window(self, state: ObservedState) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        w = p.warmup_ticks
+        n_h = w + self.horizon
+        per = p.servers_per_request
+        seen = np.where(state.missing, state.forecast_servers, state.demand_servers) / per
+        ahead = state.forecast_servers * (1.0 + self.hedge * state.forecast_spread) / per
+        lam = np.repeat(ahead[None], n_h, axis=0)
+        lam[:w] = seen
+        units = np.repeat(state.alloc[None].astype(np.float64), n_h, axis=0)
+        units[w:] += state.incoming
+        return lam, units
