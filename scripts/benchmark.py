@@ -4,14 +4,14 @@
         --episodes 5 --seed 0 --out runs/benchmark-local
 
 Plays the policies (the first is the one judged; NAME is a built-in policy or an exported
-policy folder) and the baselines (tuned potential, hpa, proportional, static, oracle-mpc;
+policy folder) and the baselines (tuned potential, hpa, proportional, mpc, static, oracle-mpc;
 --baselines to change) on every eval member of the suite: held-out variants and seeds, the
 late part of every trace. Writes leaderboard.json (byte-identical for the same inputs),
 leaderboard.md and leaderboard.png into --out (a new or empty folder, or an earlier
 leaderboard) and prints the Markdown. --leave-out FAMILY[,...] drops families, --only
 FAMILY[,...] keeps just those (report on a family a policy was trained without).
 
-Tunable baselines (potential, hpa, proportional) play with the parameters tuned on the same
+Tunable baselines (potential, hpa, proportional, mpc) play with the parameters tuned on the same
 suite's train members (scripts/tune_baseline.py --suite: agents/suites/<suite>/<name>/;
 with --only or --leave-out FAMILIES, agents/suites/<suite>-without-<families>/ first) when
 those exist, else with the scenario-tuned agents/<name>/, else with their defaults;

@@ -4,8 +4,8 @@
 randomized variants, the late part of every trace), plays every policy on the same episodes
 of every scenario (episode ``i`` is seed ``seed + i``: report seeds, never training ones; see
 :mod:`shift_rl.seeds`), always with ``static`` and the ``oracle`` bound, and by default the
-baselines ``potential``, ``hpa`` and ``proportional`` (with tuned parameters, see below),
-``static`` and ``oracle-mpc``. All episodes of all scenarios go through one
+baselines ``potential``, ``hpa``, ``proportional`` and ``mpc`` (with tuned parameters, see
+below), ``static`` and ``oracle-mpc``. All episodes of all scenarios go through one
 :class:`~shift_rl.distributed.FanOut` (serial, processes or Ray: the same numbers).
 
 Per scenario class (the classes of the suite's members) episodes are pooled over the class's
@@ -23,7 +23,7 @@ lengths weigh alike:
 The pooled intervals treat the episodes of a class as independent draws; scenarios of one
 class differ (variants, module counts), so read them as intervals over that mix.
 Baseline parameters (:func:`baseline_parameters`): a tunable baseline (``potential``,
-``hpa``, ``proportional``) plays with the parameters tuned on **the same suite's train
+``hpa``, ``proportional``, ``mpc``) plays with the parameters tuned on **the same suite's train
 members** when they exist, ``agents/suites/<suite>/<name>/params.json`` (with ``--only`` or
 ``--leave-out`` FAMILIES, ``agents/suites/<suite>-without-<families>/`` first: baselines as
 blind to those families as a policy trained without them), else with the parameters tuned on
@@ -68,11 +68,11 @@ from shift_rl.suite import Expansion, Suite, expand_suite, load_suite
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("potential", "hpa", "proportional", "static", "oracle-mpc")
+BASELINES = ("potential", "hpa", "proportional", "mpc", "static", "oracle-mpc")
 """Compared with the first policy unless told otherwise (the references of DESIGN.md)."""
 KIND = "benchmark leaderboard"
 FILES = ("leaderboard.json", "leaderboard.md", "leaderboard.png")
-TUNABLE = ("potential", "hpa", "proportional")
+TUNABLE = ("potential", "hpa", "proportional", "mpc")
 """Baselines with tuned parameters (``shift_rl.tuning.SEARCH_SPACES``)."""
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from shift_rl.agents import POLICIES, SUITE_TUNED_DIR, TUNED_DIR, make_policy
 from shift_rl.agents.autoscalers import HPAParams, ProportionalParams
+from shift_rl.agents.oracle import MPCParams
 from shift_rl.agents.potential import PotentialParams
 from shift_rl.config import PROJECT_ROOT, ConfigError, ScenarioConfig, load_scenario
 from shift_rl.distributed import FanOut
@@ -69,9 +70,15 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
     "proportional": {
         "hysteresis": ("float", 0.0, 6.0),
     },
+    "mpc": {
+        "horizon": ("categorical", [2, 4, 6, 8]),
+        "candidates": ("categorical", [8, 16]),
+        "hedge": ("float", 0.0, 1.0),
+    },
 }
 """Per tunable policy: parameter -> (kind, range or choices) of the search."""
-DEFAULTS = {"potential": PotentialParams, "hpa": HPAParams, "proportional": ProportionalParams}
+DEFAULTS = {"potential": PotentialParams, "hpa": HPAParams, "proportional": ProportionalParams,
+            "mpc": MPCParams}  # fmt: skip
 
 
 def _suggest(trial: Any, space: dict[str, tuple]) -> dict[str, Any]:

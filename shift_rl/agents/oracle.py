@@ -22,6 +22,8 @@ the guard like any policy: a strong reachable reference.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 
@@ -442,6 +444,16 @@ class OracleMPCPolicy(HeuristicPolicy):
         return np.array(out, dtype=np.int64).reshape(-1, 4)
 
 
+@dataclass(frozen=True)
+class MPCParams:
+    """``mpc``'s parameters (the tuner's defaults): window past the warm-up, candidate
+    sources and destinations on big planes, forecast half-widths of hedge."""
+
+    horizon: int = 6
+    candidates: int = 8
+    hedge: float = 0.0
+
+
 class ForecastMPCPolicy(OracleMPCPolicy):
     """**mpc**: the planner of ``oracle-mpc`` on what a control plane knows, not the truth.
 
@@ -458,9 +470,13 @@ class ForecastMPCPolicy(OracleMPCPolicy):
     name = "mpc"
 
     def __init__(
-        self, params: ScenarioParams, horizon: int = 6, candidates: int = 8, hedge: float = 0.0
+        self,
+        params: ScenarioParams,
+        horizon: int = MPCParams.horizon,
+        candidates: int = MPCParams.candidates,
+        hedge: float = MPCParams.hedge,
     ) -> None:
-        super().__init__(params, horizon, candidates)
+        super().__init__(params, int(horizon), int(candidates))
         if not 0.0 <= hedge <= 4.0:
             raise ValueError(f"mpc: hedge must be in [0, 4], got {hedge}")
         self.hedge = float(hedge)
