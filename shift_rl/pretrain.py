@@ -137,6 +137,26 @@ def collect(cfg: Any, selection: Any) -> Demonstrations:
     return demo
 
 
+def imitation_loss(
+    policy: Any,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    no_change: int,
+    change_weight: float = 1.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, nll)``: the policy's values of ``obs`` and the mean over rows of the negative
+    log-likelihood of the teacher's ``actions``, each plan entry where the teacher changes the
+    allocation (level != ``no_change``) weighing ``change_weight``, the others 1."""
+    values, log_prob, _ = policy.evaluate_actions(obs, actions, **kwargs)
+    if change_weight == 1.0:
+        return values, -log_prob.mean()
+    # per entry, from the distribution evaluate_actions just built (PaddedMultiCategorical)
+    per_entry = policy.action_dist.log_p.gather(2, actions[..., None]).squeeze(2)
+    weight = torch.where(actions == no_change, 1.0, change_weight)
+    return values, -(per_entry * weight).sum(dim=1).mean()
+
+
 def clone(model: Any, demo: Demonstrations, cfg: Any) -> dict[str, float]:
     """Fit the model's actor to the teacher's levels and its critic to the teacher's returns
     (module docstring, step 2); the final epoch's mean losses."""
@@ -159,14 +179,8 @@ def clone(model: Any, demo: Demonstrations, cfg: Any) -> dict[str, float]:
         for start in range(0, size, pc.batch_size):
             idx = order[start : start + pc.batch_size]
             kwargs = {"action_masks": masks[idx]} if maskable else {}
-            values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx], **kwargs)
-            if pc.change_weight == 1.0:
-                nll = -log_prob.mean()
-            else:  # per entry, from the distribution evaluate_actions just built
-                act = actions[idx]
-                per_entry = policy.action_dist.log_p.gather(2, act[..., None]).squeeze(2)
-                weight = torch.where(act == no_change, pc.change_weight, 1.0)
-                nll = -(per_entry * weight).sum(dim=1).mean()
+            values, nll = imitation_loss(policy, obs[idx], actions[idx], no_change,
+                                         pc.change_weight, **kwargs)  # fmt: skip
             value = torch.nn.functional.mse_loss(values.flatten(), returns[idx])
             loss = nll + pc.vf_coef * value
             optimizer.zero_grad()
@@ -194,4 +208,5 @@ def pretrain(model: Any, cfg: Any, selection: Any) -> dict[str, float]:
     return losses
 
 
-__all__ = ["ROW_SEED_OFFSET", "Demonstrations", "clone", "collect", "pretrain", "teacher_maker"]
+__all__ = ["ROW_SEED_OFFSET", "Demonstrations", "clone", "collect", "imitation_loss", "pretrain",
+           "teacher_maker"]  # fmt: skip
