@@ -610,6 +610,9 @@ def _check_shapes(path: Path, net: ModularWeights, tokens: int, globals_: int, l
         raise PolicyFileError(f"{path}: the critic does not end in one value")
 
 
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()
+
+
 def check_modular_fits(policy: ModularPolicy, name: str, params: Any) -> None:
     """Refuse a modular policy for a scenario whose per-module features, kinds, levels or
     bounds differ from its own; any module count is accepted. Binds the policy to the
@@ -621,7 +624,8 @@ def check_modular_fits(policy: ModularPolicy, name: str, params: Any) -> None:
     kinds = tuple(r.name for r in params.config.resources)
     trained = list(policy.spec["features"]["kinds"])  # policy.kinds: the bound scenario's
     untrained = [k for k in kinds if k not in trained]
-    if untrained:
+    if untrained and (name, kinds) not in _WARNED:
+        _WARNED.add((name, kinds))  # once per process: evaluations bind a policy per episode
         # the head is per kind and kind-agnostic: each kind is read as the trained ones were
         logger.warning(
             "%s was trained on resource kinds %s; scenario %r has %s: %s planned as the "
