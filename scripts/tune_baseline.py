@@ -1,4 +1,4 @@
-"""Tune the parameters of a baseline (potential, hpa, proportional) on training episodes only.
+"""Tune the parameters of a baseline (potential, hpa, proportional, mpc) on training episodes only.
 
     python scripts/tune_baseline.py --policy potential --trials 60
     python scripts/tune_baseline.py --policy hpa --suite configs/suites/local.yaml --trials 30

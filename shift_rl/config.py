@@ -1375,7 +1375,8 @@ class TrainConfig(_Model):
     )
     suite_kinds: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         ["cpu"], min_length=1, max_length=8,
-        description="resource kinds trained on; members of other kinds are left out",
+        description="resource kinds of the padded layout: members whose kinds are these or some "
+        "of them in order are trained on, the others left out",
     )  # fmt: skip
     suite_amount_levels: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         [1, 2, 4], min_length=1, max_length=64,

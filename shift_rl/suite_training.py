@@ -391,7 +391,7 @@ class SuiteTrainingEnv(InProcessVecEnv):
                 teacher = self._teachers.get((i, v))
                 if teacher is None:  # made once per row and scenario, not every tick
                     teacher = self._teachers[(i, v)] = make(g.scenarios[v])
-                    if hasattr(teacher, "bind_row"):  # a privileged teacher reads the truth
+                    if getattr(teacher, "reads_truth", False):  # a privileged teacher
                         teacher.bind_row(g.plane.sim, j)
                 episode = (int(self.base_seed[i]), int(self.episode[i]))
                 if self._teacher_episode.get(i) != (episode, v):

@@ -221,3 +221,23 @@ def test_config_switch() -> None:
         load_train_config(CONFIG, ["network.kind=transformer"])
     with pytest.raises(ConfigError, match=r"network\.encoder"):
         load_train_config(CONFIG, ["network.encoder=[]"])
+
+
+def test_untrained_kinds_warn_once_per_policy_and_kinds(
+    exported: tuple[Path, PPO], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A one-kind policy on a two-kind scenario warns (each kind is planned as the trained one
+    was), once per process and (policy, kinds): evaluations bind a policy per episode."""
+    import logging
+
+    from shift_rl import modular
+
+    modular._WARNED.clear()
+    params = ResourceShiftEnv(load_scenario("multi_resource")).params
+    with caplog.at_level(logging.WARNING, logger="shift_rl.modular"):
+        for _ in range(3):
+            check_policy_fits(load_policy(exported[0]), "p", params)
+        check_policy_fits(load_policy(exported[0]), "q", params)
+    said = [r.getMessage() for r in caplog.records if "trained on resource kinds" in r.getMessage()]
+    assert len(said) == 2 and said[0].startswith("p ") and said[1].startswith("q "), said
+    assert "mem planned as the trained kinds were" in said[0]

@@ -11,6 +11,7 @@ import yaml
 from shift_rl.agents import make_policy
 from shift_rl.config import ConfigError, load_scenario, train_config_from_dict
 from shift_rl.pretrain import Demonstrations, clone, collect, teacher_maker
+from shift_rl.scenario import ScenarioParams
 from shift_rl.suite_training import Padder, SuiteTrainingEnv, policy_levels, suite_selection
 
 TICKS = 48
@@ -139,7 +140,7 @@ def test_a_privileged_teacher_plans_on_its_rows_truth(suite_file: Path) -> None:
     make, _ = teacher_maker(cfg)
     obs = env.reset()
     moved = 0
-    for _ in range(12):
+    for _ in range(TICKS + 3):  # across an episode boundary: the next episode's teacher too
         padded = env.teacher_actions(make)
         for g in env.groups:
             raw = g.padder.unpad_obs(obs[g.rows])
@@ -148,7 +149,8 @@ def test_a_privileged_teacher_plans_on_its_rows_truth(suite_file: Path) -> None:
                 teacher = env._teachers[(i, int(env.variant[i]))]
                 assert isinstance(teacher, OracleMPCPolicy)
                 assert teacher.sim is g.plane.sim and teacher.row == j
-                fresh = OracleMPCPolicy(g.plane.params).bind_row(g.plane.sim, j)
+                own = ScenarioParams.from_config(g.scenarios[int(env.variant[i])])
+                fresh = OracleMPCPolicy(own).bind_row(g.plane.sim, j)
                 np.testing.assert_array_equal(
                     g.padder.actions(padded[i][None])[0], fresh.act(raw[j], masks[j])
                 )

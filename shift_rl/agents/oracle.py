@@ -340,21 +340,39 @@ def _plan(lam, units, ups, mu, slo, value, tick_seconds, warmup, cands, cost):  
     return best_i
 
 
+@dataclass(frozen=True)
+class MPCParams:
+    """The planners' parameters and defaults (the tuner's first trial for ``mpc``): window
+    past the warm-up, candidate sources and destinations on big planes, and (``mpc`` only)
+    forecast half-widths of hedge."""
+
+    horizon: int = 6
+    candidates: int = 8
+    hedge: float = 0.0
+
+
 class OracleMPCPolicy(HeuristicPolicy):
     """Clairvoyant planner (see module docstring); needs the env it acts in (:meth:`bind`)."""
 
     name = "oracle-mpc"
 
-    def __init__(self, params: ScenarioParams, horizon: int = 6, candidates: int = 8) -> None:
+    reads_truth = True
+    """Plans on the simulator's true demand: needs :meth:`bind` (or :meth:`bind_row`)."""
+
+    def __init__(
+        self,
+        params: ScenarioParams,
+        horizon: int = MPCParams.horizon,
+        candidates: int = MPCParams.candidates,
+    ) -> None:
         super().__init__(params)
-        if horizon < 1 or candidates < 1:
-            raise ValueError(
-                f"oracle-mpc: horizon and candidates must be >= 1, got {horizon}, {candidates}"
-            )
+        for key, value in (("horizon", horizon), ("candidates", candidates)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{self.name}: {key} must be an integer >= 1, got {value!r}")
         if params.warmup_ticks + horizon > FORECAST_HORIZON_MAX:
             raise ValueError(
-                f"oracle-mpc: warm-up {params.warmup_ticks} + horizon {horizon} ticks is more "
-                f"than the {FORECAST_HORIZON_MAX} ticks of demand known past an episode's end"
+                f"{self.name}: warm-up {params.warmup_ticks} + horizon {horizon} ticks is more "
+                f"than the {FORECAST_HORIZON_MAX} ticks a planning window may span"
             )
         self.horizon, self.candidates = horizon, candidates
         self.sim: Simulator | None = None
@@ -444,16 +462,6 @@ class OracleMPCPolicy(HeuristicPolicy):
         return np.array(out, dtype=np.int64).reshape(-1, 4)
 
 
-@dataclass(frozen=True)
-class MPCParams:
-    """``mpc``'s parameters (the tuner's defaults): window past the warm-up, candidate
-    sources and destinations on big planes, forecast half-widths of hedge."""
-
-    horizon: int = 6
-    candidates: int = 8
-    hedge: float = 0.0
-
-
 class ForecastMPCPolicy(OracleMPCPolicy):
     """**mpc**: the planner of ``oracle-mpc`` on what a control plane knows, not the truth.
 
@@ -468,6 +476,7 @@ class ForecastMPCPolicy(OracleMPCPolicy):
     """
 
     name = "mpc"
+    reads_truth = False
 
     def __init__(
         self,
@@ -476,8 +485,8 @@ class ForecastMPCPolicy(OracleMPCPolicy):
         candidates: int = MPCParams.candidates,
         hedge: float = MPCParams.hedge,
     ) -> None:
-        super().__init__(params, int(horizon), int(candidates))
-        if not 0.0 <= hedge <= 4.0:
+        super().__init__(params, horizon, candidates)
+        if isinstance(hedge, bool) or not 0.0 <= hedge <= 4.0:
             raise ValueError(f"mpc: hedge must be in [0, 4], got {hedge}")
         self.hedge = float(hedge)
 
