@@ -188,18 +188,16 @@ class ModularLayout:
         module_index = np.array(
             [[find(f"{m}.{f}") for f in PER_MODULE] for m in modules], dtype=np.int64
         )
-        flags = [f"{m}.{PRESENT}" in at for m in modules]
-        if any(flags) and not all(flags):
-            raise ValueError(f"observation has {PRESENT!r} flags for some modules, not all")
-        present = None
-        if all(flags):
-            present = np.array([at[f"{m}.{PRESENT}"] for m in modules], dtype=np.int64)
-        kind_flags = [f"{KIND_PRESENT}{k}" in at for k in kinds]
-        if any(kind_flags) and not all(kind_flags):
-            raise ValueError(f"observation has {KIND_PRESENT}<kind> flags for some kinds, not all")
-        kind_present = None
-        if all(kind_flags):
-            kind_present = np.array([at[f"{KIND_PRESENT}{k}"] for k in kinds], dtype=np.int64)
+
+        def flags(wanted: list[str], what: str) -> np.ndarray | None:
+            """Indices of presence flags: all of them or none (None: everything is real)."""
+            there = [n in at for n in wanted]
+            if any(there) and not all(there):
+                raise ValueError(f"observation has presence flags for some {what}, not all")
+            return np.array([at[n] for n in wanted], dtype=np.int64) if all(there) else None
+
+        present = flags([f"{m}.{PRESENT}" for m in modules], "modules")
+        kind_present = flags([f"{KIND_PRESENT}{k}" for k in kinds], "kinds")
         return cls(
             modules=modules,
             kinds=kinds,

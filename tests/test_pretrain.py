@@ -75,26 +75,37 @@ def test_returns_restart_at_episode_ends() -> None:
     np.testing.assert_allclose(demo.returns(0.5)[:, 0], [1.5, 1.0, 1.5, 1.0])
 
 
-def test_teacher_actions_are_the_heuristics_on_each_row(suite_file: Path) -> None:
-    cfg = _cfg(suite_file)
-    sel = suite_selection(cfg)
-    env = SuiteTrainingEnv(sel.scenarios, [7, 8, 9, 10], 8)
-    make, _ = teacher_maker(cfg)
+def _check_teacher_rows(env: SuiteTrainingEnv, make, check) -> int:
+    """Step ``env`` on its teachers' plans across an episode boundary (teachers are reset or
+    remade there), calling ``check(g, i, j, teacher, scenario_action, raw, mask)`` for every
+    row ``i`` (local row ``j`` of group ``g``); the entries the teachers changed."""
     obs = env.reset()
     moved = 0
-    for _ in range(TICKS + 3):  # across an episode boundary: teachers are reset
+    for _ in range(TICKS + 3):
         padded = env.teacher_actions(make)
         for g in env.groups:
             raw = g.padder.unpad_obs(obs[g.rows])
             masks = g.plane.action_masks()
             for j, i in enumerate(g.rows.tolist()):
                 teacher = env._teachers[(i, int(env.variant[i]))]
-                assert isinstance(teacher, type(make_policy("hpa", g.plane.params)))
-                scenario_action = g.padder.actions(padded[i][None])[0]
-                # what the heuristic asks (in the policy's levels, which hold the scenario's)
-                np.testing.assert_array_equal(scenario_action, teacher.act(raw[j], masks[j]))
+                check(g, i, j, teacher, g.padder.actions(padded[i][None])[0], raw[j], masks[j])
         moved += int((padded != 3).sum())
         obs, *_ = env.step(padded)
+    return moved
+
+
+def test_teacher_actions_are_the_heuristics_on_each_row(suite_file: Path) -> None:
+    cfg = _cfg(suite_file)
+    sel = suite_selection(cfg)
+    env = SuiteTrainingEnv(sel.scenarios, [7, 8, 9, 10], 8)
+    make, _ = teacher_maker(cfg)
+
+    def check(g, i, j, teacher, scenario_action, raw, mask) -> None:
+        assert isinstance(teacher, type(make_policy("hpa", g.plane.params)))
+        # what the heuristic asks (in the policy's levels, which hold the scenario's)
+        np.testing.assert_array_equal(scenario_action, teacher.act(raw, mask))
+
+    moved = _check_teacher_rows(env, make, check)
     assert moved > 0, "the teacher asked for nothing: the test would be weak"
 
 
@@ -131,31 +142,22 @@ def test_pretrain_needs_a_suite() -> None:
 
 def test_a_privileged_teacher_plans_on_its_rows_truth(suite_file: Path) -> None:
     """oracle-mpc as the teacher: each row's planner reads that row of the batch's simulator
-    (the plan of a planner bound to that row by hand)."""
+    (the plan of a planner of the row's own scenario bound to that row by hand)."""
     from shift_rl.agents.oracle import OracleMPCPolicy
 
     cfg = _cfg(suite_file, teacher="oracle-mpc")
     sel = suite_selection(cfg)
     env = SuiteTrainingEnv(sel.scenarios, [7, 8, 9, 10], 8)
     make, _ = teacher_maker(cfg)
-    obs = env.reset()
-    moved = 0
-    for _ in range(TICKS + 3):  # across an episode boundary: the next episode's teacher too
-        padded = env.teacher_actions(make)
-        for g in env.groups:
-            raw = g.padder.unpad_obs(obs[g.rows])
-            masks = g.plane.action_masks()
-            for j, i in enumerate(g.rows.tolist()):
-                teacher = env._teachers[(i, int(env.variant[i]))]
-                assert isinstance(teacher, OracleMPCPolicy)
-                assert teacher.sim is g.plane.sim and teacher.row == j
-                own = ScenarioParams.from_config(g.scenarios[int(env.variant[i])])
-                fresh = OracleMPCPolicy(own).bind_row(g.plane.sim, j)
-                np.testing.assert_array_equal(
-                    g.padder.actions(padded[i][None])[0], fresh.act(raw[j], masks[j])
-                )
-        moved += int((padded != 3).sum())
-        obs, *_ = env.step(padded)
+
+    def check(g, i, j, teacher, scenario_action, raw, mask) -> None:
+        assert isinstance(teacher, OracleMPCPolicy)
+        assert teacher.sim is g.plane.sim and teacher.row == j
+        own = ScenarioParams.from_config(g.scenarios[int(env.variant[i])])
+        fresh = OracleMPCPolicy(own).bind_row(g.plane.sim, j)
+        np.testing.assert_array_equal(scenario_action, fresh.act(raw, mask))
+
+    moved = _check_teacher_rows(env, make, check)
     assert moved > 0, "the planner asked for nothing: the test would be weak"
 
 

@@ -112,16 +112,20 @@ def test_padder_matches_the_real_observation() -> None:
     assert padded[names.index("pool.free.cpu")] == obs[e.observation_names.index("pool.free.cpu")]
 
 
-def _padded_model(scenarios: list) -> PPO:
-    env = SuiteTrainingEnv(scenarios, list(range(6)), M_MAX)
+def _random_model(env: SuiteTrainingEnv, seed: int) -> PPO:
+    """A small modular PPO on ``env`` with random (not SB3-initialized) weights."""
     model = PPO(ModularActorCriticPolicy, env, n_steps=TICKS, batch_size=48, device="cpu",
                 policy_kwargs={"observation_names": env.observation_names, "encoder": [16, 16],
                                "actor": [16], "critic": [8]})  # fmt: skip
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for prm in model.policy.parameters():
             prm.copy_(torch.randn(prm.shape, generator=gen) * 0.5)
     return model
+
+
+def _padded_model(scenarios: list) -> PPO:
+    return _random_model(SuiteTrainingEnv(scenarios, list(range(6)), M_MAX), 1)
 
 
 def test_padding_changes_neither_context_nor_real_logits(scenarios: list) -> None:
@@ -175,13 +179,7 @@ def test_a_padding_kind_changes_nothing() -> None:
     env = SuiteTrainingEnv([one, two], [0, 1], M_MAX, kinds)
     names = env.observation_names
     assert names[-2:] == ["pool.present.cpu", "pool.present.mem"]
-    model = PPO(ModularActorCriticPolicy, env, n_steps=8, batch_size=8, device="cpu",
-                policy_kwargs={"observation_names": names, "encoder": [16, 16],
-                               "actor": [16], "critic": [8]})  # fmt: skip
-    gen = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for prm in model.policy.parameters():
-            prm.copy_(torch.randn(prm.shape, generator=gen) * 0.5)
+    model = _random_model(env, 2)
     ext = model.policy.mlp_extractor
     net = ext.net.numpy_weights()
     e = ResourceShiftEnv(one)
