@@ -124,6 +124,15 @@ def _random_model(env: SuiteTrainingEnv, seed: int) -> PPO:
     return model
 
 
+def _random_play(env: ResourceShiftEnv, steps: int) -> np.ndarray:
+    """``steps + 1`` observations of an episode (seed 0) under random plans."""
+    rows = [env.reset(seed=0)[0]]
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        rows.append(env.step(rng.integers(0, 7, env.action_space.shape))[0])
+    return np.stack(rows)
+
+
 def _padded_model(scenarios: list) -> PPO:
     return _random_model(SuiteTrainingEnv(scenarios, list(range(6)), M_MAX), 1)
 
@@ -134,11 +143,8 @@ def test_padding_changes_neither_context_nor_real_logits(scenarios: list) -> Non
     net = ext.net.numpy_weights()
     sc = load_scenario("default")
     e = ResourceShiftEnv(sc)
-    rows = [e.reset(seed=0)[0]]
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        rows.append(e.step(rng.integers(0, 7, e.action_space.shape))[0])
-    obs = np.stack(rows)
+    obs = _random_play(e, 5)
+    rng = np.random.default_rng(1)
     real_layout = ModularLayout.from_names(e.observation_names)
     z_real, v_real = forward(*featurize(obs, real_layout), net)  # no presence: unchanged path
     padded = Padder(sc, M_MAX).obs(obs)
@@ -183,11 +189,8 @@ def test_a_padding_kind_changes_nothing() -> None:
     ext = model.policy.mlp_extractor
     net = ext.net.numpy_weights()
     e = ResourceShiftEnv(one)
-    rows = [e.reset(seed=0)[0]]
-    rng = np.random.default_rng(0)
-    for _ in range(4):
-        rows.append(e.step(rng.integers(0, 7, e.action_space.shape))[0])
-    obs = np.stack(rows)
+    obs = _random_play(e, 4)
+    rng = np.random.default_rng(1)
     z_real, v_real = forward(*featurize(obs, ModularLayout.from_names(e.observation_names)), net)
     padder = Padder(one, M_MAX, kinds)
     padded = padder.obs(obs)
