@@ -16,8 +16,12 @@ No move costs are charged.
 shift (and doing nothing) by the value-weighted goal attainment it yields over that window,
 with the moved units lost to both modules during the warm-up, minus the move cost, and takes
 the best; in plan mode it then scores again on the window with that shift made, without the
-two modules and with the budget left, and so on while a shift still gains (greedy). It obeys
-the guard like any policy: a strong reachable reference.
+two modules and with the budget left, and so on while a shift still gains (greedy). With
+several kinds a plan may also move every kind at once between two modules (a module whose
+servers need all its kinds gains from no single one). On planes of more than twice
+``candidates`` modules it scores only the ``candidates`` most over-provisioned modules that
+can give and the ``candidates`` most under-provisioned that can take (against the forecast),
+recomputed after each shift. It obeys the guard like any policy: a strong reachable reference.
 """
 
 from __future__ import annotations
@@ -311,7 +315,8 @@ def _plan(lam, units, ups, mu, slo, value, tick_seconds, warmup, cands, cost):  
     """Index of the best candidate shift (or -1 for none) over the planning window.
 
     ``units[h, m, r]``: units serving at window tick h without a new shift;
-    ``cands[i] = (src, dst, kind, units)``.
+    ``cands[i] = (src, dst, kind, units)``, kind ``-1`` for ``units`` of every kind (a module
+    whose servers need all its kinds gains only from all of them at once).
     """
     n_h, n_mod, n_kind = units.shape
     base = np.empty((n_h, n_mod))
@@ -324,14 +329,14 @@ def _plan(lam, units, ups, mu, slo, value, tick_seconds, warmup, cands, cost):  
     best, best_i = 0.0, -1
     for i in range(cands.shape[0]):
         src, dst, kind, u = cands[i, 0], cands[i, 1], cands[i, 2], cands[i, 3]
-        delta = -cost * u
+        delta = -cost * u * (n_kind if kind < 0 else 1)
         for h in range(n_h):
             for m, sign in ((src, -1), (dst, 1)):
                 if sign > 0 and h < warmup:
                     continue
                 s = np.inf
                 for r in range(n_kind):
-                    extra = sign * u if r == kind else 0
+                    extra = sign * u if r == kind or kind < 0 else 0
                     s = min(s, (units[h, m, r] + extra) / ups[m, r])
                 att = tick_metrics(lam[h, m], s, mu[m], slo[m], tick_seconds)[3]
                 delta += value[m] * att - base[h, m]
@@ -431,12 +436,13 @@ class OracleMPCPolicy(HeuristicPolicy):
             if i < 0:
                 break
             src, dst, kind, u = (int(v) for v in cands[i])
-            out.append((src, dst, kind, u))
-            units[:, src, kind] -= u
-            units[w:, dst, kind] += u
+            kinds = list(range(p.num_resources)) if kind < 0 else [kind]
+            out.extend((src, dst, r, u) for r in kinds)
+            units[:, src, kinds] -= u
+            units[w:, dst, kinds] += u
             give[[src, dst]] = 0.0
             room[[src, dst]] = 0.0
-            budget[kind] -= u
+            budget[kinds] -= u
         return out
 
     def _candidates(
@@ -445,17 +451,26 @@ class OracleMPCPolicy(HeuristicPolicy):
         """Feasible (src, dst, kind, units) shifts; on big planes only the likeliest modules."""
         m = give.shape[0]
         k = min(self.candidates, m)
-        srcs = np.argsort(-give.sum(axis=1))[:k] if m > 2 * k else np.arange(m)
         gap = state.forecast_servers - self.servers(state.alloc + state.incoming)
+        # sources: the most over-provisioned of those that can give (not the largest: a big
+        # module is usually a busy one, and one step with no gain ends the plan)
+        surplus = np.where(give.max(axis=1) >= 1, -gap, -np.inf)
+        srcs = np.argsort(-surplus, kind="stable")[:k] if m > 2 * k else np.arange(m)
         gap = np.where(room.max(axis=1) >= 1, gap, -np.inf)
-        dsts = np.argsort(-gap)[:k] if m > 2 * k else np.arange(m)
+        dsts = np.argsort(-gap, kind="stable")[:k] if m > 2 * k else np.arange(m)
+        n_kind = give.shape[1]
+        # in plan mode with several kinds, also every kind at once (kind -1): one plan moves
+        # them together, where a shift of one kind alone gains nothing
+        kinds = list(range(n_kind)) + ([-1] if n_kind > 1 and self.plan_mode else [])
         out = []
-        for r in range(give.shape[1]):
+        for r in kinds:
+            sl = slice(None) if r < 0 else slice(r, r + 1)
             for s in srcs:
                 for d in dsts:
                     if s == d:
                         continue
-                    most = min(give[s, r], room[d, r], self.max_units, budget[r])
+                    most = min(give[s, sl].min(), room[d, sl].min(), budget[sl].min())
+                    most = min(most, self.max_units)
                     for level in self.levels:
                         if level <= most:
                             out.append((s, d, r, level))
