@@ -276,10 +276,10 @@ def _mpc_requests(scenario: str, demand: dict[int, float], rest: float) -> np.nd
     return policy.requests(_state(params, demand_servers=need, forecast_servers=need))
 
 
-def test_mpc_moves_every_kind_a_module_needs_together() -> None:
+def test_mpc_asks_for_every_kind_a_module_needs_together() -> None:
     """multi_resource module 2 is bound by CPU and memory alike (8 units / 1, 12 / 1.5): one
-    kind alone adds no server, so only a shift of both kinds at once serves it; module 0
-    is idle and gives both."""
+    kind alone adds no server, so the planner must ask for both at once (the guard executes
+    one kind a tick, the rest after the stabilization period); idle module 0 gives both."""
     req = _mpc_requests("multi_resource", {0: 0.5, 2: 12.0}, rest=1.0)
     assert (req[2] > 0).all() and (req[0] < 0).all(), req
 

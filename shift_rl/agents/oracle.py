@@ -17,11 +17,16 @@ shift (and doing nothing) by the value-weighted goal attainment it yields over t
 with the moved units lost to both modules during the warm-up, minus the move cost, and takes
 the best; in plan mode it then scores again on the window with that shift made, without the
 two modules and with the budget left, and so on while a shift still gains (greedy). With
-several kinds a plan may also move every kind at once between two modules (a module whose
-servers need all its kinds gains from no single one). On planes of more than twice
-``candidates`` modules it scores only the ``candidates`` most over-provisioned modules that
-can give and the ``candidates`` most under-provisioned that can take (against the forecast),
-recomputed after each shift. It obeys the guard like any policy: a strong reachable reference.
+several kinds, in plan mode, a candidate may also ask for every kind at once between two
+modules (a module whose servers need all its kinds gains from no single one). The guard lets
+a module take part in one shift a tick, so it executes one kind of such a request now and the
+planner asks for the rest once the module's stabilization period is over: the window scores
+the pair as if both landed together, an optimistic model that still pays (`multi_resource`,
+benchmarks/RESULTS.md). On planes of more than twice ``candidates`` modules it scores only
+the ``candidates`` most over-provisioned modules that can give and the ``candidates`` most
+under-provisioned that can take (against the forecast), re-chosen after each shift of the
+plan from the modules not yet in one. It obeys the guard like any policy: a strong
+reachable reference.
 """
 
 from __future__ import annotations
@@ -459,8 +464,8 @@ class OracleMPCPolicy(HeuristicPolicy):
         gap = np.where(room.max(axis=1) >= 1, gap, -np.inf)
         dsts = np.argsort(-gap, kind="stable")[:k] if m > 2 * k else np.arange(m)
         n_kind = give.shape[1]
-        # in plan mode with several kinds, also every kind at once (kind -1): one plan moves
-        # them together, where a shift of one kind alone gains nothing
+        # in plan mode with several kinds, also every kind at once (kind -1), where a shift
+        # of one kind alone gains nothing (the guard executes it one kind a tick)
         kinds = list(range(n_kind)) + ([-1] if n_kind > 1 and self.plan_mode else [])
         out = []
         for r in kinds:
