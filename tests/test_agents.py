@@ -268,11 +268,10 @@ def _mpc_requests(scenario: str, demand: dict[int, float], rest: float) -> np.nd
     """mpc's requests on a decoded state where every module needs ``rest`` of the servers it
     holds but those in ``demand`` (module -> servers needed, as forecast)."""
     params = ScenarioParams.from_config(load_scenario(scenario))
-    servers = np.min(params.initial_alloc / params.units_per_server, axis=1)
-    need = servers * rest
+    policy = make_policy("mpc", params)
+    need = policy.servers(params.initial_alloc) * rest
     for m, v in demand.items():
         need[m] = v
-    policy = make_policy("mpc", params)
     return policy.requests(_state(params, demand_servers=need, forecast_servers=need))
 
 

@@ -20,7 +20,7 @@ two modules and with the budget left, and so on while a shift still gains (greed
 several kinds, in plan mode, a candidate may also ask for every kind at once between two
 modules (a module whose servers need all its kinds gains from no single one). The guard lets
 a module take part in one shift a tick, so it executes one kind of such a request now and the
-planner asks for the rest once the module's stabilization period is over: the window scores
+planner can ask for the rest once the module's stabilization period is over: the window scores
 the pair as if both landed together, an optimistic model that still pays (`multi_resource`,
 benchmarks/RESULTS.md). On planes of more than twice ``candidates`` modules it scores only
 the ``candidates`` most over-provisioned modules that can give and the ``candidates`` most
