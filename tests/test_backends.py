@@ -54,18 +54,19 @@ def _assert_cleaned(be: CgroupBackend) -> None:
     assert not _our_groups()
 
 
-def _best_cpu_seconds(iterations: int, total: float = 0.05) -> float:
-    """Least CPU time of ``work(iterations)`` over runs that fill ``total`` CPU-seconds.
+def _best_cpu_seconds(iterations: list[int], rounds: int = 20) -> np.ndarray:
+    """Least CPU time of ``work(n)`` for each ``n``, over ``rounds`` interleaved rounds.
 
-    Load only adds time to a run (cache misses, a slower shared core), so the best of many runs
-    measures the machine, not its neighbours, as the worker's calibration (a best of three) does.
+    Load only adds time to a run (cache misses, a busy sibling hyperthread), so the best of many
+    runs measures the machine, not its neighbours; interleaving the modules round by round lets
+    a burst of load slow every module alike instead of one module's whole measurement.
     """
-    best, spent = float("inf"), 0.0
-    while spent < total or best == float("inf"):
-        c0 = time.thread_time()
-        work(iterations)
-        took = time.thread_time() - c0
-        best, spent = min(best, took), spent + took
+    best = np.full(len(iterations), np.inf)
+    for _ in range(rounds):
+        for j, n in enumerate(iterations):
+            c0 = time.thread_time()
+            work(n)
+            best[j] = min(best[j], time.thread_time() - c0)
     return best
 
 
@@ -141,12 +142,13 @@ def test_cgroup_backend_conformance_and_cleanup() -> None:
         assert not tel.missing.any() and tel.demand.sum() > 0
         assert np.allclose(tel.confidence, np.exp(-be.params.claimed_noise))
         # calibrated to the scenario: the iterations each worker chose cost its module's CPU
-        # time per request on this machine. Best against best (re-measured here), so load
-        # drops out (one clean run among many) or cancels (both sides slowed alike). The cost
-        # a worker reports is a single run, which load can inflate (0.00333 against 0.002 on
-        # a busy machine): only bounded loosely, against a unit or scale slip
-        best = [_best_cpu_seconds(c["iterations"]) for c in be.calibration]
-        np.testing.assert_allclose(best, be.cost, rtol=0.5)
+        # time per request on this machine. The workers calibrate at once, beside each other and
+        # the load generator on a shared machine, so their choice carries that moment's load
+        # (0.0037 s re-measured against 0.002 s in one CI run): bounded to a factor of 3, which
+        # catches a unit or scale slip (10x, 1000x) and not the load of a busy 2-core machine
+        best = _best_cpu_seconds([c["iterations"] for c in be.calibration])
+        ratio = best / be.cost
+        assert ((ratio > 1 / 3) & (ratio < 3)).all(), (best, be.cost)
         reported = np.array([c["cost"] for c in be.calibration])
         assert ((reported > be.cost / 10) & (reported < be.cost * 10)).all(), reported
         with pytest.raises(ValueError, match="modules are"):
