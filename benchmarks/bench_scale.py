@@ -9,7 +9,7 @@ units per module), so 64, 256 and 1024 differ only in their module count. Measur
 
 - **env step**: ``ResourceShiftEnv.step`` with uniform random actions (resets off the clock);
 - **batched step**: ``ResourceShiftVectorEnv`` of 16 envs, one ``step`` of all 16;
-- **potential / hpa / static**: ``policy.act(obs, mask)`` (tuned parameters, as evaluation
+- **potential / hpa / static / mpc**: ``policy.act(obs, mask)`` (tuned parameters, as evaluation
   loads them), on the observations of an episode the policy plays itself;
 - **oracle bound**: ``oracle_goal`` for ``--oracle-ticks`` ticks of an episode, per tick;
 - **controller tick**: ``ShiftController.tick`` with ``potential`` on the simulated backend,
@@ -47,6 +47,8 @@ from shift_rl.vector import ResourceShiftVectorEnv
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 clock = time.perf_counter
 HEURISTICS = ("potential", "hpa", "static")
+DECISIONS = (*HEURISTICS, "mpc")
+"""Timed per decision; the eval episode plays :data:`HEURISTICS`."""
 
 
 def scenario_for(
@@ -174,13 +176,13 @@ def main() -> None:
         if m == sizes[0]:  # warm-up: numba compilation (or cache loads), imports
             for fn, a in ((time_env_step, 20), (time_batched_step, 5), (time_controller, 5)):
                 fn(cfg, a)
-            for name in HEURISTICS:
+            for name in DECISIONS:
                 time_decision(cfg, name, 5)
             time_oracle(cfg, 2)
         jobs = {
             "env step": partial(time_env_step, cfg, n),
             "batched step (16 envs)": partial(time_batched_step, cfg, max(10, n // 8)),
-            **{f"{h} decision": partial(time_decision, cfg, h, n) for h in HEURISTICS},
+            **{f"{h} decision": partial(time_decision, cfg, h, n) for h in DECISIONS},
             "oracle bound, per tick": partial(time_oracle, cfg, args.oracle_ticks),
             "controller tick": partial(time_controller, cfg, min(n, cfg.episode_ticks - 10)),
         }

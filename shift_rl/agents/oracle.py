@@ -467,19 +467,18 @@ class OracleMPCPolicy(HeuristicPolicy):
         # in plan mode with several kinds, also every kind at once (kind -1), where a shift
         # of one kind alone gains nothing (the guard executes it one kind a tick)
         kinds = list(range(n_kind)) + ([-1] if n_kind > 1 and self.plan_mode else [])
-        out = []
-        for r in kinds:
-            sl = slice(None) if r < 0 else slice(r, r + 1)
-            for s in srcs:
-                for d in dsts:
-                    if s == d:
-                        continue
-                    most = min(give[s, sl].min(), room[d, sl].min(), budget[sl].min())
-                    most = min(most, self.max_units)
-                    for level in self.levels:
-                        if level <= most:
-                            out.append((s, d, r, level))
-        return np.array(out, dtype=np.int64).reshape(-1, 4)
+        # the most each (kind, src, dst) may move: min over its kinds of give, room, budget
+        sls = [slice(None) if r < 0 else slice(r, r + 1) for r in kinds]
+        most = np.stack([np.minimum.outer(give[srcs, sl].min(axis=1), room[dsts, sl].min(axis=1))
+                         for sl in sls])  # (kinds, srcs, dsts)  # fmt: skip
+        cap = np.minimum([budget[sl].min() for sl in sls], self.max_units)
+        most = np.minimum(most, cap[:, None, None])
+        most[:, srcs[:, None] == dsts[None, :]] = -np.inf  # no shift to itself
+        levels = np.asarray(self.levels, dtype=np.float64)
+        ok = levels[None, None, None, :] <= most[..., None]  # (kinds, srcs, dsts, levels)
+        r, s, d, lv = np.nonzero(ok)  # C order: kind, src, dst, level, as the plan scans them
+        out = np.stack([srcs[s], dsts[d], np.asarray(kinds)[r], np.asarray(self.levels)[lv]])
+        return out.T.astype(np.int64).reshape(-1, 4)
 
 
 class ForecastMPCPolicy(OracleMPCPolicy):
