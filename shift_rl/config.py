@@ -1243,6 +1243,13 @@ class NetworkConfig(_Model):
     time_features: bool = Field(
         False, description="modular: let the network see time.sin / time.cos (module docstring)"
     )
+    advisor: Literal["mpc", "hpa", "potential", "proportional", "vpa", "static"] | None = Field(
+        None, description="modular + suite: a heuristic (suite-tuned) whose plan every token "
+        "reads and whose level gets advice_gain on the logits: a residual policy on it",
+    )  # fmt: skip
+    advice_gain: Annotated[float, Field(gt=0.0, le=50.0)] = Field(
+        6.0, description="initial logit gain of the advised level (learned; 6: ~98 % per entry)"
+    )
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> NetworkConfig:
@@ -1423,6 +1430,13 @@ class TrainConfig(_Model):
             raise ValueError("leave_out: families are left out of a suite; set suite too")
         if self.pretrain.rollouts and self.suite is None:
             raise ValueError("pretrain: the warm start runs on a suite's members; set suite too")
+        if self.network.advisor is not None and (
+            self.suite is None or self.network.kind != "modular"
+        ):
+            raise ValueError(
+                "network.advisor: the advice is written into a suite's padded observations; "
+                "it needs network.kind modular and suite"
+            )
         levels = self.suite_amount_levels
         if sorted(set(levels)) != levels:
             raise ValueError(f"suite_amount_levels: {levels} must be increasing, no repeats")

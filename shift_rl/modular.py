@@ -115,6 +115,13 @@ TOKEN_FEATURES = (
     "units_held",
     *PER_MODULE,
 )
+ADVICE = "advice"
+"""The advised token feature and ``<module>.advice.<kind>`` in a padded training observation
+(:mod:`shift_rl.suite_training`): an advisor's change of the plan entry, the policy's level
+``a`` of ``2K + 1`` encoded as ``(a - K) / K`` in ``[-1, 1]`` (0: no change)."""
+ADVISORS = ("mpc", "hpa", "potential", "proportional", "vpa", "static")
+"""Policies an advised network may lean on: causal ones (they read only the observation);
+never ``oracle-mpc``, which needs the simulator's truth a controller does not have."""
 GLOBAL_FEATURES = ("free", "free_x_m", "offline", "total_demand", "total_forecast",
                    "units_per_module")  # fmt: skip
 TIME_FEATURES = ("time.sin", "time.cos")
@@ -127,6 +134,20 @@ KIND_PRESENT = "pool.present."
 one-kind scenario in a two-kind padded layout); like :data:`PRESENT`, only in padded
 observations."""
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+
+
+def token_features(advised: bool = False) -> tuple[str, ...]:
+    return TOKEN_FEATURES + ((ADVICE,) if advised else ())
+
+
+def encode_advice(levels: np.ndarray, k: int) -> np.ndarray:
+    """``(a - K) / K`` float32 of policy levels ``a`` in ``0..2K`` (see :data:`ADVICE`)."""
+    return ((np.asarray(levels, dtype=np.float32) - k) / np.float32(k)).astype(np.float32)
+
+
+def decode_advice(advice: np.ndarray, k: int) -> np.ndarray:
+    """The policy levels of encoded advice (:func:`encode_advice`), clipped to ``0..2K``."""
+    return np.clip(np.rint(np.asarray(advice, dtype=np.float32) * k) + k, 0, 2 * k).astype(np.int64)
 
 
 def global_features(time_features: bool) -> tuple[str, ...]:
@@ -148,6 +169,7 @@ class ModularLayout:
     width: int  # length of the observation
     present_index: np.ndarray | None = None  # (M,) of ``<module>.present``, None: all present
     kind_present_index: np.ndarray | None = None  # (R,) of ``pool.present.<kind>``, None: all
+    advice_index: np.ndarray | None = None  # (M, R) of ``<module>.advice.<kind>``, None: none
 
     @property
     def num_modules(self) -> int:
@@ -162,7 +184,8 @@ class ModularLayout:
         ``ValueError`` naming the first missing one). Other names are ignored. When every
         module has a ``<module>.present`` feature (padded observations), the layout reads it:
         modules whose flag is 0 are padding, left out of the pooling and acting "no change";
-        likewise the kinds of ``pool.present.<kind>``.
+        likewise the kinds of ``pool.present.<kind>``. ``<module>.advice.<kind>`` features
+        (all or none) are an advisor's plan (:data:`ADVICE`), read as the last token feature.
         """
         at = {n: i for i, n in enumerate(names)}
         if len(at) != len(names):
@@ -198,6 +221,7 @@ class ModularLayout:
 
         present = flags([f"{m}.{PRESENT}" for m in modules], "modules")
         kind_present = flags([f"{KIND_PRESENT}{k}" for k in kinds], "kinds")
+        advice = flags([f"{m}.{ADVICE}.{k}" for m in modules for k in kinds], "advice entries")
         return cls(
             modules=modules,
             kinds=kinds,
@@ -210,6 +234,7 @@ class ModularLayout:
             width=len(names),
             present_index=present,
             kind_present_index=kind_present,
+            advice_index=None if advice is None else advice.reshape(len(modules), len(kinds)),
         )
 
 
@@ -222,12 +247,18 @@ def _log_units(units: np.ndarray) -> np.ndarray:
 
 
 def featurize(
-    obs: np.ndarray, layout: ModularLayout, time_features: bool = False
+    obs: np.ndarray,
+    layout: ModularLayout,
+    time_features: bool = False,
+    advice: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(tokens (B, M, R, F), globals (B, R, G))`` float32 of observations ``(B, D)``.
 
-    ``F = len(TOKEN_FEATURES)``, ``G = len(global_features(time_features))`` (see the module
-    docstring for what each is). Observations are the builder's: finite and inside bounds.
+    ``F = len(token_features(advised))``, ``G = len(global_features(time_features))`` (see the
+    module docstring for what each is). Observations are the builder's: finite and inside
+    bounds. The advice column (:data:`ADVICE`) comes from the observation when the layout has
+    advice features, else from ``advice`` (``(B, M, R)`` encoded, an advisor's plan), else
+    there is none.
     """
     x = np.asarray(obs, dtype=np.float32)
     if x.ndim == 1:
@@ -255,7 +286,12 @@ def featurize(
     per_module = np.broadcast_to(per_module[:, :, None, :], (b, n_mod, n_kind, len(PER_MODULE)))
     unit = np.maximum(x[:, layout.unit_index], np.float32(1e-9))  # (B, R): 1 / pool units
     units = (shares[..., 0] + shares[..., 1]) / unit[:, None, :]  # (B, M, R) units held
-    tokens = np.concatenate([_squash(s), ratio, _log_units(units)[..., None], per_module], axis=3)
+    parts_t = [_squash(s), ratio, _log_units(units)[..., None], per_module]
+    if layout.advice_index is not None:
+        advice = x[:, layout.advice_index]
+    if advice is not None:
+        parts_t.append(np.asarray(advice, dtype=np.float32).reshape(b, n_mod, n_kind, 1))
+    tokens = np.concatenate(parts_t, axis=3)
     free = x[:, layout.free_index]  # (B, R)
     real = shares if present is None else shares * present[..., None]
     parts = [
@@ -288,6 +324,37 @@ def presence(obs: np.ndarray, layout: ModularLayout) -> np.ndarray | None:
     return (mods > 0.5)[:, :, None] & (kinds > 0.5)[:, None, :]
 
 
+def level_map(policy_levels: list[int] | tuple[int, ...],
+              scenario_levels: list[int] | tuple[int, ...]) -> np.ndarray | None:  # fmt: skip
+    """Scenario level index of each of the policy's ``2K + 1`` levels (None: the same levels):
+    the policy's outputs go to the matching amounts, the scenario's others are never chosen;
+    ``ValueError`` when the scenario's levels do not hold the policy's."""
+    mine, theirs = [int(v) for v in policy_levels], [int(v) for v in scenario_levels]
+    if mine == theirs:
+        return None
+    if not set(mine) <= set(theirs):
+        raise ValueError(f"amount levels {theirs} do not hold {mine}")
+    k = len(theirs)
+    up = [k + 1 + theirs.index(v) for v in mine]
+    down = [k - 1 - theirs.index(v) for v in reversed(mine)]
+    return np.array([*down, k, *up], dtype=np.int64)
+
+
+def policy_levels(levels: list[int] | tuple[int, ...],
+                  scenario_levels: list[int] | tuple[int, ...]) -> np.ndarray:  # fmt: skip
+    """Index among a policy's ``levels`` of each of the scenario's ``2K_s + 1`` levels: the
+    same signed amount, or the policy's largest below it (a teacher's 8 units are the 4 of a
+    policy of ``[1, 2, 4]``; below the smallest, no change)."""
+    mine, theirs = [int(v) for v in levels], [int(v) for v in scenario_levels]
+    k, ks = len(mine), len(theirs)
+    out = np.full(2 * ks + 1, k, dtype=np.int64)
+    for j, units in enumerate(theirs, start=1):
+        below = [i for i, v in enumerate(mine, start=1) if v <= units]
+        if below:
+            out[ks + j], out[ks - j] = k + below[-1], k - below[-1]
+    return out
+
+
 def padding_logits(levels: int) -> np.ndarray:
     """The logits a padding module acts with: ``MASKED_LOGIT`` everywhere but level ``K``
     (no change), so it never moves anything, adds nothing to log-probabilities or entropy,
@@ -298,6 +365,7 @@ def padding_logits(levels: int) -> np.ndarray:
 
 
 Layer = tuple[np.ndarray, np.ndarray]
+ADVICE_GAIN = "advice_gain"
 
 
 @dataclass
@@ -309,6 +377,11 @@ class ModularWeights:
     actor: list[Layer]  # hidden layers then the logits layer
     critic: list[Layer]  # hidden layers then the value layer
     activation: str = "tanh"
+    advice_gain: np.ndarray | None = None
+    """(1,): an advised network adds ``gain`` to the logit of the advised level (the last
+    token feature, :data:`ADVICE`) of every entry: at the start of training it acts as its
+    advisor does, and what it learns is where to depart from it (residual policy learning,
+    Silver et al. 2018). None: not advised."""
 
     def arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -316,6 +389,8 @@ class ModularWeights:
             for i, (w, b) in enumerate(getattr(self, part)):
                 out[f"{part}{i}_w"] = np.asarray(w, dtype=np.float32)
                 out[f"{part}{i}_b"] = np.asarray(b, dtype=np.float32)
+        if self.advice_gain is not None:
+            out[ADVICE_GAIN] = np.asarray(self.advice_gain, dtype=np.float32).reshape(1)
         return out
 
 
@@ -330,7 +405,8 @@ def forward(
 
     ``present`` (``(B, M, R)`` bool, :func:`presence`): padding tokens are left out of the
     mean and max pooling and get :func:`padding_logits`, padding kinds out of the critic's
-    mean over kinds; None: all real.
+    mean over kinds; None: all real. An advised network (``net.advice_gain``) reads the
+    advice from the tokens' last feature.
     """
     act = ACTIVATIONS[net.activation]
     h = tokens
@@ -350,6 +426,10 @@ def forward(
     z = h @ w0[:width] + (ctx @ w0[width:] + b0)[:, None]
     for w, b in net.actor[1:]:
         z = act(z) @ w + b
+    if net.advice_gain is not None:  # the advisor's level gets the gain
+        levels = z.shape[-1]
+        advised = decode_advice(tokens[..., -1], levels // 2)
+        z = z + np.float32(net.advice_gain[0]) * (advised[..., None] == np.arange(levels))
     if present is not None:
         z = np.where(p, z, padding_logits(z.shape[-1]))
     value = None
@@ -383,7 +463,10 @@ class ModularPolicy:
     Runs on any observation whose per-module features and kinds are those it was trained with;
     the module count is free. The layout is found by name after :meth:`bind_names` (what
     :func:`shift_rl.agents.check_policy_fits` does with the scenario's names), else from the
-    builder's positional layout for the observation's width.
+    builder's positional layout for the observation's width. An advised policy (its
+    ``policy.json`` names an ``advisor``) runs that heuristic on the same observation and
+    mask each tick and reads its plan as the last token feature (:data:`ADVICE`): it needs
+    the scenario (:func:`check_modular_fits` builds the advisor for it).
     """
 
     name: str
@@ -399,6 +482,10 @@ class ModularPolicy:
     the scenario offers more amount levels; None when they are the same."""
     choices: int | None = field(default=None, repr=False)
     """The scenario's levels per plan entry when :attr:`level_map` is set."""
+    advisor: Any = field(default=None, repr=False)
+    """The advisor built for the bound scenario (advised policies only)."""
+    advice_levels: np.ndarray | None = field(default=None, repr=False)
+    """The policy's level of each of the scenario's (:func:`policy_levels`)."""
 
     @property
     def nvec(self) -> np.ndarray:
@@ -414,26 +501,28 @@ class ModularPolicy:
         never chosen. Else :class:`PolicyFileError`."""
         mine = [int(v) for v in self.spec["action"]["amount_levels"]]
         theirs = [int(v) for v in scenario_levels]
-        if mine == theirs:
-            self.level_map, self.choices = None, None
-            return
-        if not set(mine) <= set(theirs):
+        try:
+            self.level_map = level_map(mine, theirs)
+        except ValueError:
             raise PolicyFileError(
                 f"policy {self.name!r} was trained for amount levels {mine}; the scenario has "
                 f"{theirs}, which do not hold them all"
-            )
-        k = len(theirs)
-        up = [k + 1 + theirs.index(v) for v in mine]
-        down = [k - 1 - theirs.index(v) for v in reversed(mine)]
-        self.level_map = np.array([*down, k, *up], dtype=np.int64)
-        self.choices = 2 * k + 1
+            ) from None
+        self.choices = None if self.level_map is None else 2 * len(theirs) + 1
+        self.advice_levels = policy_levels(mine, theirs)
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
         return () if self._layout is None else (self._layout.width,)
 
     def reset(self) -> None:
-        """The actor is memoryless."""
+        """The actor is memoryless; an advisor starts a new episode."""
+        if self.advisor is not None:
+            self.advisor.reset()
+
+    @property
+    def advised(self) -> bool:
+        return self.spec.get("advisor") is not None
 
     def bind_names(self, names: list[str]) -> ModularLayout:
         """Read observations with these names from now on (checked: kinds must match)."""
@@ -462,16 +551,30 @@ class ModularPolicy:
         names = [f.name for f in feature_layout([f"m{i}" for i in range(m)], list(self.kinds))]
         return self.bind_names(names)
 
-    def logits(self, observation: np.ndarray) -> np.ndarray:
-        """Unmasked logits ``(M * R, 2K + 1)`` of one observation, in plan-entry order."""
+    def advice(self, observation: np.ndarray, action_mask: np.ndarray | None) -> np.ndarray:
+        """``(1, M, R)`` encoded plan of the advisor on this observation (it steps its state:
+        one call per tick)."""
+        if self.advisor is None or self.advice_levels is None or self._layout is None:
+            raise PolicyFileError(
+                f"policy {self.name!r} is advised by {self.spec['advisor']['name']!r}: bind it "
+                "to a scenario first (shift_rl.agents.check_policy_fits)"
+            )
+        plan = np.asarray(self.advisor.act(observation, action_mask), dtype=np.int64)
+        levels = self.advice_levels[plan].reshape(1, self._layout.num_modules, len(self.kinds))
+        return encode_advice(levels, self.levels // 2)
+
+    def logits(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        """Unmasked logits ``(M * R, 2K + 1)`` of one observation, in plan-entry order (an
+        advised policy's advisor acts on it with ``action_mask``, the scenario's)."""
         x = np.asarray(observation, dtype=np.float32).reshape(1, -1)
         layout = self.layout_for(x.shape[1])
-        tokens, globals_ = featurize(x, layout, self.time_features)
+        advice = self.advice(observation, action_mask) if self.advised else None
+        tokens, globals_ = featurize(x, layout, self.time_features, advice)
         z, _ = forward(tokens, globals_, self.net, critic=False, present=presence(x, layout))
         return z.reshape(-1, self.levels)
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
-        z = self.logits(observation)
+        z = self.logits(observation, action_mask)
         if not np.isfinite(z).all():
             raise FloatingPointError(f"policy {self.name!r} produced non-finite logits")
         mask = action_mask if self.uses_masks else None
@@ -485,11 +588,13 @@ class ModularPolicy:
 # -- loading ---------------------------------------------------------------------------------
 _KEYS = ("action", "features", "files", "format_version", "guard", "kind", "network",
          "scenario", "spec_sha256", "training")  # fmt: skip
+_OPTIONAL_KEYS = ("advisor",)
 
 
-def weight_names(network: dict[str, int]) -> set[str]:
-    return {f"{part}{i}_{p}" for part in ("encoder", "actor", "critic")
-            for i in range(network[part]) for p in "wb"}  # fmt: skip
+def weight_names(network: dict[str, int], advised: bool = False) -> set[str]:
+    names = {f"{part}{i}_{p}" for part in ("encoder", "actor", "critic")
+             for i in range(network[part]) for p in "wb"}  # fmt: skip
+    return names | ({ADVICE_GAIN} if advised else set())
 
 
 def _read_arrays(path: Path, expected: set[str]) -> dict[str, np.ndarray]:
@@ -546,7 +651,7 @@ def load_modular(folder: Path, spec: dict[str, Any]) -> ModularPolicy:
     version = spec.get("format_version")
     if isinstance(version, bool) or version not in SUPPORTED_VERSIONS or version < 2:
         raise PolicyFileError(f"{meta}: a {MODULAR_KIND} needs format_version 2, got {version!r}")
-    extra = sorted(set(spec) - set(_KEYS))
+    extra = sorted(set(spec) - set(_KEYS) - set(_OPTIONAL_KEYS))
     if extra:
         raise sp.fail(", ".join(extra), f"unknown field(s) for a {MODULAR_KIND}")
     missing = [k for k in _KEYS if k not in spec]
@@ -563,7 +668,13 @@ def load_modular(folder: Path, spec: dict[str, Any]) -> ModularPolicy:
         raise sp.fail("features.per_kind", f"must be {list(PER_KIND)} (this runtime's inputs)")
     if sp.items("features.per_module", "str", 0, 64) != list(PER_MODULE):
         raise sp.fail("features.per_module", f"must be {list(PER_MODULE)} (this runtime's inputs)")
-    if sp.items("features.token", "str", 0, 256) != list(TOKEN_FEATURES):
+    advised = spec.get("advisor") is not None
+    if advised:
+        sp.get("advisor.name", "str", choices=ADVISORS)
+        if not isinstance(spec["advisor"].get("params"), dict):
+            raise sp.fail("advisor.params", "must be a mapping of the advisor's parameters")
+        sp.get("advisor.tuned_on", "str")
+    if sp.items("features.token", "str", 0, 256) != list(token_features(advised)):
         raise sp.fail("features.token", "must be the token features of this runtime")
     if sp.items("features.global", "str", 0, 256) != list(global_features(time_features)):
         raise sp.fail("features.global", "must be the global features of this runtime")
@@ -580,11 +691,14 @@ def load_modular(folder: Path, spec: dict[str, Any]) -> ModularPolicy:
     sp.items("scenario.resources", "str", 1, 64)
     files = listed_files(sp)
     _check_files(folder, files)
-    arrays = _read_arrays(folder / WEIGHTS, weight_names(network))
+    arrays = _read_arrays(folder / WEIGHTS, weight_names(network, advised))
     layers = {p: [(arrays[f"{p}{i}_w"], arrays[f"{p}{i}_b"]) for i in range(n)]
               for p, n in network.items()}  # fmt: skip
-    net = ModularWeights(layers["encoder"], layers["actor"], layers["critic"], activation)
-    _check_shapes(folder / WEIGHTS, net, len(TOKEN_FEATURES),
+    gain = arrays.get(ADVICE_GAIN)
+    if gain is not None and gain.shape != (1,):
+        raise PolicyFileError(f"{folder / WEIGHTS}: {ADVICE_GAIN} has shape {gain.shape}, not (1,)")
+    net = ModularWeights(layers["encoder"], layers["actor"], layers["critic"], activation, gain)
+    _check_shapes(folder / WEIGHTS, net, len(token_features(advised)),
                   len(global_features(time_features)), n_levels)  # fmt: skip
     return ModularPolicy(folder.name, spec, net, kinds, n_levels, time_features, uses_masks)
 
@@ -650,6 +764,22 @@ def check_modular_fits(policy: ModularPolicy, name: str, params: Any) -> None:
                 f"{scenario!r} gives [{feat.low}, {feat.high}] (another observation version)"
             )
     policy.bind_names(builder.names)
+    if policy.advised:
+        _bind_advisor(policy, name, params)
+
+
+def _bind_advisor(policy: ModularPolicy, name: str, params: Any) -> None:
+    """Build the policy's advisor for the scenario, with the parameters it was trained with."""
+    from shift_rl.agents import make_policy
+
+    advisor = policy.spec["advisor"]
+    try:
+        policy.advisor = make_policy(advisor["name"], params, **advisor["params"])
+    except (TypeError, ValueError) as err:
+        raise PolicyFileError(
+            f"policy {name!r}: its advisor {advisor['name']!r} with parameters "
+            f"{advisor['params']} does not run on scenario {params.config.name!r}: {err}"
+        ) from None
 
 
 def _base_name(full: str, module: str, kinds: tuple[str, ...]) -> str | None:
@@ -672,6 +802,8 @@ def feature_bounds(names: list[str], low: np.ndarray, high: np.ndarray) -> dict[
 
 
 __all__ = [
+    "ADVICE",
+    "ADVISORS",
     "GLOBAL_FEATURES",
     "MODULAR_KIND",
     "TOKEN_FEATURES",
@@ -679,10 +811,15 @@ __all__ = [
     "ModularPolicy",
     "ModularWeights",
     "check_modular_fits",
+    "decode_advice",
+    "encode_advice",
     "featurize",
     "forward",
+    "level_map",
     "load_modular",
     "masked_argmax",
     "padding_logits",
+    "policy_levels",
     "presence",
+    "token_features",
 ]

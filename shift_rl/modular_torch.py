@@ -15,7 +15,8 @@ no padding) and, without gradients, the forward pass runs in numpy on views of t
 
 :func:`export_modular` writes the policy folder (``kind: modular-plan-actor``) and an ONNX
 graph with dynamic batch and module axes: inputs ``tokens (B, M, R, F)`` and
-``globals (B, R, G)``, output ``logits (B, M, R, 2K + 1)``.
+``globals (B, R, G)``, output ``logits (B, M, R, 2K + 1)``. An advised network's advice is
+the tokens' last feature, and its gain is in the graph.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from shift_rl.modular import (
     MODULAR_KIND,
     PER_KIND,
     PER_MODULE,
-    TOKEN_FEATURES,
     ModularLayout,
     ModularWeights,
     feature_bounds,
@@ -49,6 +49,7 @@ from shift_rl.modular import (
     global_features,
     padding_logits,
     presence,
+    token_features,
 )
 from shift_rl.runtime import FORMAT_VERSION, MASKED_LOGIT, ONNX, POLICY_JSON, WEIGHTS, spec_digest
 from shift_rl.torch_policy import PaddedMultiCategorical
@@ -67,9 +68,12 @@ class ModularNet(nn.Module):
     def __init__(
         self, token_dim: int, global_dim: int, levels: int, encoder: list[int],
         actor: list[int], critic: list[int], activation: str = "tanh",
+        advice_gain: float | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
         self.activation = activation
+        self.advice_gain = (None if advice_gain is None
+                            else nn.Parameter(torch.tensor([float(advice_gain)])))  # fmt: skip
         self.act = _ACTIVATIONS[activation]()
         self.encoder = _mlp([token_dim, *encoder])
         h = encoder[-1]
@@ -95,13 +99,23 @@ class ModularNet(nn.Module):
         return h, torch.cat([mean, top, globals_], dim=2)
 
     def logits(
-        self, h: torch.Tensor, ctx: torch.Tensor, present: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, h: torch.Tensor, ctx: torch.Tensor, present: torch.Tensor | None = None,
+        advice: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Per-token logits; an advised net adds its gain at the level ``advice`` (the tokens'
+        last feature, ``(B, M, R)`` encoded) names (:func:`shift_rl.modular.forward`)."""
         first = self.actor[0]
         w = first.weight  # (out, 3H + G)
         z = h @ w[:, : self.hidden].T + (ctx @ w[:, self.hidden :].T + first.bias)[:, None]
         for layer in self.actor[1:]:
             z = layer(self.act(z))
+        if self.advice_gain is not None:
+            if advice is None:
+                raise ValueError("an advised network needs the advice")
+            k = z.shape[-1] // 2
+            level = torch.clamp(torch.round(advice * k) + k, 0, 2 * k)
+            hit = level[..., None] == torch.arange(z.shape[-1], dtype=level.dtype)
+            z = z + self.advice_gain * hit.to(z.dtype)
         if present is not None:  # padding tokens: only "no change" (modular.padding_logits)
             pad = torch.from_numpy(padding_logits(z.shape[-1])).to(z.dtype)
             z = torch.where(present[..., None], z, pad)
@@ -125,7 +139,10 @@ class ModularNet(nn.Module):
         self, tokens: torch.Tensor, globals_: torch.Tensor, present: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         h, ctx = self.encode(tokens, globals_, present)
-        return self.logits(h, ctx, present), self.value(ctx, present)
+        return self.logits(h, ctx, present, self.advice_of(tokens)), self.value(ctx, present)
+
+    def advice_of(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        return None if self.advice_gain is None else tokens[..., -1]
 
     def numpy_weights(self) -> ModularWeights:
         """Numpy views of the parameters (``w`` as (in, out)): they follow optimizer steps."""
@@ -133,8 +150,9 @@ class ModularNet(nn.Module):
         def layers(mods: nn.ModuleList) -> list[tuple[np.ndarray, np.ndarray]]:
             return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in mods]
 
+        gain = None if self.advice_gain is None else self.advice_gain.detach().numpy()
         return ModularWeights(layers(self.encoder), layers(self.actor), layers(self.critic),
-                              self.activation)  # fmt: skip
+                              self.activation, gain)  # fmt: skip
 
     def init_weights(self) -> None:
         """SB3's orthogonal init: hidden layers gain sqrt(2), logits 0.01, value 1; zero bias."""
@@ -171,7 +189,8 @@ class ModularExtractor(nn.Module):
     def forward_actor(self, obs: torch.Tensor) -> torch.Tensor:
         tokens, globals_, present = self.inputs(obs)
         h, ctx = self.net.encode(tokens, globals_, present)
-        return self.net.logits(h, ctx, present).reshape(obs.shape[0], -1)
+        z = self.net.logits(h, ctx, present, self.net.advice_of(tokens))
+        return z.reshape(obs.shape[0], -1)
 
     def forward_critic(self, obs: torch.Tensor) -> torch.Tensor:
         tokens, globals_, present = self.inputs(obs)
@@ -186,11 +205,18 @@ class _Modular:
     mlp_extractor: ModularExtractor
 
     def _setup(self, observation_names: list[str], encoder: list[int], actor: list[int],
-               critic: list[int], activation: str, time_features: bool) -> None:  # fmt: skip
+               critic: list[int], activation: str, time_features: bool,
+               advice_gain: float | None) -> None:  # fmt: skip
         layout = ModularLayout.from_names(list(observation_names))
+        if (advice_gain is None) != (layout.advice_index is None):
+            raise ValueError(
+                "an advised modular policy (advice_gain) needs observations with the advice "
+                "features (<module>.advice.<kind>), and only it reads them"
+            )
         self._modular = {
             "layout": layout, "encoder": list(encoder), "actor": list(actor),
             "critic": list(critic), "activation": activation, "time_features": time_features,
+            "advice_gain": advice_gain,
         }  # fmt: skip
 
     def _build(self, lr_schedule: Any) -> None:  # replaces SB3's: same optimizer, other net
@@ -203,9 +229,10 @@ class _Modular:
                 f"the modular policy needs a plan action of {layout.num_modules} modules x "
                 f"{len(layout.kinds)} kinds entries of equal levels, got nvec {nvec.tolist()}"
             )
-        net = ModularNet(len(TOKEN_FEATURES), len(global_features(cfg["time_features"])),
+        advised = cfg["advice_gain"] is not None
+        net = ModularNet(len(token_features(advised)), len(global_features(cfg["time_features"])),
                          levels, cfg["encoder"], cfg["actor"], cfg["critic"],
-                         cfg["activation"])  # fmt: skip
+                         cfg["activation"], cfg["advice_gain"])  # fmt: skip
         net.init_weights()
         self.mlp_extractor = ModularExtractor(layout, net, cfg["time_features"])
         self.action_net = nn.Identity()
@@ -259,13 +286,17 @@ class _Modular:
 
 class ModularActorCriticPolicy(_Modular, ActorCriticPolicy):
     """PPO's policy with the modular network (``policy_kwargs``: ``observation_names``, the
-    env's; ``encoder``, ``actor``, ``critic`` hidden sizes; ``activation``; ``time_features``)."""
+    env's; ``encoder``, ``actor``, ``critic`` hidden sizes; ``activation``; ``time_features``;
+    ``advice_gain``, the initial gain of an advised network, whose observations carry an
+    advisor's plan: :mod:`shift_rl.suite_training`)."""
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
                  lr_schedule: Any, *, observation_names: list[str], encoder: list[int],
                  actor: list[int], critic: list[int], activation: str = "tanh",
-                 time_features: bool = False, **kwargs: Any) -> None:  # fmt: skip
-        self._setup(observation_names, encoder, actor, critic, activation, time_features)
+                 time_features: bool = False, advice_gain: float | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        self._setup(observation_names, encoder, actor, critic, activation, time_features,
+                    advice_gain)  # fmt: skip
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
 
@@ -275,8 +306,10 @@ class ModularMaskablePolicy(_Modular, MaskableActorCriticPolicy):
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
                  lr_schedule: Any, *, observation_names: list[str], encoder: list[int],
                  actor: list[int], critic: list[int], activation: str = "tanh",
-                 time_features: bool = False, **kwargs: Any) -> None:  # fmt: skip
-        self._setup(observation_names, encoder, actor, critic, activation, time_features)
+                 time_features: bool = False, advice_gain: float | None = None,
+                 **kwargs: Any) -> None:  # fmt: skip
+        self._setup(observation_names, encoder, actor, critic, activation, time_features,
+                    advice_gain)  # fmt: skip
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
 
@@ -314,6 +347,7 @@ def _policy_kwargs(cfg: Any, names: list[str]) -> tuple[type, dict[str, Any]]:
         "observation_names": names, "encoder": list(net.encoder), "actor": list(net.actor),
         "critic": list(net.critic), "activation": net.activation,
         "time_features": net.time_features,
+        "advice_gain": net.advice_gain if net.advisor is not None else None,
     }  # fmt: skip
 
 
@@ -329,8 +363,10 @@ def export_modular(
     guard: dict[str, Any],
     training: dict[str, Any],
     release: bool = False,
+    advisor: dict[str, Any] | None = None,
 ) -> Path:
-    """Export the modular actor of an SB3 model as a ``modular-plan-actor`` policy folder."""
+    """Export the modular actor of an SB3 model as a ``modular-plan-actor`` policy folder
+    (an advised one with its ``advisor``: ``{name, params, tuned_on}``)."""
     from shift_rl.export import write_export
 
     policy = model.policy
@@ -351,7 +387,7 @@ def export_modular(
             "kinds": list(ext.layout.kinds),
             "per_kind": list(PER_KIND),
             "per_module": list(PER_MODULE),
-            "token": list(TOKEN_FEATURES),
+            "token": list(token_features(net.advice_gain is not None)),
             "global": list(global_features(ext.time_features)),
             "time_features": ext.time_features,
             "bounds": feature_bounds(observation_names, observation_low, observation_high),
@@ -376,6 +412,11 @@ def export_modular(
         "training": training,
         "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
     }
+    if (advisor is None) != (net.advice_gain is None):
+        raise ValueError("an advised network is exported with its advisor, and only it")
+    if advisor is not None:
+        spec["advisor"] = {"name": advisor["name"], "params": dict(advisor["params"]),
+                           "tuned_on": advisor["tuned_on"]}  # fmt: skip
     spec["spec_sha256"] = spec_digest(spec)
     files[POLICY_JSON] = (json.dumps(spec, indent=2, sort_keys=True) + "\n").encode()
     return write_export(out, files, release)
@@ -400,7 +441,7 @@ def onnx_actor(net: ModularNet) -> bytes | None:
 
         def forward(self, tokens: torch.Tensor, globals_: torch.Tensor) -> torch.Tensor:
             h, ctx = self.net.encode(tokens, globals_)
-            return self.net.logits(h, ctx)
+            return self.net.logits(h, ctx, None, self.net.advice_of(tokens))
 
     n_tok, n_glob = net.encoder[0].in_features, net.critic[0].in_features - 2 * net.hidden
     quiet = logging.getLogger("torch.onnx._internal.exporter._registration")

@@ -82,11 +82,17 @@ class Demonstrations:
 
 def teacher_maker(cfg: Any) -> tuple[Any, dict[str, Any]]:
     """``make(scenario) -> policy`` of the config's teacher and what its parameters are."""
+    return heuristic_maker(cfg, cfg.pretrain.teacher)
+
+
+def heuristic_maker(cfg: Any, name: str) -> tuple[Any, dict[str, Any]]:
+    """``make(scenario) -> policy`` of a heuristic with the parameters tuned on the config's
+    suite without its ``leave_out`` families (module docstring, step 1), and what they are:
+    ``{"params", "tuned_on", ...}`` (the teacher's, and an advisor's: ``network.advisor``)."""
     from shift_rl.agents import SUITE_TUNED_DIR, make_policy
     from shift_rl.benchmark import baseline_parameters
     from shift_rl.suite import load_suite
 
-    name = cfg.pretrain.teacher
     suite = load_suite(cfg.suite)
     fams = sorted(set(cfg.leave_out))
     tuned_dir = None
@@ -102,6 +108,11 @@ def teacher_maker(cfg: Any) -> tuple[Any, dict[str, Any]]:
     return make, chosen
 
 
+def advisor_maker(cfg: Any) -> Any:
+    """``make(scenario) -> policy`` of the config's ``network.advisor``, None without one."""
+    return None if cfg.network.advisor is None else heuristic_maker(cfg, cfg.network.advisor)[0]
+
+
 def collect(cfg: Any, selection: Any) -> Demonstrations:
     """The teacher's play on the suite's train members (module docstring, step 1)."""
     from shift_rl.suite_training import SuiteTrainingEnv
@@ -114,6 +125,7 @@ def collect(cfg: Any, selection: Any) -> Demonstrations:
         cfg.suite_kinds,
         cfg.suite_amount_levels,
         regret=cfg.reward == "regret",
+        advisor=advisor_maker(cfg),
     )
     ticks = cfg.pretrain.rollouts * cfg.ppo.n_steps
     n, width = env.num_envs, env.observation_space.shape[0]
@@ -211,5 +223,6 @@ def pretrain(model: Any, cfg: Any, selection: Any) -> dict[str, float]:
     return losses
 
 
-__all__ = ["ROW_SEED_OFFSET", "Demonstrations", "clone", "collect", "imitation_loss", "pretrain",
-           "teacher_maker"]  # fmt: skip
+__all__ = ["ROW_SEED_OFFSET", "Demonstrations", "advisor_maker", "clone", "collect",
+           "heuristic_maker",
+           "imitation_loss", "pretrain", "teacher_maker"]  # fmt: skip

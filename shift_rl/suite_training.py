@@ -34,6 +34,14 @@ module count but needs one observation and action shape per rollout buffer:
 the row's own observation and mask; its plan, in the policy's levels
 (:meth:`Padder.pad_actions`), is what the warm start of :mod:`shift_rl.pretrain` imitates.
 
+**Advice** (``advisor``, ``network.advisor`` of a config): a heuristic per row acts the same
+way after every reset and step, and its plan goes into the observation, one
+``m{i}.advice.<kind>`` feature per padded entry after the presence flags
+(:meth:`Padder.advise`; padding entries 0, no change); the terminal observation carries the
+advice on it. An advised network reads it as a token feature and leans on it
+(:class:`shift_rl.modular.ModularWeights`); at inference the exported policy runs the same
+advisor itself.
+
 **Restrictions** (scenarios outside them are left out with a note, :attr:`SuiteSelection.
 dropped`): the resource kinds must be ``kinds`` or some of them in the same order (default
 ``[cpu]``: the suite's two-kind members are not trained on; ``[cpu, mem]`` trains on both),
@@ -55,7 +63,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from shift_rl.config import ConfigError, ScenarioConfig
-from shift_rl.modular import KIND_PRESENT, PRESENT
+from shift_rl.modular import ADVICE, KIND_PRESENT, PRESENT, encode_advice, level_map, policy_levels
 from shift_rl.observation import feature_layout
 from shift_rl.plane import PlaneBatch
 from shift_rl.scenario import ScenarioParams, layout_differences
@@ -65,46 +73,22 @@ DEFAULT_KINDS = ("cpu",)
 DEFAULT_LEVELS = (1, 2, 4)
 
 
-def padded_features(max_modules: int, kinds: Sequence[str]) -> list[tuple[str, float, float]]:
+def padded_features(
+    max_modules: int, kinds: Sequence[str], advised: bool = False
+) -> list[tuple[str, float, float]]:
     """``(name, low, high)`` of the padded observation, in order (see the module docstring)."""
     slots = [f"m{i}" for i in range(max_modules)]
     out = [(f.name, float(f.low), float(f.high)) for f in feature_layout(slots, list(kinds))]
     out += [(f"{m}.{PRESENT}", 0.0, 1.0) for m in slots]
-    return out + [(f"{KIND_PRESENT}{k}", 0.0, 1.0) for k in kinds]
-
-
-def padded_names(max_modules: int, kinds: Sequence[str]) -> list[str]:
-    """The padded observation's feature names (what :mod:`shift_rl.modular` reads)."""
-    return [n for n, _, _ in padded_features(max_modules, kinds)]
-
-
-def level_map(policy_levels: Sequence[int], scenario_levels: Sequence[int]) -> np.ndarray | None:
-    """Scenario level index of each of the policy's ``2K + 1`` levels (None: the same levels),
-    as :meth:`~shift_rl.modular.ModularPolicy.bind_levels` maps them; ``ValueError`` when the
-    scenario's levels do not hold the policy's."""
-    mine, theirs = [int(v) for v in policy_levels], [int(v) for v in scenario_levels]
-    if mine == theirs:
-        return None
-    if not set(mine) <= set(theirs):
-        raise ValueError(f"amount levels {theirs} do not hold {mine}")
-    k = len(theirs)
-    up = [k + 1 + theirs.index(v) for v in mine]
-    down = [k - 1 - theirs.index(v) for v in reversed(mine)]
-    return np.array([*down, k, *up], dtype=np.int64)
-
-
-def policy_levels(levels: Sequence[int], scenario_levels: Sequence[int]) -> np.ndarray:
-    """Index among a policy's ``levels`` of each of the scenario's ``2K_s + 1`` levels: the
-    same signed amount, or the policy's largest below it (a teacher's 8 units are the 4 of a
-    policy of ``[1, 2, 4]``; below the smallest, no change)."""
-    mine, theirs = [int(v) for v in levels], [int(v) for v in scenario_levels]
-    k, ks = len(mine), len(theirs)
-    out = np.full(2 * ks + 1, k, dtype=np.int64)
-    for j, units in enumerate(theirs, start=1):
-        below = [i for i, v in enumerate(mine, start=1) if v <= units]
-        if below:
-            out[ks + j], out[ks - j] = k + below[-1], k - below[-1]
+    out += [(f"{KIND_PRESENT}{k}", 0.0, 1.0) for k in kinds]
+    if advised:  # entry order: slot by slot, kind by kind
+        out += [(f"{m}.{ADVICE}.{k}", -1.0, 1.0) for m in slots for k in kinds]
     return out
+
+
+def padded_names(max_modules: int, kinds: Sequence[str], advised: bool = False) -> list[str]:
+    """The padded observation's feature names (what :mod:`shift_rl.modular` reads)."""
+    return [n for n, _, _ in padded_features(max_modules, kinds, advised)]
 
 
 class Padder:
@@ -116,6 +100,7 @@ class Padder:
         max_modules: int,
         kinds: Sequence[str] = DEFAULT_KINDS,
         amount_levels: Sequence[int] = DEFAULT_LEVELS,
+        advised: bool = False,
     ) -> None:
         params = ScenarioParams.from_config(scenario)
         self.kinds = tuple(kinds)
@@ -131,7 +116,7 @@ class Padder:
         self.to_policy = policy_levels(amount_levels, params.amount_levels)
         self.levels = 2 * len(amount_levels) + 1
         self.scenario_levels = 2 * len(params.amount_levels) + 1
-        feats = padded_features(max_modules, kinds)
+        feats = padded_features(max_modules, kinds, advised)
         at = {n: i for i, (n, _, _) in enumerate(feats)}
         self.width = len(feats)
         real = [f.name for f in feature_layout([x.name for x in scenario.modules], own)]
@@ -152,6 +137,20 @@ class Padder:
         mask = np.zeros((self.total_entries, self.levels), dtype=bool)
         mask[:, self.levels // 2] = True  # padding: only "no change"
         self.mask_template = mask.reshape(-1)
+        # the advice feature of each of the scenario's entries (advised layouts)
+        self.advice_index = (np.array([at[f"m{e // r}.{ADVICE}.{self.kinds[e % r]}"]
+                                       for e in self.entry_index], dtype=np.int64)
+                             if advised else None)  # fmt: skip
+
+    def advise(self, padded: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Write an advisor's plans (``(B, E)``, the scenario's levels) into padded observations
+        ``(B, D_padded)`` in place (in the policy's levels, :func:`policy_levels`, encoded as
+        :func:`~shift_rl.modular.encode_advice`); padding entries keep 0 (no change)."""
+        if self.advice_index is None:
+            raise ValueError("this padded layout has no advice features")
+        a = self.to_policy[np.asarray(actions, dtype=np.int64).reshape(-1, self.entries)]
+        padded[:, self.advice_index] = encode_advice(a, self.levels // 2)
+        return padded
 
     def obs(self, obs: np.ndarray) -> np.ndarray:
         """``(B, D_padded)`` float32 of the scenario's observations ``(B, D)``."""
@@ -252,6 +251,14 @@ def split_rows(sizes: Sequence[int], n: int) -> list[int]:
 
 
 @dataclass
+class _Heuristics:
+    """A heuristic's instances per (row, scenario) and the episode each last played."""
+
+    policies: dict[tuple[int, int], Any] = field(default_factory=dict)
+    episode: dict[int, tuple[tuple[int, int], int]] = field(default_factory=dict)
+
+
+@dataclass
 class _Group:
     scenarios: list[ScenarioConfig]
     plane: PlaneBatch
@@ -277,13 +284,15 @@ class SuiteTrainingEnv(InProcessVecEnv):
         amount_levels: Sequence[int] = DEFAULT_LEVELS,
         start_episode: int | Sequence[int] = 0,
         regret: bool = True,
+        advisor: Callable[[ScenarioConfig], Any] | None = None,
     ) -> None:
         if not scenarios:
             raise ConfigError("the suite leaves no scenario to train on")
         n = len(base_seeds)
         self.kinds, self.max_modules = tuple(kinds), int(max_modules)
         self.amount_levels = [int(v) for v in amount_levels]
-        feats = padded_features(self.max_modules, self.kinds)
+        advised = advisor is not None
+        feats = padded_features(self.max_modules, self.kinds, advised)
         self.observation_names = [f for f, _, _ in feats]
         low = np.array([lo for _, lo, _ in feats], dtype=np.float32)
         high = np.array([hi for _, _, hi in feats], dtype=np.float32)
@@ -296,7 +305,7 @@ class SuiteTrainingEnv(InProcessVecEnv):
         for idx, rows in zip(self.layouts, counts, strict=True):
             scs = [scenarios[i] for i in idx]
             plane = PlaneBatch(scs[0], rows, variants=scs)
-            padder = Padder(scs[0], self.max_modules, kinds, amount_levels)
+            padder = Padder(scs[0], self.max_modules, kinds, amount_levels, advised)
             bound = np.zeros((rows, plane.params.episode_ticks))
             self.groups.append(_Group(scs, plane, np.arange(first, first + rows), padder, bound))
             first += rows
@@ -310,8 +319,8 @@ class SuiteTrainingEnv(InProcessVecEnv):
         self._ret = np.zeros(n)
         self._len = np.zeros(n, dtype=np.int64)
         self._actions = np.zeros((n, len(action_space.nvec)), dtype=np.int64)
-        self._teachers: dict[tuple[int, int], Any] = {}
-        self._teacher_episode: dict[int, tuple[tuple[int, int], int]] = {}
+        self._teacher = _Heuristics()
+        self._advisor = None if advisor is None else (advisor, _Heuristics())
         super().__init__(n, gym.spaces.Box(low, high, dtype=np.float32), action_space)
 
     @property
@@ -342,8 +351,16 @@ class SuiteTrainingEnv(InProcessVecEnv):
         self._ret[rows] = 0.0
         self._len[rows] = 0
         self._obs[rows] = g.padder.obs(np.asarray(obs)[local])
+        self._advise(g, local)
         for i, s in zip(rows, seeds, strict=True):
             self.reset_infos[i] = {"episode_seed": s}
+
+    def _advise(self, g: _Group, local: np.ndarray) -> None:
+        """The advisor's plans on the group's rows ``local`` into their observations."""
+        if self._advisor is not None:
+            make, players = self._advisor
+            plans = self._plans(g, local, make, players)
+            self._obs[g.rows[local]] = g.padder.advise(self._obs[g.rows[local]], plans)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs, -1)
@@ -363,12 +380,12 @@ class SuiteTrainingEnv(InProcessVecEnv):
             rewards[g.rows] = r
             done = np.asarray(res.truncated, dtype=bool)  # never terminated
             dones[g.rows] = done
-            padded = g.padder.obs(res.obs)
-            self._obs[g.rows] = padded
+            self._obs[g.rows] = g.padder.obs(res.obs)
+            self._advise(g, np.arange(g.rows.size))
             for j in np.flatnonzero(done):
                 i = int(g.rows[j])
                 infos[i]["episode"] = {"r": float(self._ret[i]), "l": int(self._len[i]), "t": 0.0}
-                infos[i]["terminal_observation"] = padded[j].copy()
+                infos[i]["terminal_observation"] = self._obs[i].copy()
             if done.any():
                 self._start(g, np.flatnonzero(done))
         for info, d in zip(infos, dones.tolist(), strict=True):
@@ -377,29 +394,37 @@ class SuiteTrainingEnv(InProcessVecEnv):
 
     def teacher_actions(self, make: Callable[[ScenarioConfig], Any]) -> np.ndarray:
         """``(n, max_modules * R)`` padded actions a heuristic takes on each row's current
-        observation and mask (what :mod:`shift_rl.pretrain` imitates): ``make(scenario)``
-        builds one per row and scenario, reset at each of the row's episodes (heuristics
-        keep state over an episode; ``oracle-mpc`` is bound to the row's simulator, the
-        truth it plans on); levels mapped by :meth:`Padder.pad_actions`."""
+        observation and mask (what :mod:`shift_rl.pretrain` imitates; :meth:`_plans`), levels
+        mapped by :meth:`Padder.pad_actions`."""
         out = np.empty((self.num_envs, self.max_modules * len(self.kinds)), dtype=np.int64)
         for g in self.groups:
-            raw = g.padder.unpad_obs(self._obs[g.rows])
-            masks = g.plane.action_masks()
-            acts = np.empty((g.rows.size, g.padder.entries), dtype=np.int64)
-            for j, i in enumerate(g.rows.tolist()):
-                v = int(self.variant[i])
-                teacher = self._teachers.get((i, v))
-                if teacher is None:  # made once per row and scenario, not every tick
-                    teacher = self._teachers[(i, v)] = make(g.scenarios[v])
-                    if getattr(teacher, "reads_truth", False):  # a privileged teacher
-                        teacher.bind_row(g.plane.sim, j)
-                episode = (int(self.base_seed[i]), int(self.episode[i]))
-                if self._teacher_episode.get(i) != (episode, v):
-                    teacher.reset()
-                    self._teacher_episode[i] = (episode, v)
-                acts[j] = teacher.act(raw[j], masks[j])
-            out[g.rows] = g.padder.pad_actions(acts)
+            plans = self._plans(g, np.arange(g.rows.size), make, self._teacher)
+            out[g.rows] = g.padder.pad_actions(plans)
         return out
+
+    def _plans(self, g: _Group, local: np.ndarray, make: Callable[[ScenarioConfig], Any],
+               players: _Heuristics) -> np.ndarray:  # fmt: skip
+        """``(len(local), E)`` plans, in the scenario's levels, of a heuristic on the group's
+        rows ``local`` (their own observations and masks): ``make(scenario)`` builds one per
+        row and scenario, reset at each of the row's episodes (heuristics keep state over an
+        episode; ``oracle-mpc`` is bound to the row's simulator, the truth it plans on)."""
+        raw = g.padder.unpad_obs(self._obs[g.rows[local]])
+        masks = g.plane.action_masks()
+        acts = np.empty((local.size, g.padder.entries), dtype=np.int64)
+        for n, j in enumerate(local.tolist()):
+            i = int(g.rows[j])
+            v = int(self.variant[i])
+            player = players.policies.get((i, v))
+            if player is None:  # made once per row and scenario, not every tick
+                player = players.policies[(i, v)] = make(g.scenarios[v])
+                if getattr(player, "reads_truth", False):  # a privileged teacher
+                    player.bind_row(g.plane.sim, j)
+            episode = (int(self.base_seed[i]), int(self.episode[i]))
+            if players.episode.get(i) != (episode, v):
+                player.reset()
+                players.episode[i] = (episode, v)
+            acts[n] = player.act(raw[n], masks[j])
+        return acts
 
     def action_masks(self) -> np.ndarray:
         """(n, max_modules * R * (2K + 1)) padded masks, one row per env."""
@@ -416,15 +441,19 @@ class PaddedSB3Policy:
 
     name = "sb3-padded"
 
-    def __init__(self, model: Any, padder: Padder) -> None:
-        self.model, self.padder = model, padder
+    def __init__(self, model: Any, padder: Padder, advisor: Any = None) -> None:
+        self.model, self.padder, self.advisor = model, padder, advisor
         self.masked = type(model).__name__ == "MaskablePPO"
 
     def reset(self) -> None:
-        """Memoryless."""
+        """Memoryless; an advisor (built for the scenario) starts a new episode."""
+        if self.advisor is not None:
+            self.advisor.reset()
 
     def act(self, observation: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
         obs = self.padder.obs(observation)
+        if self.advisor is not None:
+            self.padder.advise(obs, self.advisor.act(observation, action_mask)[None])
         kwargs = {}
         if self.masked and action_mask is not None:
             kwargs["action_masks"] = self.padder.masks(action_mask)
@@ -451,6 +480,8 @@ def suite_selection(cfg: Any) -> SuiteSelection:
 def make_suite_env(cfg: Any, sel: SuiteSelection, done_steps: int = 0) -> SuiteTrainingEnv:
     """The suite's training envs: row ``i`` has base seed ``seed * 1000 + i``; resuming at
     ``done_steps`` starts each row at the episode it reached (whole episodes per rollout)."""
+    from shift_rl.pretrain import advisor_maker
+
     env = SuiteTrainingEnv(
         sel.scenarios,
         [cfg.seed * 1000 + i for i in range(cfg.n_envs)],
@@ -458,6 +489,7 @@ def make_suite_env(cfg: Any, sel: SuiteSelection, done_steps: int = 0) -> SuiteT
         cfg.suite_kinds,
         cfg.suite_amount_levels,
         regret=cfg.reward == "regret",
+        advisor=advisor_maker(cfg),
     )
     if done_steps:
         env.episode[:] = (done_steps // cfg.n_envs) // env.episode_ticks

@@ -650,11 +650,16 @@ def train(
     per_episode = cfg.n_envs * scenario.episode_ticks
     policy_of = None
     if cfg.suite is not None:  # the suite's train members, padded (shift_rl.suite_training)
+        from shift_rl.pretrain import advisor_maker
         from shift_rl.suite_training import PaddedSB3Policy, Padder, make_suite_env
 
         venv = make_suite_env(cfg, selection, done)
-        padder = Padder(scenario, cfg.suite_max_modules, cfg.suite_kinds, cfg.suite_amount_levels)
-        policy_of = lambda model: PaddedSB3Policy(model, padder)  # noqa: E731
+        advisor = advisor_maker(cfg)
+        padder = Padder(scenario, cfg.suite_max_modules, cfg.suite_kinds,
+                        cfg.suite_amount_levels, advisor is not None)  # fmt: skip
+        policy_of = lambda model: PaddedSB3Policy(  # noqa: E731
+            model, padder, advisor and advisor(scenario)
+        )
     else:
         venv = make_vec_env(cfg, variants, start_episode=done // per_episode)
     started = time.perf_counter()
@@ -714,8 +719,15 @@ def export_trained(
     env = ResourceShiftEnv(scenario)
     write = export_model
     read = list(range(len(env.observation_names)))
+    extra: dict[str, Any] = {}
     if cfg.network.kind == "modular":
         from shift_rl.modular_torch import export_modular as write
+
+        if cfg.network.advisor is not None:  # the advisor the exported policy runs itself
+            from shift_rl.pretrain import heuristic_maker
+
+            chosen = heuristic_maker(cfg, cfg.network.advisor)[1]
+            extra["advisor"] = {"name": cfg.network.advisor, **chosen}
     elif isinstance(getattr(model.policy, "features_extractor", None), SelectColumns):
         read = model.policy.features_extractor.columns.tolist()  # what build_model's MLP reads
     return write(
@@ -740,6 +752,7 @@ def export_trained(
             "git": _git_revision(),
         },
         release=release,
+        **extra,
     )
 
 

@@ -87,7 +87,7 @@ def _check_teacher_rows(env: SuiteTrainingEnv, make, check) -> int:
             raw = g.padder.unpad_obs(obs[g.rows])
             masks = g.plane.action_masks()
             for j, i in enumerate(g.rows.tolist()):
-                teacher = env._teachers[(i, int(env.variant[i]))]
+                teacher = env._teacher.policies[(i, int(env.variant[i]))]
                 check(g, i, j, teacher, g.padder.actions(padded[i][None])[0], raw[j], masks[j])
         moved += int((padded != 3).sum())
         obs, *_ = env.step(padded)
