@@ -62,6 +62,17 @@ tell them apart, so a network trained on ``default`` moved most of ``large``'s m
 (``configs/train/modular_default.yaml``: -14.3 on ``large``); the units held and an average
 module's units are inputs for that reason.
 
+**Advice** (``network.advisor`` of a training config). An advised network reads a heuristic's
+plan as one more token feature, ``advice`` (the advisor's change of that entry, in the
+policy's levels, :data:`ADVICE`), and adds a learned gain (:attr:`ModularWeights.
+advice_gain`, 6 at the start) to the logit of the advised level: untrained, it plays its
+advisor (tested), and PPO learns where to depart from it, a residual policy (Silver et al.
+2018, "Residual Policy Learning"; Johannink et al. 2019) on a planner no network trained in
+minutes matches. The advice is no memorization channel: the advisor reads the same
+observation. The exported policy names its advisor and the parameters it was trained with,
+builds it for the scenario it is bound to (:func:`check_modular_fits`) and runs it each tick;
+``oracle-mpc`` is refused (:data:`ADVISORS`: it reads the simulator's truth).
+
 This module needs numpy alone (the runtime loads :class:`ModularPolicy` with it); the torch
 twin, the SB3 policies and the export are in :mod:`shift_rl.modular_torch`.
 """

@@ -36,6 +36,10 @@ student learns to wait (1.5 units moved per ``default`` episode after 172,800 PP
 ``change_weight`` (8) makes their shifts count (tested: 0.01 -> 0.37 agreement on them), and
 the student then triages too (benchmarks/RESULTS.md, "Distilling the planner").
 
+**An advised network** (``network.advisor``) whose teacher is its advisor imitates the advice
+its observations carry (:meth:`~shift_rl.suite_training.SuiteTrainingEnv.advice_actions`):
+the advisor runs once a tick, not twice.
+
 Only train splits are played, and with training seeds: the warm start sees nothing the
 leaderboard reports on. What it costs and gives is in ``configs/train/generalist.yaml``.
 """
@@ -138,11 +142,12 @@ def collect(cfg: Any, selection: Any) -> Demonstrations:
         dones=np.empty((ticks, n), dtype=bool),
     )
     started = time.perf_counter()
+    own = cfg.network.advisor == cfg.pretrain.teacher  # the advice is the teacher's plan
     obs = env.reset()
     for t in range(ticks):
         demo.obs[t] = obs
         demo.masks[t] = env.action_masks()
-        demo.actions[t] = env.teacher_actions(make)
+        demo.actions[t] = env.advice_actions() if own else env.teacher_actions(make)
         obs, rewards, dones, _ = env.step(demo.actions[t])
         demo.rewards[t], demo.dones[t] = rewards, dones
     logger.info(

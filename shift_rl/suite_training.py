@@ -63,7 +63,15 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from shift_rl.config import ConfigError, ScenarioConfig
-from shift_rl.modular import ADVICE, KIND_PRESENT, PRESENT, encode_advice, level_map, policy_levels
+from shift_rl.modular import (
+    ADVICE,
+    KIND_PRESENT,
+    PRESENT,
+    decode_advice,
+    encode_advice,
+    level_map,
+    policy_levels,
+)
 from shift_rl.observation import feature_layout
 from shift_rl.plane import PlaneBatch
 from shift_rl.scenario import ScenarioParams, layout_differences
@@ -321,6 +329,9 @@ class SuiteTrainingEnv(InProcessVecEnv):
         self._actions = np.zeros((n, len(action_space.nvec)), dtype=np.int64)
         self._teacher = _Heuristics()
         self._advisor = None if advisor is None else (advisor, _Heuristics())
+        self._advice_cols = np.array([self.observation_names.index(f"m{i}.{ADVICE}.{k}")
+                                      for i in range(self.max_modules) for k in self.kinds]
+                                     if advised else [], dtype=np.int64)  # fmt: skip
         super().__init__(n, gym.spaces.Box(low, high, dtype=np.float32), action_space)
 
     @property
@@ -401,6 +412,13 @@ class SuiteTrainingEnv(InProcessVecEnv):
             plans = self._plans(g, np.arange(g.rows.size), make, self._teacher)
             out[g.rows] = g.padder.pad_actions(plans)
         return out
+
+    def advice_actions(self) -> np.ndarray:
+        """``(n, max_modules * R)`` the advisor's plans in the current observations, in the
+        policy's levels (as :meth:`teacher_actions` gives a teacher's; padding: no change)."""
+        if self._advisor is None:
+            raise ValueError("these training envs have no advisor")
+        return decode_advice(self._obs[:, self._advice_cols], len(self.amount_levels))
 
     def _plans(self, g: _Group, local: np.ndarray, make: Callable[[ScenarioConfig], Any],
                players: _Heuristics) -> np.ndarray:  # fmt: skip

@@ -88,6 +88,7 @@ def test_the_observation_carries_the_advisors_plan(suite_file: Path) -> None:
     for _ in range(TICKS - 2):  # within the first episode: both heuristics saw the same ticks
         want = env.teacher_actions(make)  # a second hpa per row, on the same observations
         np.testing.assert_array_equal(decode_advice(obs[:, cols], 3), want)
+        np.testing.assert_array_equal(env.advice_actions(), want)  # a warm start's targets
         moved += int((want != 3).sum())
         obs, *_ = env.step(rng.integers(0, 7, (env.num_envs, M_MAX)))
     assert moved > 0  # hpa moved something: the check is not all "no change"
