@@ -14,7 +14,7 @@ import yaml
 from stable_baselines3 import PPO
 
 from shift_rl.agents import check_policy_fits, make_policy
-from shift_rl.config import ConfigError, load_scenario, train_config_from_dict
+from shift_rl.config import ConfigError, load_scenario
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.modular import ADVICE, decode_advice, featurize, forward, presence
 from shift_rl.modular_torch import modular_policy
@@ -22,39 +22,23 @@ from shift_rl.runtime import PolicyFileError, load_policy, spec_digest
 from shift_rl.scenario import ScenarioParams
 from shift_rl.suite_training import make_suite_env, suite_selection
 
-TICKS = 48
-M_MAX = 8
-SUITE = {
-    "name": "tiny-advised",
-    "seed": 0,
-    "episode_ticks": TICKS,
-    "members": [
-        {"name": "default-train", "class": "default", "splits": ["train"],
-         "scenario": "default", "randomize": {"variants": 2}},
-        {"name": "gen", "class": "generated", "splits": ["train", "eval"],
-         "generator": {"variants": 2, "modules": [2, 4], "kinds": [["cpu"]]}},
-    ],
-}  # fmt: skip
+from .test_suite_training import M_MAX, SUITE, TICKS
+from .test_suite_training import _cfg as _plain_cfg
 
 
 @pytest.fixture(scope="module")
 def suite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("suite") / "tiny.yaml"
+    path = tmp_path_factory.mktemp("suite") / "tiny-advised.yaml"
     path.write_text(yaml.safe_dump(SUITE))
     return path
 
 
 def _cfg(suite_file: Path, **extra):
-    return train_config_from_dict({
-        "run_name": "tiny-advised", "scenario": "default", "suite": str(suite_file),
-        "suite_max_modules": M_MAX, "algo": "ppo", "total_timesteps": TICKS * 6 * 4,
-        "n_envs": 6, "checkpoint_every": TICKS * 6 * 4,
-        "ppo": {"n_steps": TICKS, "batch_size": 96, "n_epochs": 2},
-        "network": {"kind": "modular", "encoder": [16, 16], "actor": [16], "critic": [8],
-                    "advisor": "hpa"},
-        "evaluation": {"episodes": 1, "every_timesteps": 10**8, "episodes_during": 1},
-        **extra,
-    })  # fmt: skip
+    """The tiny suite's training config (tests/test_suite_training.py) advised by hpa."""
+    network = {"kind": "modular", "encoder": [16, 16], "actor": [16], "critic": [8],
+               "advisor": "hpa"}  # fmt: skip
+    return _plain_cfg(suite_file, **{"network": network, "total_timesteps": TICKS * 6 * 4,
+                                     **extra})  # fmt: skip
 
 
 def _model(cfg, shake: bool) -> tuple[PPO, object]:
