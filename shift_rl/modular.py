@@ -736,7 +736,9 @@ def _check_shapes(path: Path, net: ModularWeights, tokens: int, globals_: int, l
 _WARNED: set[tuple[str, tuple[str, ...]]] = set()
 
 
-def check_modular_fits(policy: ModularPolicy, name: str, params: Any) -> None:
+def check_modular_fits(
+    policy: ModularPolicy, name: str, params: Any, make_policy: Any = None
+) -> None:
     """Refuse a modular policy for a scenario whose per-module features, kinds, levels or
     bounds differ from its own; any module count is accepted. Binds the policy to the
     scenario's observation names (read by name)."""
@@ -776,13 +778,15 @@ def check_modular_fits(policy: ModularPolicy, name: str, params: Any) -> None:
             )
     policy.bind_names(builder.names)
     if policy.advised:
-        _bind_advisor(policy, name, params)
+        _bind_advisor(policy, name, params, make_policy)
 
 
-def _bind_advisor(policy: ModularPolicy, name: str, params: Any) -> None:
-    """Build the policy's advisor for the scenario, with the parameters it was trained with."""
-    from shift_rl.agents import make_policy
-
+def _bind_advisor(policy: ModularPolicy, name: str, params: Any, make_policy: Any) -> None:
+    """Build the policy's advisor for the scenario, with the parameters it was trained with
+    (``make_policy``: :func:`shift_rl.agents.make_policy`, passed in: the runtime imports
+    nothing of the package beyond itself)."""
+    if make_policy is None:
+        raise PolicyFileError(f"policy {name!r} is advised: bind it with check_policy_fits")
     advisor = policy.spec["advisor"]
     try:
         policy.advisor = make_policy(advisor["name"], params, **advisor["params"])

@@ -495,11 +495,11 @@ def suite_selection(cfg: Any) -> SuiteSelection:
     return sel
 
 
-def make_suite_env(cfg: Any, sel: SuiteSelection, done_steps: int = 0) -> SuiteTrainingEnv:
+def make_suite_env(
+    cfg: Any, sel: SuiteSelection, done_steps: int = 0, advisor: Any = None
+) -> SuiteTrainingEnv:
     """The suite's training envs: row ``i`` has base seed ``seed * 1000 + i``; resuming at
     ``done_steps`` starts each row at the episode it reached (whole episodes per rollout)."""
-    from shift_rl.pretrain import advisor_maker
-
     env = SuiteTrainingEnv(
         sel.scenarios,
         [cfg.seed * 1000 + i for i in range(cfg.n_envs)],
@@ -507,7 +507,7 @@ def make_suite_env(cfg: Any, sel: SuiteSelection, done_steps: int = 0) -> SuiteT
         cfg.suite_kinds,
         cfg.suite_amount_levels,
         regret=cfg.reward == "regret",
-        advisor=advisor_maker(cfg),
+        advisor=advisor,
     )
     if done_steps:
         env.episode[:] = (done_steps // cfg.n_envs) // env.episode_ticks

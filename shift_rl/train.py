@@ -653,8 +653,8 @@ def train(
         from shift_rl.pretrain import advisor_maker
         from shift_rl.suite_training import PaddedSB3Policy, Padder, make_suite_env
 
-        venv = make_suite_env(cfg, selection, done)
         advisor = advisor_maker(cfg)
+        venv = make_suite_env(cfg, selection, done, advisor)
         padder = Padder(scenario, cfg.suite_max_modules, cfg.suite_kinds,
                         cfg.suite_amount_levels, advisor is not None)  # fmt: skip
         policy_of = lambda model: PaddedSB3Policy(  # noqa: E731

@@ -18,6 +18,7 @@ from shift_rl.config import ConfigError, load_scenario
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.modular import ADVICE, decode_advice, featurize, forward, presence
 from shift_rl.modular_torch import modular_policy
+from shift_rl.pretrain import advisor_maker
 from shift_rl.runtime import PolicyFileError, load_policy, spec_digest
 from shift_rl.scenario import ScenarioParams
 from shift_rl.suite_training import make_suite_env, suite_selection
@@ -42,7 +43,7 @@ def _cfg(suite_file: Path, **extra):
 
 
 def _model(cfg, shake: bool) -> tuple[PPO, object]:
-    env = make_suite_env(cfg, suite_selection(cfg))
+    env = make_suite_env(cfg, suite_selection(cfg), 0, advisor_maker(cfg))
     policy, kwargs = modular_policy(cfg, env)
     model = PPO(policy, env, n_steps=TICKS, batch_size=96, policy_kwargs=kwargs, device="cpu",
                 seed=0)  # fmt: skip
@@ -62,7 +63,7 @@ def _export(cfg, model: PPO, out: Path) -> Path:
 
 def test_the_observation_carries_the_advisors_plan(suite_file: Path) -> None:
     cfg = _cfg(suite_file)
-    env = make_suite_env(cfg, suite_selection(cfg))
+    env = make_suite_env(cfg, suite_selection(cfg), 0, advisor_maker(cfg))
     names = env.observation_names
     cols = [names.index(f"m{i}.{ADVICE}.cpu") for i in range(M_MAX)]
     make = lambda sc: make_policy("hpa", ScenarioParams.from_config(sc))  # noqa: E731

@@ -108,7 +108,7 @@ def check_policy_fits(policy: ExportedPolicy, name: str, params: ScenarioParams)
     from shift_rl.modular import ModularPolicy, check_modular_fits
 
     if isinstance(policy, ModularPolicy):
-        check_modular_fits(policy, name, params)
+        check_modular_fits(policy, name, params, make_policy)
         return
     builder = ObservationBuilder(params, 1)
     scenario = params.config.name
