@@ -201,3 +201,15 @@ def test_tiny_advised_training_learns_the_gain(suite_file: Path, tmp_path: Path)
         policy.reset()
         for _ in range(3):
             obs, *_ = env.step(policy.act(obs, env.action_masks()))
+
+
+def test_the_config_offers_the_advisors_the_runtime_loads() -> None:
+    """``network.advisor``'s choices and :data:`shift_rl.modular.ADVISORS` are one list."""
+    import typing
+
+    from shift_rl.config import NetworkConfig
+    from shift_rl.modular import ADVISORS
+
+    annotation = NetworkConfig.model_fields["advisor"].annotation
+    (choices,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    assert set(typing.get_args(choices)) == set(ADVISORS)
