@@ -1330,6 +1330,11 @@ class PretrainConfig(_Model):
     rollouts: Annotated[int, Field(ge=0, le=100)] = Field(
         0, description="rollouts of ppo.n_steps x n_envs teacher steps collected (0: off)"
     )
+    rounds: Annotated[int, Field(ge=1, le=20)] = Field(
+        1,
+        description="collect-and-clone rounds: the first plays the teacher, each later one the "
+        "student so far with the teacher labelling the states it visits (DAgger)",
+    )
     epochs: Annotated[int, Field(ge=1, le=1000)] = Field(10, description="passes over them")
     batch_size: Annotated[int, Field(ge=1, le=MAX_ROLLOUT)] = 1440
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = Field(1e-3, description="Adam")

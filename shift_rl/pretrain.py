@@ -23,6 +23,11 @@ supervised start):
    times the critic's squared error to the teacher's discounted return-to-go (PPO's
    ``gamma``), so PPO's first advantages are measured against the value of the teacher's
    play, not of a random policy's.
+3. **DAgger** (``rounds`` > 1; Ross et al. 2011). A clone errs where its teacher never
+   went, and its errors take it further there. Each later round lets the student so far
+   play (deterministically) on rows of new seeds, records what the teacher would have done
+   in every state it visits, adds those rows to the demonstrations and clones them all
+   again. The critic's targets stay the returns of the play recorded.
 
 **Planners as teachers.** ``mpc`` (the causal model-predictive controller) and
 ``oracle-mpc`` (the same planner on the true demand, bound to its row of the training envs'
@@ -62,6 +67,8 @@ logger = logging.getLogger(__name__)
 ROW_SEED_OFFSET = 2**32
 """The teacher's rows play base seeds ``seed * 1000 + i + 2**32``: episodes apart from PPO's
 rows (``seed * 1000 + i``)."""
+ROUND_SEED_STRIDE = 2**24
+"""DAgger round ``r`` adds ``r * 2**24`` to them: every round plays episodes of its own."""
 
 
 @dataclass
@@ -73,6 +80,14 @@ class Demonstrations:
     masks: np.ndarray  # (T, n, E * L) bool
     rewards: np.ndarray  # (T, n) float32
     dones: np.ndarray  # (T, n) bool: the episode ended at this tick
+
+    def __add__(self, other: Demonstrations) -> Demonstrations:
+        """Both sets, side by side as more rows (DAgger's aggregate): returns stay per row."""
+        return Demonstrations(*(np.concatenate([a, b], axis=1) for a, b in
+                                zip(self.fields(), other.fields(), strict=True)))  # fmt: skip
+
+    def fields(self) -> tuple[np.ndarray, ...]:
+        return self.obs, self.actions, self.masks, self.rewards, self.dones
 
     def returns(self, gamma: float) -> np.ndarray:
         """(T, n) discounted return-to-go within each episode."""
@@ -117,14 +132,18 @@ def advisor_maker(cfg: Any) -> Any:
     return None if cfg.network.advisor is None else heuristic_maker(cfg, cfg.network.advisor)[0]
 
 
-def collect(cfg: Any, selection: Any) -> Demonstrations:
-    """The teacher's play on the suite's train members (module docstring, step 1)."""
+def collect(cfg: Any, selection: Any, student: Any = None, round_: int = 0) -> Demonstrations:
+    """The teacher's play on the suite's train members (module docstring, step 1), or, given
+    the ``student`` model, the student's deterministic play labelled with what the teacher
+    would do in each state it visits (DAgger, step 3). Round ``round_`` plays rows of its own
+    seeds."""
     from shift_rl.suite_training import SuiteTrainingEnv
 
     make, chosen = teacher_maker(cfg)
+    first = cfg.seed * 1000 + ROW_SEED_OFFSET + round_ * ROUND_SEED_STRIDE
     env = SuiteTrainingEnv(
         selection.scenarios,
-        [cfg.seed * 1000 + i + ROW_SEED_OFFSET for i in range(cfg.n_envs)],
+        [first + i for i in range(cfg.n_envs)],
         cfg.suite_max_modules,
         cfg.suite_kinds,
         cfg.suite_amount_levels,
@@ -143,16 +162,22 @@ def collect(cfg: Any, selection: Any) -> Demonstrations:
     )
     started = time.perf_counter()
     own = cfg.network.advisor == cfg.pretrain.teacher  # the advice is the teacher's plan
+    maskable = cfg.algo == "maskable_ppo"
     obs = env.reset()
     for t in range(ticks):
         demo.obs[t] = obs
         demo.masks[t] = env.action_masks()
         demo.actions[t] = env.advice_actions() if own else env.teacher_actions(make)
-        obs, rewards, dones, _ = env.step(demo.actions[t])
+        played = demo.actions[t]
+        if student is not None:
+            kwargs = {"action_masks": demo.masks[t]} if maskable else {}
+            played = student.predict(obs, deterministic=True, **kwargs)[0]
+        obs, rewards, dones, _ = env.step(played)
         demo.rewards[t], demo.dones[t] = rewards, dones
     logger.info(
-        "pretrain: %d teacher steps of %s (%s) in %.0f s",
-        ticks * n, cfg.pretrain.teacher, chosen["tuned_on"], time.perf_counter() - started,
+        "pretrain: %d steps of %s labelled by %s (%s) in %.0f s",
+        ticks * n, "the student" if student is not None else "the teacher",
+        cfg.pretrain.teacher, chosen["tuned_on"], time.perf_counter() - started,
     )  # fmt: skip
     return demo
 
@@ -215,16 +240,22 @@ def clone(model: Any, demo: Demonstrations, cfg: Any) -> dict[str, float]:
 
 
 def pretrain(model: Any, cfg: Any, selection: Any) -> dict[str, float]:
-    """Collect the teacher's play and clone it into ``model`` (a no-op for ``rollouts: 0``)."""
+    """Collect the teacher's play and clone it into ``model``, then ``rounds - 1`` times the
+    student's play labelled by the teacher, cloning the aggregate each time (a no-op for
+    ``rollouts: 0``)."""
     if not cfg.pretrain.rollouts:
         return {}
-    demo = collect(cfg, selection)
-    started = time.perf_counter()
-    losses = clone(model, demo, cfg)
-    logger.info(
-        "pretrain: cloned in %.0f s, per-entry nll %.4f, value mse %.4f",
-        time.perf_counter() - started, losses["nll"] / demo.actions.shape[-1], losses["value"],
-    )  # fmt: skip
+    demo, losses = None, {}
+    for round_ in range(cfg.pretrain.rounds):
+        new = collect(cfg, selection, model if round_ else None, round_)
+        demo = new if demo is None else demo + new
+        started = time.perf_counter()
+        losses = clone(model, demo, cfg)
+        logger.info(
+            "pretrain: round %d cloned in %.0f s, per-entry nll %.4f, value mse %.4f",
+            round_ + 1, time.perf_counter() - started, losses["nll"] / demo.actions.shape[-1],
+            losses["value"],
+        )  # fmt: skip
     return losses
 
 

@@ -195,3 +195,82 @@ def test_change_weight_clones_a_teacher_that_mostly_waits(suite_file: Path, tmp_
         agreement[w] = float((got == want)[want != 3].mean())
     # measured: 0.01 plain, 0.37 weighted
     assert agreement[1.0] < 0.15 and agreement[8.0] > agreement[1.0] + 0.2, agreement
+
+
+def test_demonstrations_add_rows_and_keep_returns_per_row() -> None:
+    rng = np.random.default_rng(0)
+
+    def demo(n: int) -> Demonstrations:
+        return Demonstrations(rng.random((4, n, 3)), rng.integers(0, 3, (4, n, 2)),
+                              rng.random((4, n, 6)) > 0.5, rng.random((4, n)),
+                              rng.random((4, n)) > 0.7)  # fmt: skip
+
+    a, b = demo(2), demo(3)
+    both = a + b
+    assert both.obs.shape == (4, 5, 3) and both.actions.shape == (4, 5, 2)
+    np.testing.assert_array_equal(both.masks[:, 2:], b.masks)
+    np.testing.assert_allclose(
+        both.returns(0.9), np.concatenate([a.returns(0.9), b.returns(0.9)], axis=1)
+    )
+
+
+class _Waiting:
+    """A student that never asks for a change: level 3 of 7 on every entry."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict(self, obs: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, None]:
+        assert deterministic
+        self.calls += 1
+        return np.full((obs.shape[0], 8), 3, dtype=np.int64), None
+
+
+def test_dagger_rounds_play_the_student_and_record_the_teacher(suite_file: Path) -> None:
+    """In a DAgger round the env follows the student (here: one that never moves, so every
+    row stays at its initial allocation) while the labels are the teacher's plans in the
+    states the student reached; its rows play seeds of their own."""
+    cfg = _cfg(suite_file, teacher="hpa", rollouts=2)
+    sel = suite_selection(cfg)
+    teacher = collect(cfg, sel)
+    student = _Waiting()
+    dagger = collect(cfg, sel, student, round_=0)
+    assert student.calls == teacher.obs.shape[0]
+    # same seeds, same first state and labels; then the teacher's play moves units, the
+    # student's does not, and the teacher keeps asking in the states the student leaves
+    np.testing.assert_array_equal(dagger.obs[0], teacher.obs[0])
+    np.testing.assert_array_equal(dagger.actions[0], teacher.actions[0])
+    assert not np.array_equal(dagger.obs[TICKS - 1], teacher.obs[TICKS - 1])
+    assert (dagger.actions != 3).sum() > (teacher.actions != 3).sum() > 0
+    later = collect(cfg, sel, student, round_=1)
+    assert not np.array_equal(later.obs[0], dagger.obs[0])
+
+
+def test_pretrain_rounds_aggregate(suite_file: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import shift_rl.pretrain as pre
+    from shift_rl.suite_training import make_suite_env
+    from shift_rl.train import build_model
+
+    cfg = _cfg(suite_file, teacher="hpa", rollouts=1, rounds=3, epochs=1)
+    sel = suite_selection(cfg)
+    model = build_model(cfg, make_suite_env(cfg, sel), tmp_path / "tb")
+    seen: list[tuple[bool, int]] = []
+    sizes: list[int] = []
+    real_collect, real_clone = pre.collect, pre.clone
+
+    def collect_(c, s, student=None, round_=0):
+        seen.append((student is model, round_))
+        return real_collect(c, s, student, round_)
+
+    def clone_(m, d, c):
+        sizes.append(d.obs.shape[1])
+        return real_clone(m, d, c)
+
+    monkeypatch.setattr(pre, "collect", collect_)
+    monkeypatch.setattr(pre, "clone", clone_)
+    losses = pre.pretrain(model, cfg, sel)
+    assert seen == [(False, 0), (True, 1), (True, 2)]
+    assert sizes == [4, 8, 12] and np.isfinite(losses["nll"])
+    with pytest.raises(ConfigError, match="rounds"):
+        _cfg(suite_file, rounds=0)
