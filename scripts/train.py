@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("shift_rl.pretrain").setLevel(logging.INFO)  # a warm start takes minutes
 
     overrides = list(args.overrides)
     if args.seed is not None:

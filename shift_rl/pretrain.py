@@ -46,7 +46,8 @@ its observations carry (:meth:`~shift_rl.suite_training.SuiteTrainingEnv.advice_
 the advisor runs once a tick, not twice.
 
 Only train splits are played, and with training seeds: the warm start sees nothing the
-leaderboard reports on. What it costs and gives is in ``configs/train/generalist.yaml``.
+leaderboard reports on. What it costs and gives is in ``configs/train/generalist.yaml`` (a
+DAgger student of ``mpc``: the release) and ``configs/train/generalist-hpa-clone.yaml``.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def test_one_set_of_weights_runs_on_2_to_1024_modules(scenario: str) -> None:
 
 @pytest.mark.parametrize("mode", ["shadow", "active"])
 def test_the_controller_drives_it_where_it_was_not_trained(mode: str, tmp_path: Path) -> None:
-    be = SimulatedBackend("large", seed=3)  # 64 modules: above the 32 slots it trained on
+    be = SimulatedBackend("scale_256", seed=3)  # above the 64 slots it trained on
     initial = be.sim.alloc.copy()
     policy = resolve_policy(str(RELEASE), be.params)
     ctl = ShiftController(policy, be, interval=0, mode=mode, state_dir=tmp_path)
