@@ -442,12 +442,14 @@ def _where(cfg: TrainConfig) -> str:
 
 def run_folder(cfg: TrainConfig, out: Path | None = None, resume: Path | None = None) -> Path:
     """Where a run writes everything: ``out``, else the resumed checkpoint's run, else
-    ``runs/<run_name>/``."""
+    ``runs/<run_name>/`` (``runs/<run_name>-without-<families>/`` with ``leave_out``: a run
+    of the same config with families left out is another run)."""
     if out is not None:
         return Path(out)
     if resume is not None and Path(resume).parent.name == "checkpoints":
         return Path(resume).parent.parent
-    return RUNS_DIR / cfg.run_name
+    fams = sorted(set(cfg.leave_out))
+    return RUNS_DIR / (cfg.run_name + (f"-without-{'-'.join(fams)}" if fams else ""))
 
 
 def _previous_run(folder: Path) -> list[str] | None:

@@ -18,7 +18,14 @@ from shift_rl.config import ConfigError, load_train_config
 from shift_rl.env import ResourceShiftEnv
 from shift_rl.outputs import OutputError
 from shift_rl.runtime import PolicyFileError, load_policy
-from shift_rl.train import algo_class, check_alignment, check_run_folder, train
+from shift_rl.train import (
+    RUNS_DIR,
+    algo_class,
+    check_alignment,
+    check_run_folder,
+    run_folder,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,6 +184,16 @@ def test_run_name_is_a_plain_folder_name(name: str) -> None:
     with pytest.raises(ConfigError, match="run_name: must be a plain folder name"):
         load_train_config(None, [f"run_name={name}"])
     assert load_train_config(None, ["run_name=ppo-v1.2_b"]).run_name == "ppo-v1.2_b"
+
+
+def test_a_run_with_families_left_out_gets_its_own_default_folder(tmp_path) -> None:
+    """The README trains configs/train/generalist.yaml, then the same with --leave-out: the
+    second must not collide with the first run's folder."""
+    cfg = load_train_config(ROOT / "configs" / "train" / "generalist.yaml")
+    assert run_folder(cfg) == RUNS_DIR / "ppo-generalist"
+    left = cfg.model_copy(update={"leave_out": ["worldcup98", "google_2011_jobs"]})
+    assert run_folder(left) == RUNS_DIR / "ppo-generalist-without-google_2011_jobs-worldcup98"
+    assert run_folder(left, out=tmp_path / "x") == tmp_path / "x"
 
 
 def test_run_folders_never_take_releases_or_foreign_files(tmp_path) -> None:
