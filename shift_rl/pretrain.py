@@ -176,7 +176,7 @@ def collect(cfg: Any, selection: Any, student: Any = None, round_: int = 0) -> D
         obs, rewards, dones, _ = env.step(played)
         demo.rewards[t], demo.dones[t] = rewards, dones
     logger.info(
-        "pretrain: %d steps of %s labelled by %s (%s) in %.0f s",
+        "pretrain: %d steps played by %s, labelled by %s (%s), in %.0f s",
         ticks * n, "the student" if student is not None else "the teacher",
         cfg.pretrain.teacher, chosen["tuned_on"], time.perf_counter() - started,
     )  # fmt: skip
