@@ -64,7 +64,7 @@ from shift_rl.evaluate import (
     run_episode,
 )
 from shift_rl.sim.exogenous import trace_quality
-from shift_rl.suite import Expansion, Suite, expand_suite, load_suite
+from shift_rl.suite import Expansion, Suite, expand_suite, left_out_name, load_suite
 
 logger = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ def baseline_parameters(
         if not folders[0].is_dir():
             raise EvaluationError(f"--tuned-dir {str(tuned_dir)!r} is not a folder")
     else:
-        folders = [SUITE_TUNED_DIR / f"{suite}-without-{'-'.join(fams)}"] if fams else []
+        folders = [SUITE_TUNED_DIR / left_out_name(suite, fams)] if fams else []
         folders.append(SUITE_TUNED_DIR / suite)
     out: dict[str, dict[str, Any]] = {}
     for name in names:

@@ -111,12 +111,12 @@ def heuristic_maker(cfg: Any, name: str) -> tuple[Any, dict[str, Any]]:
     ``{"params", "tuned_on", ...}`` (the teacher's, and an advisor's: ``network.advisor``)."""
     from shift_rl.agents import SUITE_TUNED_DIR, make_policy
     from shift_rl.benchmark import baseline_parameters
-    from shift_rl.suite import load_suite
+    from shift_rl.suite import left_out_name, load_suite
 
     suite = load_suite(cfg.suite)
     fams = sorted(set(cfg.leave_out))
     tuned_dir = None
-    if fams and not (SUITE_TUNED_DIR / f"{suite.name}-without-{'-'.join(fams)}").is_dir():
+    if fams and not (SUITE_TUNED_DIR / left_out_name(suite.name, fams)).is_dir():
         tuned_dir = "default"  # the suite's own were tuned on the left-out families too
     untuned = {"params": {}, "tuned_on": "untuned (its default parameters)"}
     chosen = baseline_parameters(suite.name, [name], tuned_dir, fams or None).get(name, untuned)

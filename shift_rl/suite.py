@@ -284,8 +284,7 @@ class SuiteConfig(_Model):
         kept = [m for m in self.members if m.family_name not in drop]
         if not kept:
             raise ConfigError(f"suite {self.name!r}: leaving out {sorted(drop)} leaves no member")
-        return self.model_copy(update={"members": kept, "name": f"{self.name}-without-" +
-                                       "-".join(sorted(drop))})  # fmt: skip
+        return self.model_copy(update={"members": kept, "name": left_out_name(self.name, drop)})
 
     def only_families(self, families: Iterable[str]) -> SuiteConfig:
         """This suite's members of ``families`` only (what a left-out family is reported on)."""
@@ -303,6 +302,13 @@ class SuiteConfig(_Model):
                 f"families are {', '.join(self.families)}"
             )
         return wanted
+
+
+def left_out_name(name: str, families: Iterable[str]) -> str:
+    """``name``, or ``<name>-without-<families>`` (sorted, ``-``-joined) when some are left
+    out: the suite, its tuned baselines' folder and a training run with them left out."""
+    fams = sorted(set(families))
+    return f"{name}-without-{'-'.join(fams)}" if fams else name
 
 
 @dataclass(frozen=True)

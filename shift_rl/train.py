@@ -448,8 +448,9 @@ def run_folder(cfg: TrainConfig, out: Path | None = None, resume: Path | None = 
         return Path(out)
     if resume is not None and Path(resume).parent.name == "checkpoints":
         return Path(resume).parent.parent
-    fams = sorted(set(cfg.leave_out))
-    return RUNS_DIR / (cfg.run_name + (f"-without-{'-'.join(fams)}" if fams else ""))
+    from shift_rl.suite import left_out_name
+
+    return RUNS_DIR / left_out_name(cfg.run_name, cfg.leave_out)
 
 
 def _previous_run(folder: Path) -> list[str] | None:
