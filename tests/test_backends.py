@@ -208,21 +208,57 @@ def test_learned_policy_drives_the_real_backend() -> None:
     _assert_cleaned(be)
 
 
-@pytest.mark.slow
-def test_potential_serves_more_requests_within_the_slo_than_static() -> None:
-    results = {}
+CONTENDED = 1.25  # measured / nominal CPU per request above which the caps did not bind
+ATTEMPTS = 2
+
+
+def _run_pair() -> tuple[dict, dict, float]:
+    """``static`` then ``potential`` on the same replay; also the worst contention measured.
+
+    Contention is the measured CPU time per completed request over its nominal cost, the worst
+    module of either run: a neighbour that shares the core's caches or its hyperthread makes
+    the same work cost more CPU time, so the caps no longer decide who serves what.
+    """
+    results, contention = {}, 0.0
     for name in ("static", "potential"):
         with CgroupBackend("cgroup", seed=SEED) as be:
             records = ShiftController(make_policy(name, be.params), be, interval=0).run(TICKS)
             results[name] = be.summary()
+            nominal_ms = 1e3 * be.cost
         _assert_cleaned(be)
         errors = [r.held for r in records if r.held and r.held.startswith("backend error")]
         assert not errors, errors
-        print(name, results[name])
-    static, potential = results["static"], results["potential"]
-    # the same replay: the same requests arrived (up to requests straddling the last boundary)
-    assert abs(static["requests"] - potential["requests"]) <= 0.01 * static["requests"]
-    assert static["units_moved"] == 0 and potential["units_moved"] > 0
-    gain = potential["within_slo"] - static["within_slo"]
-    assert gain > 0.02 * static["requests"], (static, potential)
-    assert potential["dropped"] < static["dropped"]
+        measured = np.asarray(results[name]["cost_per_request_ms"]) / nominal_ms
+        contention = max(contention, float(measured.max()))
+        print(name, results[name], f"contention {measured.round(2).tolist()}")
+    return results["static"], results["potential"], contention
+
+
+@pytest.mark.slow
+def test_potential_serves_more_requests_within_the_slo_than_static() -> None:
+    """Shifting serves more requests within the SLO, measured where the caps bind.
+
+    The comparison is of wall-clock service, so a busy machine can invert it (CI once measured
+    each request of the ``potential`` run at 1.8x its nominal CPU cost and ``static`` at 1.2x).
+    A failed comparison measured under contention above ``CONTENDED`` is run again; if every
+    attempt was contended the test is skipped, naming the contention: on such a machine the
+    caps do not decide the outcome, and ``benchmarks/bench_cgroup.py`` is where this is
+    measured. A comparison that fails on a quiet machine fails the test.
+    """
+    contended = []
+    for _ in range(ATTEMPTS):
+        static, potential, contention = _run_pair()
+        # the same replay: the same requests arrived (up to requests straddling the boundary)
+        assert abs(static["requests"] - potential["requests"]) <= 0.01 * static["requests"]
+        assert static["units_moved"] == 0 and potential["units_moved"] > 0
+        gain = potential["within_slo"] - static["within_slo"]
+        better = gain > 0.02 * static["requests"] and potential["dropped"] < static["dropped"]
+        if better:
+            return
+        assert contention > CONTENDED, (
+            f"potential did not beat static on a quiet machine (contention {contention:.2f})",
+            static,
+            potential,
+        )
+        contended.append(round(contention, 2))
+    pytest.skip(f"every attempt ran on a contended machine (CPU per request x{contended})")
