@@ -235,3 +235,20 @@ def test_generalist_covers_every_shared_trace_family():
     for s in e.scenarios:
         tc = s.scenario.demand.trace
         assert tc is None or tc.window == [0.7, 1.0]
+
+
+@pytest.mark.parametrize("tightness", [[0.45, 0.9], [0.95, 1.3]])
+def test_generated_pool_is_the_drawn_share_of_the_mean_need(tightness):
+    """``tightness`` is pool / total mean need: below 1 the modules cannot all be served at
+    once (no heuristic finds a donor), above 1 there is slack to shift."""
+    s = suite_from_dict({"name": "t", "members": [{
+        "name": "g", "class": "g", "splits": ["train"],
+        "generator": {"variants": 6, "modules": [8, 24], "tightness": tightness,
+                      "kinds": [["cpu"]]}}]})  # fmt: skip
+    for sc in expand_suite(s, "train").scenarios:
+        p = ScenarioParams.from_config(sc.scenario)
+        base = np.array([m.demand.base for m in sc.scenario.modules])
+        need = float((base * p.servers_per_request * p.units_per_server[:, 0]).sum())
+        ratio = p.pool_units[0] / need
+        # module bases are jittered around their group's (and floored), so it strays a little
+        assert tightness[0] * 0.9 <= ratio <= tightness[1] * 1.1, (sc.scenario.name, ratio)
