@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,13 @@ def test_leave_out_and_refusals(tmp_path, capsys):
     argv = ["--suite", str(suite), "--policies", "static", "--out", str(other)]
     assert main(argv) == 2
     assert "refusing to write there" in capsys.readouterr().err
+
+
+def test_two_exports_of_one_run_are_told_apart_by_their_paths(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for copy in (first, second):  # both carry the release's run name
+        shutil.copytree(ROOT / "agents" / "ppo-generalist", copy)
+    board = benchmark(_suite(tmp_path), [str(first), str(second)], episodes=1, baselines=(),
+                      only=["default"])  # fmt: skip
+    assert board.labels[str(first)] == str(first) and board.labels[str(second)] == str(second)
+    assert f"| {first} |".encode() in render(board)["leaderboard.md"]
