@@ -449,9 +449,12 @@ def _shown(path: Path) -> str:
         return str(p)
 
 
-def _described(record: dict[str, Any], path: Path, suite_sha256: str | None = None) -> str:
+def _described(
+    record: dict[str, Any], path: Path, suite_sha256: str | None = None, board: str | None = None
+) -> str:
     """What a params.json was tuned on, in a line of the leaderboard (saying so when the
-    suite file has changed since: ``suite_sha256`` is the current file's)."""
+    suite file has changed since: ``suite_sha256`` is the current file's, ``board`` the
+    leaderboard's suite: parameters tuned on another suite are named as such)."""
     search = record.get("search", {}) if isinstance(record.get("search"), dict) else {}
     suite = search.get("suite")
     trials = search.get("trials")
@@ -466,7 +469,9 @@ def _described(record: dict[str, Any], path: Path, suite_sha256: str | None = No
         if left:
             what += f" (without {', '.join(left)})"
         line = f"{what}: {len(members)} members, {how} (`{_shown(path)}`)"
-        if suite_sha256 and suite.get("sha256") and suite["sha256"] != suite_sha256:
+        if board is not None and suite.get("name") != board:
+            line += f"; not this leaderboard's suite (`{board}`)"
+        elif suite_sha256 and suite.get("sha256") and suite["sha256"] != suite_sha256:
             line += "; the suite file has changed since (another sha256): re-tune"
         return line
     scenarios = search.get("scenarios") or []
@@ -517,7 +522,7 @@ def baseline_parameters(
                 "params": params,
                 "file": _shown(path),
                 "suite_tuned": folder != TUNED_DIR,
-                "tuned_on": _described(record, path, suite_sha256),
+                "tuned_on": _described(record, path, suite_sha256, suite),
             }
             break
         else:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from scripts.benchmark import main
-from shift_rl.benchmark import benchmark, render
+from shift_rl.benchmark import baseline_parameters, benchmark, render
 from shift_rl.evaluate import EvaluationError
 from tests.conftest import ROOT
 
@@ -87,3 +87,18 @@ def test_two_exports_of_one_run_are_told_apart_by_their_paths(tmp_path):
                       only=["default"])  # fmt: skip
     assert board.labels[str(first)] == str(first) and board.labels[str(second)] == str(second)
     assert f"| {first} |".encode() in render(board)["leaderboard.md"]
+
+
+def test_parameters_tuned_on_another_suite_are_named_as_such():
+    tuned = ROOT / "agents" / "suites" / "generalist"
+    record = json.loads((tuned / "potential" / "params.json").read_text())
+    digest = record["search"]["suite"]["sha256"]
+    own = baseline_parameters("generalist", ["potential"], None, None, digest)["potential"]
+    assert own["suite_tuned"] and "not this leaderboard" not in own["tuned_on"]
+    assert "re-tune" not in own["tuned_on"]
+    moved = baseline_parameters("generalist", ["potential"], None, None, "0" * 64)["potential"]
+    assert "re-tune" in moved["tuned_on"]
+    other = baseline_parameters("module_counts", ["potential"], tuned, None, "0" * 64)
+    line = other["potential"]["tuned_on"]
+    assert "suite `generalist`" in line and "not this leaderboard's suite (`module_counts`)" in line
+    assert "re-tune" not in line

@@ -136,6 +136,21 @@ def test_shipped_local_suite_needs_no_external_trace():
             assert tc is None or Path(tc.path).is_relative_to(ROOT)
 
 
+def test_module_counts_suite_holds_out_2_to_1024_modules():
+    from gymnasium.utils.env_checker import check_env
+
+    from shift_rl.env import ResourceShiftEnv
+
+    assert not expand_suite("module_counts", "train").scenarios  # evaluation only
+    e = expand_suite("module_counts", "eval")
+    classes = {s.class_ for s in e.scenarios}
+    counts = {c: {len(s.scenario.modules) for s in e.scenarios if s.class_ == c} for c in classes}
+    assert counts == {f"modules_{m}": {m} for m in (2, 4, 6, 16, 64, 256, 1024)}
+    for s in e.scenarios:
+        if s.member.startswith("modules_"):  # the generated planes: the scenarios pass their own
+            check_env(ResourceShiftEnv(s.scenario), skip_render_check=True)
+
+
 def test_expansion_is_seeded_and_splits_draw_different_variants(tmp_path):
     data = {"name": "g", "seed": 3, "members": [
         {"name": "gen", "class": "generated", "splits": ["train", "eval"], "episode_ticks": 20,
