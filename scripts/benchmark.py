@@ -19,6 +19,10 @@ those exist, else with the scenario-tuned agents/<name>/, else with their defaul
 scenario-tuned ones. The leaderboard's "Baseline parameters" section (and "parameters" in
 the JSON) says which each one used.
 
+--recipe LABEL says the --policies are training seeds of one recipe (e.g. four runs of one
+config with --seed 0..3): the leaderboard then also judges them pooled, with intervals over
+the training seeds and the episodes, and says how many seeds alone beat each baseline.
+
 --workers N fans the episodes out over N processes, --ray over a local Ray, --ray-address
 ADDR over a Ray cluster: the JSON is the same.
 """
@@ -64,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder of <baseline>/params.json (default: the suite's, agents/suites/<suite>/, "
         "if there; 'default': agents/<baseline>/)",
     )
+    ap.add_argument(
+        "--recipe",
+        metavar="LABEL",
+        help="the --policies are training seeds of one recipe: also judge them pooled",
+    )
     add_cli_flags(ap)  # --workers, --ray, --ray-address
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -84,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             leave_out=_names(args.leave_out),
             only=_names(args.only) if args.only else None,
             tuned_dir=args.tuned_dir,
+            recipe=args.recipe,
         )
         print(board.markdown())
         scenarios = len(board.reports)

@@ -22,6 +22,12 @@ lengths weigh alike:
 
 The pooled intervals treat the episodes of a class as independent draws; scenarios of one
 class differ (variants, module counts), so read them as intervals over that mix.
+
+One training run is one draw of a recipe: ``recipe=LABEL`` says the policies asked for are
+training seeds of one recipe. They are then also judged pooled (``across_seeds`` in the
+JSON): per class the mean over seeds and episodes with a 95 % bootstrap interval that
+resamples both (:func:`~shift_rl.evaluate.over_seeds_and_episodes`), each seed's own gap
+closed, and how many seeds alone lie above or below each baseline.
 Baseline parameters (:func:`baseline_parameters`): a tunable baseline (``potential``,
 ``hpa``, ``proportional``, ``mpc``) plays with the parameters tuned on **the same suite's train
 members** when they exist, ``agents/suites/<suite>/<name>/params.json`` (with ``--only`` or
@@ -59,6 +65,7 @@ from shift_rl.evaluate import (
     _run_chunk,
     _summary,
     load_any_policy,
+    over_seeds_and_episodes,
     policy_label,
     ratio_of_means,
     run_episode,
@@ -92,6 +99,9 @@ class Leaderboard:
     seconds: float = 0.0
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per tunable policy played: the parameters, their file and what they were tuned on."""
+    recipe: list[str] = field(default_factory=list)
+    """Policies that are training seeds of one recipe (``recipe_label``), also judged pooled."""
+    recipe_label: str | None = None
 
     @property
     def first(self) -> str:
@@ -142,8 +152,69 @@ class Leaderboard:
 
     @property
     def baselines(self) -> list[str]:
-        """What the first policy is judged against: every other policy."""
-        return list(self.policies[1:])
+        """What the first policy (and a recipe) is judged against: every other policy but the
+        recipe's other seeds."""
+        return [n for n in self.policies[1:] if n not in self.recipe]
+
+    def recipe_summary(self, cls: str) -> dict[str, Any]:
+        """The recipe's seeds pooled on ``cls``: gap closed and paired differences over
+        training seeds and episodes (:func:`~shift_rl.evaluate.over_seeds_and_episodes`),
+        and what each seed alone shows."""
+        static, oracle = self._pooled(cls, "static"), self._pooled(cls, "oracle")
+        span = oracle - static
+        mine = np.stack([self._pooled(cls, n) for n in self.recipe])
+        out: dict[str, Any] = {
+            "gap_closed": over_seeds_and_episodes(mine - static, span),
+            "per_seed_gap_closed": {
+                n: ratio_of_means(row - static, span, 1)["mean"]
+                for n, row in zip(self.recipe, mine, strict=True)
+            },
+            "differences": {},
+        }
+        for name in self.baselines:
+            theirs = self._pooled(cls, name)
+            alone = [_summary(row - theirs) for row in mine]
+            out["differences"][name] = {
+                "return_per_tick": over_seeds_and_episodes(mine - theirs),
+                "seeds_above": sum(s["n"] >= 2 and s["ci95"][0] > 0 for s in alone),
+                "seeds_below": sum(s["n"] >= 2 and s["ci95"][1] < 0 for s in alone),
+            }
+        return out
+
+    def recipe_verdicts(self) -> list[dict[str, Any]]:
+        """Per class and baseline, the recipe's verdict over its seeds pooled."""
+        if not self.recipe:
+            return []
+        out = []
+        k = len(self.recipe)
+        for cls in self.classes:
+            s = self.recipe_summary(cls)
+            for name in self.baselines:
+                d = s["differences"][name]
+                ret = d["return_per_tick"]
+                if ret["mean"] is None:
+                    continue
+                lo, hi = ret["ci95"]
+                outcome = "beats" if lo > 0 else "loses to" if hi < 0 else None
+                amount = (
+                    f"{ret['mean']:+.4f} return per tick [{lo:+.4f}, {hi:+.4f}] (95 % CI over "
+                    f"{k} training seeds x {ret['n']} paired episodes; seeds alone: "
+                    f"{d['seeds_above']} above zero, {d['seeds_below']} below)"
+                )
+                me, other = f"{self.recipe_label} ({k} seeds)", self.labels[name]
+                if outcome is None:
+                    text = f"{me} shows no significant difference from {other} on class {cls}: "
+                else:
+                    text = f"{me} {outcome} {other} on class {cls} by "
+                out.append(
+                    {
+                        "class": cls,
+                        "baseline": name,
+                        "outcome": outcome or "no significant difference from",
+                        "text": text + amount,
+                    }
+                )
+        return out
 
     def verdicts(self) -> list[dict[str, Any]]:
         """One verdict per class and baseline, on the paired return per tick."""
@@ -208,7 +279,63 @@ class Leaderboard:
                 {"class": cls, "scenario": key, **r.to_dict()} for cls, key, r in self.reports
             ],
             "skipped": list(self.skipped),
+            **({"across_seeds": self._across_seeds()} if self.recipe else {}),
         }
+
+    def _across_seeds(self) -> dict[str, Any]:
+        return {
+            "label": self.recipe_label,
+            "policies": list(self.recipe),
+            "measure": (
+                "the recipe's training seeds pooled: mean over seeds and paired episodes, 95 % "
+                "percentile bootstrap resampling both; seeds_above / seeds_below: seeds whose "
+                "own paired interval lies above / below zero"
+            ),
+            "classes": {cls: self.recipe_summary(cls) for cls in self.classes},
+            "verdicts": self.recipe_verdicts(),
+        }
+
+    def _recipe_markdown(self, d: dict[str, Any], fmt: Any) -> list[str]:
+        a, lab = d["across_seeds"], self.labels
+        k = len(self.recipe)
+        lines = [
+            "",
+            f"## Across training seeds: `{self.recipe_label}` ({k} seeds)",
+            "",
+            f"Its seeds pooled ({', '.join(f'`{lab[n]}`' for n in self.recipe)}): mean over "
+            "seeds and paired episodes, 95 % CI resampling both; per seed, its own gap closed.",
+            "",
+            "| class | pooled | per seed | " + " | ".join(lab[n] for n in self.baselines) + " |",
+            "|---|---:|---:|" + "---:|" * len(self.baselines),
+        ]
+        for cls in d["class_order"]:
+            s = a["classes"][cls]
+            seeds = ", ".join(
+                "—" if g is None else f"{g:.2f}" for g in s["per_seed_gap_closed"].values()
+            )
+            cols = d["classes"][cls]["policies"]
+            theirs = [fmt(cols[n]["gap_closed"], 2) for n in self.baselines]
+            lines.append(
+                f"| {cls} | {fmt(s['gap_closed'], 2)} | {seeds} | " + " | ".join(theirs) + " |"
+            )
+        lines += [
+            "",
+            f"Paired return per tick, `{self.recipe_label}` minus each baseline (seeds above / "
+            "below zero alone):",
+            "",
+            "| class | " + " | ".join(f"vs {lab[n]}" for n in self.baselines) + " |",
+            "|---|" + "---:|" * len(self.baselines),
+        ]
+        for cls in d["class_order"]:
+            s = a["classes"][cls]["differences"]
+            cells = [
+                f"{fmt(s[n]['return_per_tick'], 4, True)} ({s[n]['seeds_above']}↑ "
+                f"{s[n]['seeds_below']}↓)"
+                for n in self.baselines
+            ]
+            lines.append(f"| {cls} | " + " | ".join(cells) + " |")
+        lines += ["", "### Verdicts over the seeds", ""] + [f"- {v['text']}" for v in a["verdicts"]]
+        return lines
 
     def markdown(self) -> str:
         d = self.to_dict()
@@ -262,6 +389,8 @@ class Leaderboard:
                 ]
                 lines.append(f"| {cls} | " + " | ".join(cells) + " |")
         lines += ["", "## Verdicts", ""] + [f"- {v['text']}" for v in d["verdicts"]]
+        if self.recipe:
+            lines += self._recipe_markdown(d, fmt)
         lines += ["", "## Scenarios", ""]
         for cls, key, r in self.reports:
             kinds = "+".join(r.kinds)
@@ -330,10 +459,12 @@ def benchmark(
     leave_out: Iterable[str] = (),
     only: Iterable[str] | None = None,
     tuned_dir: str | os.PathLike | None = None,
+    recipe: str | None = None,
 ) -> Leaderboard:
     """Evaluate ``policies`` (the first one is judged) and the ``baselines`` on every eval
     scenario of ``suite``; see the module docstring (``tuned_dir``: see
-    :func:`baseline_parameters`)."""
+    :func:`baseline_parameters`). With ``recipe`` (a label) the ``policies`` are training
+    seeds of one recipe, two or more, also judged pooled."""
     if not policies:
         raise EvaluationError("no policy given: expected at least one name")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -347,6 +478,11 @@ def benchmark(
         notes = "; ".join(expansion.skipped) or "no member is for the eval split"
         raise EvaluationError(f"suite {s.name!r} has no eval scenario to report on: {notes}")
     asked = [n for n in dict.fromkeys(policies) if n != "oracle"]
+    if recipe is not None and (not str(recipe).strip() or len(asked) < 2):
+        raise EvaluationError(
+            f"recipe {recipe!r}: expected a label and two or more policies (its training "
+            f"seeds), got {len(asked)} policy(ies)"
+        )
     names = [*asked, *(b for b in (baselines or ()) if b not in asked and b != "oracle")]
     names += [n for n in ("static",) if n not in names]
     everything = [*names, "oracle"]
@@ -422,6 +558,8 @@ def benchmark(
         skipped=list(expansion.skipped),
         seconds=time.perf_counter() - start,
         parameters=chosen,
+        recipe=asked if recipe is not None else [],
+        recipe_label=recipe,
     )
 
 

@@ -6,12 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scripts.benchmark import main
 from shift_rl.benchmark import baseline_parameters, benchmark, render
-from shift_rl.evaluate import EvaluationError
+from shift_rl.evaluate import EvaluationError, over_seeds_and_episodes
 from tests.conftest import ROOT
 
 SLICE = ROOT / "configs" / "traces" / "azure_functions_2019_top6.csv.gz"
@@ -102,3 +105,65 @@ def test_parameters_tuned_on_another_suite_are_named_as_such():
     line = other["potential"]["tuned_on"]
     assert "suite `generalist`" in line and "not this leaderboard's suite (`module_counts`)" in line
     assert "re-tune" not in line
+
+
+def test_a_recipes_seeds_are_judged_pooled(tmp_path, capsys):
+    suite = _suite(tmp_path)
+    argv = ["--suite", str(suite), "--policies", "potential,proportional", "--recipe", "two",
+            "--baselines", "hpa,static", "--episodes", "2", "--out",
+            str(tmp_path / "b")]  # fmt: skip
+    assert main(argv) == 0
+    assert "## Across training seeds: `two` (2 seeds)" in capsys.readouterr().out
+    d = json.loads((tmp_path / "b" / "leaderboard.json").read_text())
+    a = d["across_seeds"]
+    assert a["policies"] == ["potential", "proportional"]
+    # the recipe's other seed is not a baseline of the first, nor of the recipe
+    assert set(d["classes"]["generated"]["differences"]) == {"hpa", "static"}
+    for cls in d["class_order"]:
+        s = a["classes"][cls]
+        assert set(s["differences"]) == {"hpa", "static"}
+        seeds = [d["classes"][cls]["policies"][n]["gap_closed"]["mean"] for n in a["policies"]]
+        assert list(s["per_seed_gap_closed"].values()) == seeds
+        if None not in seeds:  # one span for both seeds: pooled = mean of the seeds
+            assert s["gap_closed"]["mean"] == pytest.approx(np.mean(seeds))
+            lo, hi = s["gap_closed"]["ci95"]
+            assert lo <= s["gap_closed"]["mean"] <= hi
+        ret = s["differences"]["hpa"]["return_per_tick"]
+        assert ret["seeds"] == 2 and ret["n"] == d["classes"][cls]["episodes"]
+    assert len(a["verdicts"]) == len(d["class_order"]) * 2
+    assert all(v["text"].startswith("two (2 seeds) ") for v in a["verdicts"])
+    with pytest.raises(EvaluationError, match="two or more policies"):
+        benchmark(suite, ["potential"], episodes=1, baselines=(), recipe="one")
+
+
+def test_seeds_and_episodes_both_widen_the_interval():
+    rng = np.random.default_rng(3)
+    episodes = rng.normal(0.0, 0.01, size=30)
+    # two seeds of one recipe: the same episodes, each seed's level its own luck
+    values = np.stack([episodes + 0.05, episodes - 0.01])
+    pooled = over_seeds_and_episodes(values)
+    assert pooled["mean"] == pytest.approx(values.mean())
+    alone = over_seeds_and_episodes(values[:1])
+    lo, hi = pooled["ci95"]
+    assert hi - lo > 2 * (alone["ci95"][1] - alone["ci95"][0])  # the seeds' spread shows
+    assert lo < -0.005 and hi > 0.045  # covers both seeds' levels
+    gap = over_seeds_and_episodes(values + 1.0, np.full(30, 2.0))
+    assert gap["mean"] == pytest.approx((values.mean() + 1.0) / 2.0)
+    assert over_seeds_and_episodes(values, np.zeros(30))["mean"] is None
+    assert over_seeds_and_episodes(values) == pooled  # seeded
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.integers(1, 12),
+    st.floats(-1.0, 1.0),
+    st.floats(0.0, 0.5),
+    st.integers(0, 2**32 - 1),
+)
+def test_over_seeds_and_episodes_stays_within_the_values(seeds, n, level, scale, draw):
+    values = level + scale * np.random.default_rng(draw).normal(size=(seeds, n))
+    s = over_seeds_and_episodes(values)
+    lo, hi = s["ci95"]
+    assert values.min() - 1e-12 <= lo <= hi <= values.max() + 1e-12
+    assert s["mean"] == pytest.approx(values.mean())
