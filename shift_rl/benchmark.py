@@ -257,6 +257,7 @@ class Leaderboard:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; identical for identical inputs (no timings, dates or paths)."""
+        classes = {cls: self.class_summary(cls) for cls in self.classes}
         return {
             "suite": self.suite,
             "split": "eval",
@@ -273,7 +274,11 @@ class Leaderboard:
             ),
             "parameters": self.parameters,
             "class_order": self.classes,
-            "classes": {cls: self.class_summary(cls) for cls in self.classes},
+            "classes": classes,
+            "mean_gap_closed": {
+                n: _mean_of([classes[c]["policies"][n]["gap_closed"]["mean"] for c in classes])
+                for n in [*self.policies, "oracle"]
+            },
             "verdicts": self.verdicts(),
             "scenarios": [
                 {"class": cls, "scenario": key, **r.to_dict()} for cls, key, r in self.reports
@@ -297,6 +302,11 @@ class Leaderboard:
 
     def _recipe_markdown(self, d: dict[str, Any], fmt: Any) -> list[str]:
         a, lab = d["across_seeds"], self.labels
+        pooled = _mean_of([a["classes"][c]["gap_closed"]["mean"] for c in d["class_order"]])
+        seed_means = [
+            _mean_of([a["classes"][c]["per_seed_gap_closed"][n] for c in d["class_order"]])
+            for n in self.recipe
+        ]
         k = len(self.recipe)
         lines = [
             "",
@@ -318,6 +328,15 @@ class Leaderboard:
             lines.append(
                 f"| {cls} | {fmt(s['gap_closed'], 2)} | {seeds} | " + " | ".join(theirs) + " |"
             )
+        shown = [
+            "—" if m is None else f"{m:.3f}"
+            for m in [pooled, *seed_means, *(d["mean_gap_closed"][n] for n in self.baselines)]
+        ]
+        lines.append(
+            f"| **mean of the classes** | {shown[0]} | {', '.join(shown[1 : k + 1])} | "
+            + " | ".join(shown[k + 1 :])
+            + " |"
+        )
         lines += [
             "",
             f"Paired return per tick, `{self.recipe_label}` minus each baseline (seeds above / "
@@ -369,6 +388,11 @@ class Leaderboard:
             s = d["classes"][cls]
             cells = [fmt(s["policies"][n]["gap_closed"], 2) for n in names]
             lines.append(f"| {cls} | {len(s['scenarios'])} | " + " | ".join(cells) + " |")
+        means = ["—" if d["mean_gap_closed"][n] is None else f"{d['mean_gap_closed'][n]:.3f}"
+                 for n in names]  # fmt: skip
+        lines.append(
+            f"| **mean of the classes** | {len(d['scenarios'])} | " + " | ".join(means) + " |"
+        )
         if self.baselines:
             first = lab[self.first]
             lines += [
@@ -446,6 +470,11 @@ class Leaderboard:
             fontsize=12,
         )
         return _png(fig)
+
+
+def _mean_of(values: list[float | None]) -> float | None:
+    """The mean of per-class figures; None if a class has none (gap closed undefined)."""
+    return None if not values or None in values else float(np.mean(values))
 
 
 def benchmark(

@@ -60,6 +60,10 @@ def test_tiny_suite_end_to_end_with_deterministic_json(tmp_path, capsys):
     assert set(gen["differences"]) == {"hpa", "static"}
     assert gen["policies"]["oracle"]["gap_closed"]["mean"] in (None, 1.0)
     assert len(d["verdicts"]) == 3 * 2
+    for name, mean in d["mean_gap_closed"].items():  # the mean of the classes' gap closed
+        per_class = [d["classes"][c]["policies"][name]["gap_closed"]["mean"] for c in d["classes"]]
+        assert mean == (None if None in per_class else pytest.approx(np.mean(per_class)))
+    assert d["mean_gap_closed"]["static"] == 0.0 and "**mean of the classes**" in printed
     assert all(v["text"].startswith("potential ") for v in d["verdicts"])
     assert d["skipped"] and "no/such.csv.gz" in d["skipped"][0]
 
