@@ -28,6 +28,7 @@ training seeds of one recipe. They are then also judged pooled (``across_seeds``
 JSON): per class the mean over seeds and episodes with a 95 % bootstrap interval that
 resamples both (:func:`~shift_rl.evaluate.over_seeds_and_episodes`), each seed's own gap
 closed, and how many seeds alone lie above or below each baseline.
+
 Baseline parameters (:func:`baseline_parameters`): a tunable baseline (``potential``,
 ``hpa``, ``proportional``, ``mpc``) plays with the parameters tuned on **the same suite's train
 members** when they exist, ``agents/suites/<suite>/<name>/params.json`` (with ``--only`` or
@@ -181,14 +182,17 @@ class Leaderboard:
             }
         return out
 
-    def recipe_verdicts(self) -> list[dict[str, Any]]:
-        """Per class and baseline, the recipe's verdict over its seeds pooled."""
+    def recipe_verdicts(
+        self, summaries: dict[str, dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Per class and baseline, the recipe's verdict over its seeds pooled (``summaries``:
+        :meth:`recipe_summary` per class, if already computed: each is a bootstrap)."""
         if not self.recipe:
             return []
         out = []
         k = len(self.recipe)
         for cls in self.classes:
-            s = self.recipe_summary(cls)
+            s = summaries[cls] if summaries is not None else self.recipe_summary(cls)
             for name in self.baselines:
                 d = s["differences"][name]
                 ret = d["return_per_tick"]
@@ -288,6 +292,7 @@ class Leaderboard:
         }
 
     def _across_seeds(self) -> dict[str, Any]:
+        classes = {cls: self.recipe_summary(cls) for cls in self.classes}
         return {
             "label": self.recipe_label,
             "policies": list(self.recipe),
@@ -296,8 +301,8 @@ class Leaderboard:
                 "percentile bootstrap resampling both; seeds_above / seeds_below: seeds whose "
                 "own paired interval lies above / below zero"
             ),
-            "classes": {cls: self.recipe_summary(cls) for cls in self.classes},
-            "verdicts": self.recipe_verdicts(),
+            "classes": classes,
+            "verdicts": self.recipe_verdicts(classes),
         }
 
     def _recipe_markdown(self, d: dict[str, Any], fmt: Any) -> list[str]:
