@@ -305,6 +305,18 @@ class Leaderboard:
             "verdicts": self.recipe_verdicts(classes),
         }
 
+    def _versus_table(self, d: dict[str, Any], cell: Any) -> list[str]:
+        """A table of one row per class and one ``cell(cls, baseline)`` per baseline."""
+        lab = self.labels
+        lines = [
+            "",
+            "| class | " + " | ".join(f"vs {lab[n]}" for n in self.baselines) + " |",
+            "|---|" + "---:|" * len(self.baselines),
+        ]
+        for cls in d["class_order"]:
+            lines.append(f"| {cls} | " + " | ".join(cell(cls, n) for n in self.baselines) + " |")
+        return lines
+
     def _recipe_markdown(self, d: dict[str, Any], fmt: Any) -> list[str]:
         a, lab = d["across_seeds"], self.labels
         pooled = _mean_of([a["classes"][c]["gap_closed"]["mean"] for c in d["class_order"]])
@@ -346,18 +358,13 @@ class Leaderboard:
             "",
             f"Paired return per tick, `{self.recipe_label}` minus each baseline (seeds above / "
             "below zero alone):",
-            "",
-            "| class | " + " | ".join(f"vs {lab[n]}" for n in self.baselines) + " |",
-            "|---|" + "---:|" * len(self.baselines),
         ]
-        for cls in d["class_order"]:
-            s = a["classes"][cls]["differences"]
-            cells = [
-                f"{fmt(s[n]['return_per_tick'], 4, True)} ({s[n]['seeds_above']}↑ "
-                f"{s[n]['seeds_below']}↓)"
-                for n in self.baselines
-            ]
-            lines.append(f"| {cls} | " + " | ".join(cells) + " |")
+
+        def cell(cls: str, n: str) -> str:
+            s = a["classes"][cls]["differences"][n]
+            return f"{fmt(s['return_per_tick'], 4, True)} ({s['seeds_above']}↑ {s['seeds_below']}↓)"
+
+        lines += self._versus_table(d, cell)
         lines += ["", "### Verdicts over the seeds", ""] + [f"- {v['text']}" for v in a["verdicts"]]
         return lines
 
@@ -405,18 +412,13 @@ class Leaderboard:
                 f"## `{first}` minus each baseline, paired",
                 "",
                 "Return per tick (mean [95 % CI]) / gap closed (first minus baseline):",
-                "",
-                "| class | " + " | ".join(f"vs {lab[n]}" for n in self.baselines) + " |",
-                "|---|" + "---:|" * len(self.baselines),
             ]
-            for cls in d["class_order"]:
-                s = d["classes"][cls]
-                cells = [
-                    f"{fmt(s['differences'][n]['return_per_tick'], 4, True)} / "
-                    f"{fmt(s['differences'][n]['gap_closed'], 3, True)}"
-                    for n in self.baselines
-                ]
-                lines.append(f"| {cls} | " + " | ".join(cells) + " |")
+
+            def cell(cls: str, n: str) -> str:
+                s = d["classes"][cls]["differences"][n]
+                return f"{fmt(s['return_per_tick'], 4, True)} / {fmt(s['gap_closed'], 3, True)}"
+
+            lines += self._versus_table(d, cell)
         lines += ["", "## Verdicts", ""] + [f"- {v['text']}" for v in d["verdicts"]]
         if self.recipe:
             lines += self._recipe_markdown(d, fmt)
