@@ -48,7 +48,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,7 +305,7 @@ class Leaderboard:
             "verdicts": self.recipe_verdicts(classes),
         }
 
-    def _versus_table(self, d: dict[str, Any], cell: Any) -> list[str]:
+    def _versus_table(self, d: dict[str, Any], cell: Callable[[str, str], str]) -> list[str]:
         """A table of one row per class and one ``cell(cls, baseline)`` per baseline."""
         lab = self.labels
         lines = [
