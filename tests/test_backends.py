@@ -235,6 +235,7 @@ def _run_pair() -> tuple[dict, dict, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # wall-clock service: another test on the other core would blur it
 def test_potential_serves_more_requests_within_the_slo_than_static() -> None:
     """Shifting serves more requests within the SLO, measured where the caps bind.
 
